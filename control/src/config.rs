@@ -265,7 +265,11 @@ pub fn load_file(path: &Path) -> Result<EdgeConfig, ConfigError> {
 }
 
 /// Parses and validates configuration text.
-pub fn parse_str(text: &str, source_name: &str, base_dir: &Path) -> Result<EdgeConfig, ConfigError> {
+pub fn parse_str(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+) -> Result<EdgeConfig, ConfigError> {
     let raw: raw::File = toml::from_str(text).map_err(|e| ConfigError {
         source_name: source_name.to_string(),
         problems: vec![e.to_string().trim_end().to_string()],
@@ -390,7 +394,9 @@ impl Validator<'_> {
             };
             let public_port = l.public_port.unwrap_or(address.port());
             if public_port == 0 {
-                self.problem(format!("listener[{i}].public_port: must be set when binding port 0"));
+                self.problem(format!(
+                    "listener[{i}].public_port: must be set when binding port 0"
+                ));
             }
             listeners.push(ListenerConfig {
                 address,
@@ -418,14 +424,18 @@ impl Validator<'_> {
             })
             .collect();
         if listeners.iter().any(|l| l.scheme == Scheme::Https) && certificates.is_empty() {
-            self.problem("certificate: an https listener needs at least one [[certificate]]".into());
+            self.problem(
+                "certificate: an https listener needs at least one [[certificate]]".into(),
+            );
         }
 
         let identity_provider = raw.identity_provider.map(|p| IdentityProvider {
             issuer: p.issuer,
             client_id: p.client_id,
             client_secret_file: p.client_secret_file.as_deref().map(|f| self.path(f)),
-            scopes: p.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
+            scopes: p
+                .scopes
+                .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
         });
         if let Some(p) = &identity_provider {
             if !p.issuer.starts_with("https://") && !p.issuer.starts_with("http://") {
@@ -478,7 +488,10 @@ impl Validator<'_> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         {
-            p("name", "may contain only letters, digits, `-`, `_` and `.`".into());
+            p(
+                "name",
+                "may contain only letters, digits, `-`, `_` and `.`".into(),
+            );
         }
 
         let external = match url::parse_app_url(&a.external_url, true) {
@@ -509,7 +522,10 @@ impl Validator<'_> {
                 if host == suffix || host.ends_with(&format!(".{suffix}")) {
                     p(
                         "external_url",
-                        format!("host `{}` is under the reserved suffix `{suffix}`", ext.host),
+                        format!(
+                            "host `{}` is under the reserved suffix `{suffix}`",
+                            ext.host
+                        ),
                     );
                 }
             }
@@ -589,7 +605,10 @@ impl Validator<'_> {
             "oidc" => Preauth::Oidc,
             "passthrough" => Preauth::Passthrough,
             other => {
-                p("preauth", format!("`{other}` is not `oidc` or `passthrough`"));
+                p(
+                    "preauth",
+                    format!("`{other}` is not `oidc` or `passthrough`"),
+                );
                 Preauth::Passthrough
             }
         };
@@ -693,7 +712,13 @@ impl Validator<'_> {
 
         if let (Some(home), Some(ext)) = (&a.homepage_url, &external) {
             match url::parse_app_url(
-                &format!("{}/", home.split(['?', '#']).next().unwrap_or("").trim_end_matches('/')),
+                &format!(
+                    "{}/",
+                    home.split(['?', '#'])
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches('/')
+                ),
                 true,
             ) {
                 Ok(h)
@@ -707,13 +732,19 @@ impl Validator<'_> {
                     if !h.path.starts_with(&ext.path) {
                         p(
                             "homepage_url",
-                            format!("`{home}` is outside the app's external_url `{}`", a.external_url),
+                            format!(
+                                "`{home}` is outside the app's external_url `{}`",
+                                a.external_url
+                            ),
                         );
                     }
                 }
                 Ok(_) => p(
                     "homepage_url",
-                    format!("`{home}` must be on the app's own external host `{}`", a.external_url),
+                    format!(
+                        "`{home}` must be on the app's own external host `{}`",
+                        a.external_url
+                    ),
                 ),
                 Err(e) => p("homepage_url", format!("`{home}` {e}")),
             }
@@ -740,7 +771,11 @@ impl Validator<'_> {
         }
         let access = Access {
             users: ra.users,
-            email_domains: ra.email_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            email_domains: ra
+                .email_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
             groups: ra.groups,
             claims: ra.claims,
             require_mfa: ra.require_mfa.unwrap_or(false),
@@ -775,7 +810,10 @@ impl Validator<'_> {
             "deny" => CorsPreflight::Deny,
             "allow" => CorsPreflight::Allow,
             other => {
-                p("cors_preflight", format!("`{other}` is not `deny` or `allow`"));
+                p(
+                    "cors_preflight",
+                    format!("`{other}` is not `deny` or `allow`"),
+                );
                 CorsPreflight::Deny
             }
         };
@@ -815,7 +853,10 @@ impl Validator<'_> {
         let mut routes = std::collections::HashMap::new();
         for a in apps {
             if !names.insert(a.name.as_str()) {
-                self.problem(format!("app \"{}\": name: used by more than one app", a.name));
+                self.problem(format!(
+                    "app \"{}\": name: used by more than one app",
+                    a.name
+                ));
             }
             let key = (
                 a.external_url.scheme,

@@ -1,1 +1,158 @@
-fn main(){}
+//! `postern`: the edge appliance, its tools, and a one-command quickstart.
+//!
+//! The binary is a thin shell: it parses the command line, loads and
+//! validates configuration through `postern-control`, and hands a
+//! validated config to [`runtime::start`]. Everything with a socket lives in
+//! the modules below.
+
+mod http1;
+mod io;
+mod pages;
+mod quickstart;
+mod relay;
+mod route;
+mod runtime;
+mod snapshot;
+mod tls;
+mod upstream;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "postern",
+    version,
+    about = "Publish private web apps without opening inbound ports."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge, a connector and a sample app on this machine, in one process.
+    Quickstart(quickstart::Args),
+    /// Run the edge appliance from a configuration file.
+    Edge {
+        /// The edge configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the resulting app table.
+    CheckConfig {
+        /// The edge configuration (TOML).
+        file: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Edge { config } => {
+            init_logging();
+            let cfg = match postern_control::load_file(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run(&cfg, None)
+        }
+        Command::Quickstart(args) => {
+            init_logging();
+            quickstart::run(args)
+        }
+    }
+}
+
+/// Starts the edge and blocks; `banner` is printed once it is ready.
+fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
+    match runtime::start(cfg) {
+        Ok(running) => {
+            for (scheme, addr) in &running.addresses {
+                tracing::info!(%scheme, %addr, workers = running.workers, io_uring = running.io_uring, "listening");
+            }
+            if let Some(b) = banner {
+                println!("{b}");
+            }
+            println!("postern edge ready");
+            running.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let cfg = match postern_control::load_file(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for c in &cfg.certificates {
+        match tls::load_certificate(c) {
+            Ok(loaded) => println!(
+                "certificate {}: {}",
+                loaded.source.display(),
+                loaded.names.join(", ")
+            ),
+            Err(e) => {
+                eprintln!(
+                    "{}: invalid configuration\n  - certificate: {e}",
+                    file.display()
+                );
+                failed = true;
+            }
+        }
+    }
+    for l in &cfg.listeners {
+        println!(
+            "listener {}://{} (public port {})",
+            l.scheme, l.address, l.public_port
+        );
+    }
+    println!(
+        "{:<20} {:<40} {:<40} {:<8} {:<12} {:<8}",
+        "APP", "EXTERNAL URL", "INTERNAL URL", "ENABLED", "PREAUTH", "TIMEOUT"
+    );
+    for a in &cfg.apps {
+        println!(
+            "{:<20} {:<40} {:<40} {:<8} {:<12} {:<8}",
+            a.name,
+            a.external_url.to_string(),
+            a.internal_url.to_string(),
+            a.enabled,
+            format!("{:?}", a.preauth).to_lowercase(),
+            format!("{}s", a.backend_timeout.duration().as_secs()),
+        );
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        println!("configuration OK: {} app(s)", cfg.apps.len());
+        ExitCode::SUCCESS
+    }
+}

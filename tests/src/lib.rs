@@ -1,1 +1,323 @@
+//! Support for Postern's end-to-end tests: the real `postern` binary started
+//! as a process, a test PKI, small real backends and clients on loopback.
+//!
+//! Backends and clients here are deliberately plain blocking code on
+//! threads: they are independent of the data plane under test, so a bug
+//! there cannot hide behind the same bug here.
 
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `postern` binary of this build profile, built on first use.
+pub fn postern_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("POSTERN_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test> → target/<profile>
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => "dev".to_string(),
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        // Cargo sets per-package variables for the test process; build
+        // scripts (ring's) track some of them, and inheriting them would
+        // make every nested build a full rebuild.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let per_package = k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || matches!(
+                    k.as_str(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                );
+            if per_package {
+                cmd.env_remove(k);
+            }
+        }
+        let status = cmd
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                &profile,
+                "-p",
+                "postern-dataplane",
+                "--bin",
+                "postern",
+            ])
+            .current_dir(root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building postern failed");
+        profile_dir.join("postern")
+    })
+    .clone()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("postern-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A test certificate authority.
+pub struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Postern Test CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer_key = rcgen::KeyPair::from_pem(&ca_key.serialize_pem()).unwrap();
+        let issuer = rcgen::Issuer::new(params, issuer_key);
+        Pki { ca, ca_key, issuer }
+    }
+
+    pub fn ca_pem(&self) -> String {
+        let _ = &self.ca_key;
+        self.ca.pem()
+    }
+
+    /// Issues a leaf for `names` with common name `cn`: (cert PEM, key PEM).
+    pub fn issue(&self, cn: &str, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    pub fn root_store(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        roots
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+/// A running `postern edge`, killed on drop.
+pub struct Edge {
+    pub child: Child,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: TempDir,
+    pub stderr_log: PathBuf,
+}
+
+/// Builder for an edge configuration with one https and one http listener
+/// and a certificate for `*.example.com` and `app.example.com`.
+pub struct EdgeBuilder {
+    pub pki: Pki,
+    pub certs: Vec<(String, Vec<&'static str>)>,
+    pub apps: String,
+    pub edge_section: String,
+}
+
+impl EdgeBuilder {
+    pub fn new() -> EdgeBuilder {
+        EdgeBuilder {
+            pki: Pki::new(),
+            certs: vec![
+                ("wildcard".into(), vec!["*.example.com"]),
+                ("exact".into(), vec!["app.example.com"]),
+            ],
+            apps: String::new(),
+            edge_section: "workers = 2\n".into(),
+        }
+    }
+
+    /// Adds `[[app]]` TOML (without the header line).
+    pub fn app(mut self, body: &str) -> Self {
+        self.apps.push_str("\n[[app]]\n");
+        self.apps.push_str(body);
+        self.apps.push('\n');
+        self
+    }
+
+    pub fn edge(mut self, extra: &str) -> Self {
+        self.edge_section.push_str(extra);
+        self.edge_section.push('\n');
+        self
+    }
+
+    /// Writes the files and the configuration; returns (dir, config path, https, http).
+    pub fn write(&self) -> (TempDir, PathBuf, SocketAddr, SocketAddr) {
+        let dir = TempDir::new("edge");
+        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cfg = format!(
+            "[edge]\n{}\n[[listener]]\naddress = \"{https}\"\nscheme = \"https\"\npublic_port = 443\n\n[[listener]]\naddress = \"{http}\"\nscheme = \"http\"\npublic_port = 80\n",
+            self.edge_section
+        );
+        for (cn, names) in &self.certs {
+            let (cert, key) = self.pki.issue(cn, names);
+            std::fs::write(dir.path().join(format!("{cn}.pem")), cert).unwrap();
+            std::fs::write(dir.path().join(format!("{cn}.key")), key).unwrap();
+            cfg.push_str(&format!(
+                "\n[[certificate]]\ncert_file = \"{cn}.pem\"\nkey_file = \"{cn}.key\"\n"
+            ));
+        }
+        cfg.push_str(&self.apps);
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, cfg).unwrap();
+        (dir, path, https, http)
+    }
+
+    pub fn start(self) -> Edge {
+        let (dir, path, https, http) = self.write();
+        Edge::start_with(dir, &path, https, http)
+    }
+}
+
+impl Default for EdgeBuilder {
+    fn default() -> Self {
+        EdgeBuilder::new()
+    }
+}
+
+impl Edge {
+    pub fn start_with(dir: TempDir, config: &Path, https: SocketAddr, http: SocketAddr) -> Edge {
+        let stderr_log = dir.path().join("edge.stderr");
+        let mut child = Command::new(postern_bin())
+            .args(["edge", "--config"])
+            .arg(config)
+            .env("POSTERN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .expect("start postern");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("postern edge ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            panic!(
+                "edge did not become ready: {}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            );
+        }
+        Edge {
+            child,
+            https,
+            http,
+            dir,
+            stderr_log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size of the edge process, in KiB (`VmRSS` or `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// Whether the process is still running (not crashed).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `addr` accepts connections.
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{addr} is not listening");
+}

@@ -17,7 +17,11 @@ key_file = "key.pem"
 "#;
 
 fn parse(apps: &str) -> Result<EdgeConfig, ConfigError> {
-    parse_str(&format!("{BASE}\n{apps}"), "test.toml", Path::new("/etc/postern"))
+    parse_str(
+        &format!("{BASE}\n{apps}"),
+        "test.toml",
+        Path::new("/etc/postern"),
+    )
 }
 
 #[test]
@@ -47,7 +51,10 @@ preauth = "passthrough"
             same_site: SameSite::Lax
         }
     );
-    assert_eq!(cfg.certificates[0].cert_file, Path::new("/etc/postern/cert.pem"));
+    assert_eq!(
+        cfg.certificates[0].cert_file,
+        Path::new("/etc/postern/cert.pem")
+    );
 }
 
 #[test]

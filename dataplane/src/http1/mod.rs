@@ -1,0 +1,516 @@
+//! HTTP/1.1 message heads: parsing with httparse, framing decided by us.
+//!
+//! httparse tokenises a head and nothing more: it accepts bare LF line ends
+//! and leading empty lines and knows nothing of bodies. Everything that
+//! decides where one message ends and the next begins is here and in
+//! [`body`], written to RFC 9112 with the request-smuggling cases of
+//! ATTACKS.md in mind: conflicting or obfuscated `Content-Length` /
+//! `Transfer-Encoding` are refused, never "repaired", and heads are always
+//! re-serialised with CRLF rather than forwarded byte for byte.
+
+pub mod body;
+pub mod server;
+
+use bytes::{Bytes, BytesMut};
+
+use body::Framing;
+
+/// Request head limits (PRODUCT.md, "Limits and defaults").
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+/// Backends get a little more room; a response head beyond it is a 502.
+pub const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// A header as received: both parts share the head's buffer.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: Bytes,
+    pub value: Bytes,
+}
+
+impl Header {
+    pub fn is(&self, lower_name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(lower_name.as_bytes())
+    }
+}
+
+/// Why a message was refused, and how to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn err(status: u16, reason: &'static str) -> HttpError {
+    HttpError { status, reason }
+}
+
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Bytes,
+    /// The origin-form path and query (absolute-form is reduced to this).
+    pub path: Bytes,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<Header>,
+    /// Host to route on: lower-case, without port.
+    pub host: String,
+    /// The authority as the client wrote it (Host header or absolute-form).
+    pub authority: Bytes,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// `Upgrade` protocol requested with `Connection: upgrade` (not h2c).
+    pub upgrade: Option<Bytes>,
+    /// Header names listed in `Connection`, lower-case.
+    pub connection_tokens: Vec<String>,
+}
+
+impl RequestHead {
+    pub fn is_head(&self) -> bool {
+        &self.method[..] == b"HEAD"
+    }
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Bytes,
+    pub headers: Vec<Header>,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub connection_tokens: Vec<String>,
+}
+
+/// Tries to parse a request head at the start of `buf`. `Ok(None)` means
+/// more bytes are needed; on success the head's bytes are removed from `buf`.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(if request_line_too_long(buf) {
+                    err(414, "the request URL is longer than 8 KiB")
+                } else {
+                    err(431, "the request head is larger than 64 KiB")
+                });
+            }
+            if request_line_too_long(buf) {
+                return Err(err(414, "the request URL is longer than 8 KiB"));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(err(431, "the request has more than 100 header fields"))
+        }
+        Err(e) => return Err(parse_error(e)),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(err(431, "the request head is larger than 64 KiB"));
+    }
+    let target = req.path.unwrap_or("");
+    if target.len() > MAX_URL_BYTES {
+        return Err(err(414, "the request URL is longer than 8 KiB"));
+    }
+    let minor = req.version.unwrap_or(1);
+    let base = buf.as_ptr() as usize;
+    // Offsets rather than slices, so the parsed head can move into `Bytes`.
+    let method_off = span(base, req.method.unwrap_or("").as_bytes());
+    let target_off = span(base, target.as_bytes());
+    let mut spans = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = span(base, h.name.as_bytes());
+        let value = span(base, h.value);
+        // The byte before the value is the colon or the whitespace httparse
+        // skipped. Only a space is accepted there for the framing headers
+        // (ATTACKS 2: a tab before `chunked` is an obfuscation).
+        let before = buf[value.0.saturating_sub(1)];
+        spans.push((name, value, before));
+    }
+    let head = buf.split_to(len).freeze();
+    let slice = |(s, e): (usize, usize)| head.slice(s..e);
+    let headers: Vec<Header> = spans
+        .iter()
+        .map(|&(n, v, _)| Header {
+            name: slice(n),
+            value: slice(v),
+        })
+        .collect();
+    let method = slice(method_off);
+    let target = slice(target_off);
+
+    let mut host_header: Option<Bytes> = None;
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut te_lines = 0;
+    let mut te_value: Option<(Bytes, u8)> = None;
+    let mut connection_tokens = Vec::new();
+    let mut expect: Option<Bytes> = None;
+    let mut upgrade: Option<Bytes> = None;
+    for (h, &(_, _, before)) in headers.iter().zip(&spans) {
+        if h.is("host") {
+            hosts += 1;
+            host_header = Some(h.value.clone());
+        } else if h.is("content-length") {
+            let n = parse_content_length(&h.value)
+                .ok_or(err(400, "Content-Length is not a valid decimal length"))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(err(400, "conflicting Content-Length values"));
+            }
+            content_length = Some(n);
+        } else if h.is("transfer-encoding") {
+            te_lines += 1;
+            te_value = Some((h.value.clone(), before));
+        } else if h.is("connection") {
+            push_tokens(&h.value, &mut connection_tokens);
+        } else if h.is("expect") {
+            expect = Some(h.value.clone());
+        } else if h.is("upgrade") {
+            upgrade = Some(h.value.clone());
+        }
+    }
+
+    let framing = match (te_value, content_length) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                400,
+                "both Content-Length and Transfer-Encoding are present",
+            ))
+        }
+        (Some(_), None) if minor == 0 => {
+            return Err(err(400, "Transfer-Encoding is not allowed in HTTP/1.0"))
+        }
+        (Some((value, before)), None) => {
+            if te_lines > 1 {
+                return Err(err(400, "Transfer-Encoding is repeated"));
+            }
+            if before != b':' && before != b' ' {
+                return Err(err(400, "Transfer-Encoding value is malformed"));
+            }
+            if value.eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else if value
+                .split(|&b| b == b',')
+                .all(|t| is_token(trim_ows(t)) && !trim_ows(t).eq_ignore_ascii_case(b"chunked"))
+            {
+                return Err(err(501, "only the chunked transfer coding is implemented"));
+            } else {
+                return Err(err(400, "Transfer-Encoding value is malformed"));
+            }
+        }
+        (None, Some(0)) | (None, None) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+    };
+
+    // Target: origin-form, or absolute-form whose authority wins over Host.
+    let (path, authority) = if target.first() == Some(&b'/') {
+        (target.clone(), None)
+    } else if let Some((auth, path)) = split_absolute(&target) {
+        (path, Some(auth))
+    } else if &method[..] == b"CONNECT" {
+        return Err(err(405, "CONNECT is not supported"));
+    } else {
+        return Err(err(
+            400,
+            "the request target must be a path or an absolute URL",
+        ));
+    };
+    if path.contains(&b'#') {
+        return Err(err(400, "the request target contains a fragment"));
+    }
+    if has_dot_segment(&path) {
+        return Err(err(400, "the request path contains `.` or `..` segments"));
+    }
+    match (hosts, minor) {
+        (0, 1) => return Err(err(400, "the Host header is missing")),
+        (0, _) if authority.is_none() => return Err(err(400, "the Host header is missing")),
+        (n, _) if n > 1 => return Err(err(400, "the Host header is repeated")),
+        _ => {}
+    }
+    let authority = match authority.or(host_header) {
+        Some(a) => a,
+        None => return Err(err(400, "the Host header is missing")),
+    };
+    let host =
+        parse_authority(&authority).ok_or(err(400, "the Host header is not a valid host"))?;
+
+    let expect_continue = match expect {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => return Err(err(417, "only `Expect: 100-continue` is supported")),
+    };
+    let keep_alive = if minor == 0 {
+        connection_tokens.iter().any(|t| t == "keep-alive")
+    } else {
+        !connection_tokens.iter().any(|t| t == "close")
+    };
+    let upgrade = match upgrade {
+        Some(u) if connection_tokens.iter().any(|t| t == "upgrade") && minor == 1 => {
+            // h2c upgrades are never relayed (ATTACKS 12).
+            (!u.split(|&b| b == b',').any(|p| {
+                let p = trim_ows(p);
+                p.len() >= 3 && p[..3].eq_ignore_ascii_case(b"h2c")
+            }))
+            .then_some(u)
+        }
+        _ => None,
+    };
+    Ok(Some(RequestHead {
+        method,
+        path,
+        minor,
+        headers,
+        host,
+        authority,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+        connection_tokens,
+    }))
+}
+
+/// Parses a backend's response head. Any ambiguity in framing is an error:
+/// the caller answers 502 and drops that upstream connection (ATTACKS 13).
+pub fn parse_response(
+    buf: &mut BytesMut,
+    request_was_head: bool,
+) -> Result<Option<ResponseHead>, HttpError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(err(502, "the backend's response head is too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(err(502, "the backend sent a malformed response head")),
+    };
+    let status = res.code.unwrap_or(0);
+    let minor = res.version.unwrap_or(1);
+    let base = buf.as_ptr() as usize;
+    let reason_off = span(base, res.reason.unwrap_or("").as_bytes());
+    let spans: Vec<_> = res
+        .headers
+        .iter()
+        .map(|h| (span(base, h.name.as_bytes()), span(base, h.value)))
+        .collect();
+    let head = buf.split_to(len).freeze();
+    let headers: Vec<Header> = spans
+        .iter()
+        .map(|&((ns, ne), (vs, ve))| Header {
+            name: head.slice(ns..ne),
+            value: head.slice(vs..ve),
+        })
+        .collect();
+    let mut content_length = None;
+    let mut te: Option<Bytes> = None;
+    let mut connection_tokens = Vec::new();
+    for h in &headers {
+        if h.is("content-length") {
+            let n = parse_content_length(&h.value)
+                .ok_or(err(502, "the backend sent an invalid Content-Length"))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(err(
+                    502,
+                    "the backend sent conflicting Content-Length values",
+                ));
+            }
+            content_length = Some(n);
+        } else if h.is("transfer-encoding") {
+            if te.is_some() {
+                return Err(err(502, "the backend repeated Transfer-Encoding"));
+            }
+            te = Some(h.value.clone());
+        } else if h.is("connection") {
+            push_tokens(&h.value, &mut connection_tokens);
+        }
+    }
+    if te.is_some() && content_length.is_some() {
+        return Err(err(
+            502,
+            "the backend sent both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let bodyless =
+        request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = if bodyless {
+        Framing::Empty
+    } else if let Some(te) = te {
+        let last = te
+            .rsplit(|&b| b == b',')
+            .next()
+            .map(trim_ows)
+            .unwrap_or(b"");
+        if last.eq_ignore_ascii_case(b"chunked") {
+            if te.split(|&b| b == b',').count() > 1 {
+                // Codings before chunked would have to be passed through
+                // as they are; we refuse rather than half-support them.
+                return Err(err(502, "the backend used an unsupported transfer coding"));
+            }
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = content_length {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::UntilClose
+    };
+    let keep_alive = framing != Framing::UntilClose
+        && if minor == 0 {
+            connection_tokens.iter().any(|t| t == "keep-alive")
+        } else {
+            !connection_tokens.iter().any(|t| t == "close")
+        };
+    Ok(Some(ResponseHead {
+        status,
+        reason: head.slice(reason_off.0..reason_off.1),
+        headers,
+        framing,
+        keep_alive,
+        connection_tokens,
+    }))
+}
+
+/// Where `part` (a slice httparse returned) lies in the parsed buffer.
+/// Empty parts may not point into the buffer at all, so they map to 0..0.
+fn span(base: usize, part: &[u8]) -> (usize, usize) {
+    if part.is_empty() {
+        return (0, 0);
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(base);
+    (start, start + part.len())
+}
+
+fn parse_error(e: httparse::Error) -> HttpError {
+    use httparse::Error::*;
+    match e {
+        HeaderName => err(400, "a header name is invalid"),
+        HeaderValue => err(400, "a header value contains a forbidden character"),
+        NewLine => err(400, "a line ending is malformed"),
+        Token => err(400, "the request line is malformed"),
+        Version => err(400, "the HTTP version is not supported"),
+        _ => err(400, "the request is malformed"),
+    }
+}
+
+fn request_line_too_long(buf: &[u8]) -> bool {
+    let window = &buf[..buf.len().min(MAX_URL_BYTES + 64)];
+    memchr::memchr(b'\n', window).is_none() && buf.len() > MAX_URL_BYTES + 32
+}
+
+/// `1*DIGIT`, optionally a list of identical values (`5, 5`).
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let mut result = None;
+    for part in v.split(|&b| b == b',') {
+        let part = trim_ows(part);
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(part).ok()?.parse().ok()?;
+        if result.is_some_and(|r| r != n) {
+            return None;
+        }
+        result = Some(n);
+    }
+    result
+}
+
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn push_tokens(v: &[u8], out: &mut Vec<String>) {
+    for t in v.split(|&b| b == b',') {
+        let t = trim_ows(t);
+        if !t.is_empty() {
+            out.push(String::from_utf8_lossy(t).to_ascii_lowercase());
+        }
+    }
+}
+
+/// Splits `http(s)://authority/path` into (authority, path).
+fn split_absolute(target: &Bytes) -> Option<(Bytes, Bytes)> {
+    let lower: Vec<u8> = target.iter().take(8).map(u8::to_ascii_lowercase).collect();
+    let skip = if lower.starts_with(b"https://") {
+        8
+    } else if lower.starts_with(b"http://") {
+        7
+    } else {
+        return None;
+    };
+    let rest = target.slice(skip..);
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = rest.slice(..end);
+    let path = if end == rest.len() {
+        Bytes::from_static(b"/")
+    } else if rest[end] == b'?' {
+        let mut p = b"/".to_vec();
+        p.extend_from_slice(&rest[end..]);
+        Bytes::from(p)
+    } else {
+        rest.slice(end..)
+    };
+    Some((authority, path))
+}
+
+/// Lower-case host without port, if `authority` is a valid `host[:port]`.
+pub fn parse_authority(authority: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(authority).ok()?;
+    let (host, _) = postern_control::url::split_host_port(s).ok()?;
+    match postern_control::url::parse_host(host, false).ok()? {
+        postern_control::HostPattern::Exact(h) => Some(h),
+        postern_control::HostPattern::Wildcard(_) => None,
+    }
+}
+
+/// `.` and `..` path segments (plain or percent-encoded) would let a path
+/// escape an app's published prefix once the backend normalises it.
+fn has_dot_segment(path: &[u8]) -> bool {
+    let path = path.split(|&b| b == b'?').next().unwrap_or(b"");
+    path.split(|&b| b == b'/').any(|seg| {
+        let mut dots = 0;
+        let mut i = 0;
+        while i < seg.len() {
+            if seg[i] == b'.' {
+                i += 1;
+            } else if seg.len() - i >= 3
+                && seg[i] == b'%'
+                && seg[i + 1] == b'2'
+                && (seg[i + 2] | 0x20) == b'e'
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
+#[cfg(test)]
+mod tests;

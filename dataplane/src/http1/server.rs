@@ -1,0 +1,719 @@
+//! One client connection: read a request, relay it, answer, repeat.
+//!
+//! Requests on a connection are handled strictly in order, which is what
+//! makes pipelining safe: the next head is parsed only after the previous
+//! response has been written, from whatever bytes followed the previous
+//! body in the read buffer. When a message cannot be framed with certainty
+//! the connection is closed after the error response, so nothing after a
+//! bad message is ever read as a request (ATTACKS.md, "Close").
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use postern_control::{Preauth, Scheme};
+
+use super::body::{self, BodyError, BodyReader, Encoder, Framing};
+use super::{parse_request, parse_response, Header, RequestHead, ResponseHead};
+use crate::io::Io;
+use crate::pages;
+use crate::route::{self, Route};
+use crate::snapshot::{AppRuntime, Snapshot};
+use crate::upstream::{Target, Upstream, UpstreamConn, UpstreamError};
+use crate::worker::Worker;
+
+/// What the client connection learned about itself at accept time.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub scheme: Scheme,
+    /// SNI name sent in the TLS handshake, lower-case.
+    pub sni: Option<String>,
+}
+
+/// Headers never forwarded in either direction (RFC 9110 §7.6.1), plus the
+/// ones the edge sets itself.
+fn is_hop_by_hop(h: &Header) -> bool {
+    let n = &h.name;
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "http2-settings",
+    ]
+    .iter()
+    .any(|x| n.eq_ignore_ascii_case(x.as_bytes()))
+}
+
+/// Headers a client may not send to a backend: the edge's own identity and
+/// forwarding headers (underscore variants included, which some servers
+/// treat as dashes).
+fn is_edge_owned(h: &Header) -> bool {
+    let n = &h.name;
+    if n.len() >= 10 {
+        let p = &n[..10];
+        if p.eq_ignore_ascii_case(b"x-postern-") || p.eq_ignore_ascii_case(b"x_postern_") {
+            return true;
+        }
+    }
+    [
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "expect",
+        "host",
+    ]
+    .iter()
+    .any(|x| n.eq_ignore_ascii_case(x.as_bytes()))
+}
+
+fn listed_in_connection(h: &Header, tokens: &[String]) -> bool {
+    tokens
+        .iter()
+        .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
+}
+
+/// How a request ended, for the connection loop.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub async fn serve(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
+    let mut buf = BytesMut::with_capacity(crate::io::READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(crate::io::READ_CHUNK);
+    let mut first = true;
+    loop {
+        let snapshot = worker.snapshot();
+        let settings = &snapshot.settings;
+        let head = loop {
+            match parse_request(&mut buf) {
+                Ok(Some(h)) => break Some(h),
+                Ok(None) => {}
+                Err(e) => {
+                    let id = worker.next_request_id();
+                    out.clear();
+                    pages::error_page(&mut out, e.status, e.reason, &id, true, &[]);
+                    let _ = write_out(&mut io, &mut out).await;
+                    break None;
+                }
+            }
+            let timeout = if buf.is_empty() && !first {
+                settings.keepalive_timeout
+            } else {
+                settings.request_header_timeout
+            };
+            match body::read_with_timeout(&mut io, &mut buf, timeout).await {
+                Ok(0) | Err(BodyError::Io(_)) => break None,
+                Ok(_) => {}
+                Err(BodyError::Timeout) if !buf.is_empty() => {
+                    let id = worker.next_request_id();
+                    out.clear();
+                    let msg = "the request head did not arrive in time";
+                    pages::error_page(&mut out, 408, msg, &id, true, &[]);
+                    let _ = write_out(&mut io, &mut out).await;
+                    break None;
+                }
+                Err(_) => break None,
+            }
+        };
+        let Some(head) = head else { break };
+        first = false;
+        let next = handle(&worker, &snapshot, &mut io, &mut buf, &mut out, &info, head).await;
+        if matches!(next, Next::Close) {
+            break;
+        }
+    }
+    io.shutdown().await;
+}
+
+async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let data = std::mem::take(out);
+    let (res, mut data) = io.write_all(data).await;
+    data.clear();
+    *out = data;
+    res
+}
+
+/// Answers with an edge page. Keeps the connection only when the request
+/// had no body (an unread body would be parsed as the next request).
+async fn respond_error(
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    status: u16,
+    detail: &str,
+    id: &str,
+) -> Next {
+    let close = !head.keep_alive || head.framing != Framing::Empty;
+    out.clear();
+    pages::error_page(out, status, detail, id, close, &[]);
+    if write_out(io, out).await.is_err() || close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+async fn respond_redirect(
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    location: &str,
+    id: &str,
+) -> Next {
+    let close = !head.keep_alive || head.framing != Framing::Empty;
+    let status = if matches!(&head.method[..], b"GET" | b"HEAD") {
+        301
+    } else {
+        308
+    };
+    out.clear();
+    pages::redirect(out, status, location, id, close);
+    if write_out(io, out).await.is_err() || close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+async fn handle(
+    worker: &Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    head: RequestHead,
+) -> Next {
+    let id = worker.next_request_id();
+    if let Some(sni) = &info.sni {
+        if *sni != head.host {
+            let msg = "this connection was opened for a different host name; open a new connection";
+            return respond_error(io, out, &head, 421, msg, &id).await;
+        }
+    }
+    let app_id = match snapshot.router.lookup(info.scheme, &head.host, &head.path) {
+        Route::App(a) => a,
+        Route::AddSlash(_) => {
+            let path = &head.path;
+            let (p, q) = match memchr::memchr(b'?', path) {
+                Some(i) => (&path[..i], &path[i..]),
+                None => (&path[..], &b""[..]),
+            };
+            let loc = format!(
+                "{}/{}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(q)
+            );
+            return respond_redirect(io, out, &head, &loc, &id).await;
+        }
+        Route::NotFound => {
+            // An http request for an app published only over https.
+            if info.scheme == Scheme::Http {
+                if let Route::App(_) | Route::AddSlash(_) =
+                    snapshot
+                        .router
+                        .lookup(Scheme::Https, &head.host, &head.path)
+                {
+                    let port = match snapshot.https_port {
+                        Some(443) | None => String::new(),
+                        Some(p) => format!(":{p}"),
+                    };
+                    let loc = format!(
+                        "https://{}{port}{}",
+                        head.host,
+                        String::from_utf8_lossy(&head.path)
+                    );
+                    return respond_redirect(io, out, &head, &loc, &id).await;
+                }
+            }
+            let msg = "no application is published at this address";
+            return respond_error(io, out, &head, 404, msg, &id).await;
+        }
+    };
+    let app = &snapshot.apps[app_id];
+    if !app.app.enabled {
+        let msg = "this application is disabled by its administrator";
+        return respond_error(io, out, &head, 503, msg, &id).await;
+    }
+    if app.app.preauth == Preauth::Oidc {
+        // Fail closed: an app that asks for pre-authentication is never
+        // served unauthenticated.
+        let msg = "this application requires sign-in, which this edge does not offer yet";
+        return respond_error(io, out, &head, 503, msg, &id).await;
+    }
+    proxy(worker, snapshot, app, io, buf, out, info, head, &id).await
+}
+
+/// Builds the request head sent to the backend.
+fn backend_request_head(
+    app: &AppRuntime,
+    head: &RequestHead,
+    info: &ConnInfo,
+    id: &str,
+    internal_host: &str,
+    out: &mut Vec<u8>,
+) {
+    let ext_path = app.app.external_url.path.as_bytes();
+    let rest = &head.path[ext_path.len().min(head.path.len())..];
+    out.extend_from_slice(&head.method);
+    out.push(b' ');
+    out.extend_from_slice(app.app.internal_url.path.as_bytes());
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    if app.app.translate_headers {
+        out.extend_from_slice(internal_host.as_bytes());
+        let u = &app.app.internal_url;
+        if u.port != u.scheme.default_port() {
+            out.extend_from_slice(format!(":{}", u.port).as_bytes());
+        }
+    } else {
+        out.extend_from_slice(&head.authority);
+    }
+    out.extend_from_slice(b"\r\n");
+    let mut xff: Option<Vec<u8>> = None;
+    for h in &head.headers {
+        if is_hop_by_hop(h) || is_edge_owned(h) || listed_in_connection(h, &head.connection_tokens)
+        {
+            continue;
+        }
+        if h.is("x-forwarded-for") {
+            let v = xff.get_or_insert_with(Vec::new);
+            if !v.is_empty() {
+                v.extend_from_slice(b", ");
+            }
+            v.extend_from_slice(&h.value);
+            continue;
+        }
+        out.extend_from_slice(&h.name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(v) = xff {
+        out.extend_from_slice(&v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(info.peer.ip().to_string().as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(info.scheme.as_str().as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
+    out.extend_from_slice(&head.authority);
+    out.extend_from_slice(b"\r\nX-Request-Id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match head.framing {
+        Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if let Some(up) = &head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(up);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Rewrites an internal absolute URL of this app to its external form.
+fn translate_location(
+    app: &AppRuntime,
+    value: &[u8],
+    internal_host: &str,
+    external_host: &str,
+) -> Option<Vec<u8>> {
+    let int = &app.app.internal_url;
+    let ext = &app.app.external_url;
+    let int_prefix = format!(
+        "{}://{}",
+        int.scheme,
+        authority_of(internal_host, int.port, int.scheme)
+    );
+    if value.len() < int_prefix.len()
+        || !value[..int_prefix.len()].eq_ignore_ascii_case(int_prefix.as_bytes())
+    {
+        return None;
+    }
+    let rest = &value[int_prefix.len()..];
+    if !(rest.is_empty() || rest[0] == b'/') {
+        return None;
+    }
+    let rest = if rest.starts_with(int.path.as_bytes()) {
+        &rest[int.path.len()..]
+    } else if rest.is_empty() || rest == &int.path.as_bytes()[..int.path.len() - 1] {
+        &b""[..]
+    } else {
+        return None;
+    };
+    let mut v = format!(
+        "{}://{}{}",
+        ext.scheme,
+        authority_of(external_host, ext.port, ext.scheme),
+        ext.path
+    )
+    .into_bytes();
+    v.extend_from_slice(rest);
+    Some(v)
+}
+
+fn authority_of(host: &str, port: u16, scheme: Scheme) -> String {
+    if port == scheme.default_port() {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    worker: &Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    app: &AppRuntime,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    head: RequestHead,
+    id: &str,
+) -> Next {
+    let settings = &snapshot.settings;
+    let internal_host = route::internal_host(&app.app, &head.host);
+    let target = Target {
+        host: internal_host.clone(),
+        port: app.app.internal_url.port,
+        tls: app.backend_tls.clone(),
+    };
+    let backend_timeout = app.app.backend_timeout.duration();
+    let upstream: &Upstream = &worker.upstream;
+    let has_body = head.framing != Framing::Empty;
+    let upgrade = if app.app.websocket {
+        head.upgrade.clone()
+    } else {
+        None
+    };
+    let head = RequestHead { upgrade, ..head };
+
+    // A backend that closed an idle pooled connection is only noticed on
+    // use; a request without a body is safe to send again on a fresh one.
+    let mut attempts = 0;
+    let (mut up, resp) = loop {
+        attempts += 1;
+        let mut up = match upstream.open(&target).await {
+            Ok(c) => c,
+            Err(e) => {
+                let status = if matches!(e, UpstreamError::ConnectTimeout) {
+                    504
+                } else {
+                    502
+                };
+                tracing::warn!(request_id = id, app = %app.app.name, error = %e, "backend unavailable");
+                let msg = if status == 504 {
+                    "the application's server did not accept a connection in time"
+                } else {
+                    "the application's server could not be reached"
+                };
+                return respond_error(io, out, &head, status, msg, id).await;
+            }
+        };
+        let reused = up.reused;
+        out.clear();
+        backend_request_head(app, &head, info, id, &internal_host, out);
+        let mut reader = BodyReader::new(head.framing);
+        let encoder = if head.framing == Framing::Chunked {
+            Encoder::Chunked
+        } else {
+            Encoder::Identity
+        };
+        if head.expect_continue && has_body && buf.is_empty() {
+            let (res, _) = io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+            if res.is_err() {
+                return Next::Close;
+            }
+        }
+        // Stream the request body, the head riding with its first piece.
+        let mut sent_ok = true;
+        loop {
+            let piece = if reader.is_done() {
+                None
+            } else if !buf.is_empty() || out.is_empty() || !has_body {
+                match reader.next(io, buf, settings.request_header_timeout).await {
+                    Ok(p) => p,
+                    Err(BodyError::Malformed(m)) => {
+                        out.clear();
+                        pages::error_page(out, 400, m, id, true, &[]);
+                        let _ = write_out(io, out).await;
+                        return Next::Close;
+                    }
+                    Err(BodyError::Timeout) => {
+                        out.clear();
+                        pages::error_page(
+                            out,
+                            408,
+                            "the request body did not arrive in time",
+                            id,
+                            true,
+                            &[],
+                        );
+                        let _ = write_out(io, out).await;
+                        return Next::Close;
+                    }
+                    Err(_) => return Next::Close,
+                }
+            } else {
+                // Head first; the body may take a while to arrive.
+                if write_out(&mut up.io, out).await.is_err() {
+                    sent_ok = false;
+                    break;
+                }
+                continue;
+            };
+            match piece {
+                Some(data) => {
+                    if encoder == Encoder::Identity && out.is_empty() {
+                        let (res, _) = up.io.write_all(data).await;
+                        if res.is_err() {
+                            sent_ok = false;
+                            break;
+                        }
+                    } else {
+                        encoder.encode(&data, out);
+                        if write_out(&mut up.io, out).await.is_err() {
+                            sent_ok = false;
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    encoder.finish(out);
+                    if !out.is_empty() && write_out(&mut up.io, out).await.is_err() {
+                        sent_ok = false;
+                    }
+                    break;
+                }
+            }
+        }
+        if !sent_ok {
+            if reused && !has_body && attempts < 2 {
+                continue;
+            }
+            let msg = "the connection to the application's server failed";
+            return respond_error(io, out, &head, 502, msg, id).await;
+        }
+        // Response head; informational responses other than 101 are dropped.
+        let resp = loop {
+            match parse_response(&mut up.buf, head.is_head()) {
+                Ok(Some(r)) if r.status == 101 && head.upgrade.is_some() => break Ok(r),
+                Ok(Some(r)) if (100..200).contains(&r.status) => continue,
+                Ok(Some(r)) => break Ok(r),
+                Ok(None) => {}
+                Err(e) => break Err((e.status, e.reason)),
+            }
+            match body::read_with_timeout(&mut up.io, &mut up.buf, backend_timeout).await {
+                Ok(0) | Err(BodyError::Io(_)) => {
+                    break Err((
+                        502,
+                        "the application's server closed the connection without answering",
+                    ))
+                }
+                Ok(_) => {}
+                Err(BodyError::Timeout) => {
+                    break Err((504, "the application's server did not answer in time"))
+                }
+                Err(_) => break Err((502, "the application's server failed")),
+            }
+        };
+        match resp {
+            Ok(r) => break (up, r),
+            Err((502, _)) if reused && !has_body && up.buf.is_empty() && attempts < 2 => continue,
+            Err((status, msg)) => {
+                tracing::warn!(request_id = id, app = %app.app.name, status, reason = msg, "backend error");
+                // The request body, if any, has been consumed.
+                let close = !head.keep_alive;
+                out.clear();
+                pages::error_page(out, status, msg, id, close, &[]);
+                if write_out(io, out).await.is_err() || close {
+                    return Next::Close;
+                }
+                return Next::KeepAlive;
+            }
+        }
+    };
+
+    if resp.status == 101 {
+        return relay_upgraded(app, io, buf, out, up, &resp, &head).await;
+    }
+
+    // Response head for the client.
+    let client_chunked =
+        matches!(resp.framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
+    let keep_alive = head.keep_alive && (resp.framing != Framing::UntilClose || client_chunked);
+    out.clear();
+    out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
+    out.extend_from_slice(&resp.reason);
+    out.extend_from_slice(b"\r\n");
+    for h in &resp.headers {
+        if is_hop_by_hop(h) || listed_in_connection(h, &resp.connection_tokens) {
+            // HEAD and 304 answers describe a body they do not carry.
+            if h.is("content-length")
+                && resp.framing == Framing::Empty
+                && (head.is_head() || resp.status == 304)
+            {
+                push_header(out, &h.name, &h.value);
+            }
+            continue;
+        }
+        if app.hsts.is_some() && h.is("strict-transport-security") {
+            continue;
+        }
+        if app.app.translate_headers && (h.is("location") || h.is("content-location")) {
+            if let Some(v) = translate_location(app, &h.value, &internal_host, &head.host) {
+                push_header(out, &h.name, &v);
+                continue;
+            }
+        }
+        push_header(out, &h.name, &h.value);
+    }
+    if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
+        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
+    }
+    let encoder = match resp.framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            Encoder::Identity
+        }
+        Framing::Empty => {
+            if !head.is_head()
+                && resp.status != 304
+                && resp.status != 204
+                && !(100..200).contains(&resp.status)
+            {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+            Encoder::Identity
+        }
+        _ if client_chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            Encoder::Chunked
+        }
+        _ => Encoder::Identity,
+    };
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if head.minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    // Body, backend → client, the head riding with the first piece.
+    let mut reader = BodyReader::new(resp.framing);
+    loop {
+        match reader.next(&mut up.io, &mut up.buf, backend_timeout).await {
+            Ok(Some(data)) => {
+                if encoder == Encoder::Identity && out.is_empty() {
+                    let (res, _) = io.write_all(data).await;
+                    if res.is_err() {
+                        return Next::Close;
+                    }
+                    continue;
+                }
+                encoder.encode(&data, out);
+                // Small bodies: keep collecting while the backend's bytes
+                // are already here, so a short response is one write.
+                if !up.buf.is_empty() && out.len() < 64 * 1024 && !reader.is_done() {
+                    continue;
+                }
+                if reader.is_done() {
+                    encoder.finish(out);
+                    if write_out(io, out).await.is_err() {
+                        return Next::Close;
+                    }
+                    break;
+                }
+                if write_out(io, out).await.is_err() {
+                    return Next::Close;
+                }
+            }
+            Ok(None) => {
+                encoder.finish(out);
+                if !out.is_empty() && write_out(io, out).await.is_err() {
+                    return Next::Close;
+                }
+                break;
+            }
+            Err(e) => {
+                // Mid-body failure: the client must see an incomplete
+                // message, never a clean end (ATTACKS 26).
+                tracing::warn!(request_id = id, app = %app.app.name, error = ?e, "backend failed mid-response");
+                if !out.is_empty() {
+                    let _ = write_out(io, out).await;
+                }
+                return Next::Close;
+            }
+        }
+    }
+    if resp.keep_alive && reader.is_done() {
+        worker.upstream.release(up);
+    }
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// After a backend's 101: forward its head, then copy bytes both ways until
+/// either side closes.
+async fn relay_upgraded(
+    app: &AppRuntime,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    mut up: UpstreamConn,
+    resp: &ResponseHead,
+    _head: &RequestHead,
+) -> Next {
+    let _ = app;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for h in &resp.headers {
+        if h.is("connection")
+            || h.is("keep-alive")
+            || h.is("transfer-encoding")
+            || h.is("content-length")
+        {
+            continue;
+        }
+        // Set-Cookie on the 101 is kept (Entra application proxy drops it).
+        push_header(out, &h.name, &h.value);
+    }
+    out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+    if !up.buf.is_empty() {
+        out.extend_from_slice(&up.buf.split());
+    }
+    if write_out(io, out).await.is_err() {
+        return Next::Close;
+    }
+    if !buf.is_empty() {
+        let data: Bytes = buf.split().freeze();
+        let (res, _) = up.io.write_all(data).await;
+        if res.is_err() {
+            return Next::Close;
+        }
+    }
+    crate::relay::copy_bidirectional(io, &mut up.io).await;
+    Next::Close
+}

@@ -1,0 +1,137 @@
+//! The bundled sample internal app: a few pages full of hard-coded internal
+//! links, the way real intranet apps are written, so link translation has
+//! something to show. Deliberately plain blocking code on its own threads:
+//! it stands in for a backend, it is not part of the data plane.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+pub fn start(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    std::thread::Builder::new()
+        .name("sample-app".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = std::thread::Builder::new()
+                    .name("sample-conn".into())
+                    .spawn(move || serve(stream, addr));
+            }
+        })?;
+    Ok(())
+}
+
+fn serve(stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("/").to_string();
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                let k = k.trim().to_ascii_lowercase();
+                if k == "content-length" {
+                    length = v.trim().parse().unwrap_or(0);
+                } else if k == "connection" && v.trim().eq_ignore_ascii_case("close") {
+                    close = true;
+                }
+            }
+        }
+        let mut body = vec![0u8; length.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, ctype, extra, content) = page(&method, &path, addr);
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}{}\r\n",
+            content.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        let mut resp = head.into_bytes();
+        if method != "HEAD" {
+            resp.extend_from_slice(content.as_bytes());
+        }
+        if writer.write_all(&resp).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn page(
+    method: &str,
+    path: &str,
+    addr: SocketAddr,
+) -> (&'static str, &'static str, String, String) {
+    let base = format!("http://localhost:{}", addr.port());
+    let escaped = base.replace('/', "\\/");
+    match path {
+        "/" | "/index.html" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            String::new(),
+            format!(
+                r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Contoso Expenses (sample internal app)</title>
+<link rel="stylesheet" href="{base}/style.css"></head>
+<body>
+<h1>Contoso Expenses</h1>
+<p>This page is served by the sample internal app at <code>{base}/</code> and reaches you through Postern.
+Its links are hard-coded to the internal address, as intranet apps often are.</p>
+<ul>
+<li><a href="{base}/reports/">Expense reports</a></li>
+<li><a href="{base}/api/summary.json">Summary (JSON)</a></li>
+<li><a href="{base}/old-home">An old link that redirects</a></li>
+</ul>
+<script>
+  var config = {{"api": "{escaped}\/api\/summary.json", "home": "{base}/"}};
+  fetch("{base}/api/summary.json").then(r => r.json()).then(j => console.log(j));
+</script>
+</body></html>
+"#
+            ),
+        ),
+        "/style.css" => (
+            "200 OK",
+            "text/css",
+            String::new(),
+            format!("body {{ font-family: sans-serif; background: url({base}/bg.png); }}\n"),
+        ),
+        "/reports/" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            String::new(),
+            format!("<!DOCTYPE html><html><body><h1>Reports</h1><a href=\"{base}/\">Back</a></body></html>\n"),
+        ),
+        "/api/summary.json" => (
+            "200 OK",
+            "application/json",
+            String::new(),
+            format!("{{\"total\": 1234.5, \"self\": \"{escaped}\\/api\\/summary.json\", \"method\": \"{method}\"}}\n"),
+        ),
+        "/old-home" => (
+            "302 Found",
+            "text/plain",
+            format!("Location: {base}/reports/\r\n"),
+            "moved\n".into(),
+        ),
+        _ => ("404 Not Found", "text/plain", String::new(), "not found\n".into()),
+    }
+}

@@ -1,0 +1,224 @@
+//! Start-up: one monoio runtime per worker thread, pinned to a CPU, each
+//! with its own SO_REUSEPORT socket per listener so the kernel spreads
+//! connections across workers and no accept queue is shared.
+//!
+//! io_uring is used when the kernel allows it; otherwise every worker runs
+//! on the epoll driver and one warning says so. Workers report their bind
+//! results back before the edge declares itself ready, so a port already in
+//! use is a start-up error, not a half-started edge.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use monoio::net::{ListenerOpts, TcpListener};
+use postern_control::{EdgeConfig, Scheme};
+
+use crate::http1::server::{self, ConnInfo};
+use crate::io::Io;
+use crate::snapshot::Snapshot;
+use crate::tls::{self, stream::TlsStream};
+use crate::worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("cannot listen on {addr}: {err}")]
+    Bind {
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("cannot start worker {0}: {1}")]
+    Worker(usize, std::io::Error),
+}
+
+/// A running edge: its resolved listen addresses.
+pub struct Running {
+    pub addresses: Vec<(Scheme, SocketAddr)>,
+    pub workers: usize,
+    pub io_uring: bool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Blocks until every worker has stopped.
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Loads certificates, builds the first snapshot and starts the workers.
+pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
+    let certs = cfg
+        .certificates
+        .iter()
+        .map(tls::load_certificate)
+        .collect::<Result<Vec<_>, _>>()?;
+    let server_tls = if cfg.listeners.iter().any(|l| l.scheme == Scheme::Https) {
+        Some(tls::server_config(&certs)?)
+    } else {
+        None
+    };
+    let snapshot = Arc::new(Snapshot::build(cfg)?);
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cfg.edge.workers.map_or(cpus, |n| n.get());
+    let io_uring = monoio::utils::detect_uring();
+    if !io_uring {
+        tracing::warn!("io_uring is not available here; workers run on the epoll driver");
+    }
+
+    // Port 0 means "any free port": pick one here so every worker's
+    // SO_REUSEPORT socket shares it.
+    let mut addresses = Vec::new();
+    for l in &cfg.listeners {
+        let mut addr = l.address;
+        if addr.port() == 0 {
+            let probe =
+                std::net::TcpListener::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
+            addr = probe
+                .local_addr()
+                .map_err(|err| StartError::Bind { addr, err })?;
+        }
+        addresses.push((l.scheme, addr));
+    }
+
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
+    let mut threads = Vec::new();
+    for index in 0..workers {
+        let addresses = addresses.clone();
+        let snapshot = snapshot.clone();
+        let server_tls = server_tls.clone();
+        let ready = ready_tx.clone();
+        let pin = cfg.edge.pin_workers.then_some(index % cpus);
+        let handshake_timeout = cfg.edge.tls_handshake_timeout;
+        let t = std::thread::Builder::new()
+            .name(format!("postern-w{index}"))
+            .spawn(move || {
+                if let Some(cpu) = pin {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                        tracing::warn!(worker = index, cpu, error = ?e, "cannot pin worker");
+                    }
+                }
+                let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .with_entries(1024)
+                    .enable_timer()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(StartError::Worker(index, e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let worker = Worker::new(index, snapshot);
+                    let mut listeners = Vec::new();
+                    for (scheme, addr) in addresses {
+                        let opts = ListenerOpts::new().reuse_port(true).backlog(4096);
+                        match TcpListener::bind_with_config(addr, &opts) {
+                            Ok(l) => listeners.push((scheme, l)),
+                            Err(err) => {
+                                let _ = ready.send(Err(StartError::Bind { addr, err }));
+                                return;
+                            }
+                        }
+                    }
+                    let _ = ready.send(Ok(()));
+                    drop(ready);
+                    let mut tasks = Vec::new();
+                    for (scheme, listener) in listeners {
+                        let tls = match scheme {
+                            Scheme::Https => server_tls.clone(),
+                            Scheme::Http => None,
+                        };
+                        tasks.push(monoio::spawn(accept_loop(
+                            worker.clone(),
+                            listener,
+                            scheme,
+                            tls,
+                            handshake_timeout,
+                        )));
+                    }
+                    for t in tasks {
+                        t.await;
+                    }
+                });
+            })
+            .map_err(|e| StartError::Worker(index, e))?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(StartError::Worker(
+                    0,
+                    std::io::Error::other("a worker stopped during start-up"),
+                ))
+            }
+        }
+    }
+    Ok(Running {
+        addresses,
+        workers,
+        io_uring,
+        threads,
+    })
+}
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: TcpListener,
+    scheme: Scheme,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handshake_timeout: Duration,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // instead of spinning.
+                tracing::warn!(worker = worker.index, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let worker = worker.clone();
+        let tls = tls.clone();
+        monoio::spawn(async move {
+            let (io, sni) = match tls {
+                None => (Io::Tcp(tcp), None),
+                Some(cfg) => {
+                    let conn = match rustls::ServerConnection::new(cfg) {
+                        Ok(c) => c,
+                        Err(_) => return,
+                    };
+                    let mut stream = Box::new(TlsStream::new(tcp, conn));
+                    match monoio::time::timeout(handshake_timeout, stream.handshake()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                    let sni = stream.conn.server_name().map(|s| s.to_ascii_lowercase());
+                    (Io::ServerTls(stream), sni)
+                }
+            };
+            server::serve(worker, io, ConnInfo { peer, scheme, sni }).await;
+        });
+    }
+}

@@ -1,0 +1,308 @@
+//! TLS for the public listeners and for HTTPS backends.
+//!
+//! Server side: rustls with the ring provider, TLS 1.2 and 1.3 only, AEAD
+//! suites only, stateless session tickets plus a session-ID cache so
+//! resumption works whichever worker a client lands on, and an SNI resolver
+//! that prefers an exact name over a wildcard. Certificates are loaded once
+//! at start-up into [`CertifiedKey`]s; a bad file is an error naming the
+//! file and the reason.
+
+pub mod der;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use postern_control::config::CertificateFiles;
+use rustls::crypto::ring as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// ALPN protocols offered to clients.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsSetupError {
+    TlsSetupError::File {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A loaded certificate with the names it answers for.
+#[derive(Debug)]
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    pub names: Vec<String>,
+    pub source: PathBuf,
+}
+
+/// Reads a PEM chain and key, checks they belong together and lists names.
+pub fn load_certificate(files: &CertificateFiles) -> Result<LoadedCert, TlsSetupError> {
+    let certs = read_certs(&files.cert_file)?;
+    let key_pem = read_limited(&files.key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        file_err(
+            &files.key_file,
+            format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}"),
+        )
+    })?;
+    let signing = provider::sign::any_supported_type(&key)
+        .map_err(|e| file_err(&files.key_file, format!("unsupported private key: {e}")))?;
+    let names = if files.names.is_empty() {
+        let names = der::dns_names(&certs[0]).map_err(|e| {
+            file_err(
+                &files.cert_file,
+                format!("cannot read the certificate: {}", e.0),
+            )
+        })?;
+        if names.is_empty() {
+            return Err(file_err(
+                &files.cert_file,
+                "the certificate has no DNS names in subjectAltName; list them in `names`",
+            ));
+        }
+        names
+    } else {
+        files.names.clone()
+    };
+    let key = CertifiedKey::new(certs, signing);
+    key.keys_match().map_err(|e| {
+        file_err(
+            &files.key_file,
+            format!(
+                "does not match the certificate in {}: {e}",
+                files.cert_file.display()
+            ),
+        )
+    })?;
+    Ok(LoadedCert {
+        key: Arc::new(key),
+        names,
+        source: files.cert_file.clone(),
+    })
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    if meta.len() > 1024 * 1024 {
+        return Err(file_err(
+            path,
+            "larger than 1 MiB; not a PEM certificate or key",
+        ));
+    }
+    std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))
+}
+
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = read_limited(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+/// Picks a certificate by SNI: exact name first, then wildcard, then the
+/// first certificate (clients without SNI, or unknown names, still get a
+/// handshake; the HTTP layer answers 404/421 as appropriate).
+#[derive(Debug)]
+pub struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    pub fn new(certs: &[LoadedCert]) -> Result<Self, TlsSetupError> {
+        let default = certs
+            .first()
+            .ok_or_else(|| TlsSetupError::Config("no certificate configured".into()))?
+            .key
+            .clone();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for c in certs {
+            for n in &c.names {
+                match n.strip_prefix("*.") {
+                    Some(suffix) => wildcard.entry(suffix.to_string()).or_insert(c.key.clone()),
+                    None => exact.entry(n.clone()).or_insert(c.key.clone()),
+                };
+            }
+        }
+        Ok(SniResolver {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+
+    pub fn lookup(&self, name: &str) -> &Arc<CertifiedKey> {
+        if let Some(k) = self.exact.get(name) {
+            return k;
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return k;
+            }
+        }
+        &self.default
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(match hello.server_name() {
+            Some(name) => self.lookup(&name.to_ascii_lowercase()).clone(),
+            None => self.default.clone(),
+        })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = provider::default_provider();
+    // ring's suites are all AEAD (AES-GCM, ChaCha20-Poly1305); keep that an
+    // explicit guarantee should the provider's defaults ever grow.
+    p.cipher_suites.retain(|s| {
+        use rustls::CipherSuite::*;
+        matches!(
+            s.suite(),
+            TLS13_AES_128_GCM_SHA256
+                | TLS13_AES_256_GCM_SHA384
+                | TLS13_CHACHA20_POLY1305_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+                | TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+                | TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        )
+    });
+    Arc::new(p)
+}
+
+/// The server configuration for the public HTTPS listeners.
+pub fn server_config(certs: &[LoadedCert]) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let resolver = SniResolver::new(certs)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsSetupError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    cfg.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+    cfg.ticketer = provider::Ticketer::new()
+        .map_err(|e| TlsSetupError::Config(format!("session tickets: {e}")))?;
+    cfg.send_tls13_tickets = 2;
+    Ok(Arc::new(cfg))
+}
+
+/// Client configuration for HTTPS backends of one app.
+pub fn backend_client_config(
+    validate: bool,
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsSetupError::Config(e.to_string()))?;
+    let mut cfg = if validate {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                for cert in read_certs(path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| file_err(path, format!("not a usable CA certificate: {e}")))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// `validate_backend_tls = false`: the operator chose to trust the network
+/// path to this backend. Signatures are still checked so the handshake is a
+/// real one; only the chain and name are not.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A self-signed ECDSA P-256 certificate for `names` (quickstart, tests).
+pub fn self_signed(names: &[&str]) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().copied().unwrap_or("postern"),
+    );
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! The hop from the edge to an app's backend.
+//!
+//! Today the edge dials internal URLs directly; the connector tunnel will
+//! replace that hop. Everything the HTTP layer needs from a backend goes
+//! through [`Upstream::open`] and [`Upstream::release`], so the tunnel slots
+//! in behind the same two calls.
+//!
+//! Each worker owns its pool (no locks, no cross-core traffic): idle
+//! keep-alive connections per (host, port, TLS settings), reused newest
+//! first, dropped after [`IDLE_TTL`]. Name resolution is cached per worker
+//! for [`DNS_TTL`], because the system resolver blocks.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use crate::io::Io;
+use crate::tls::stream::TlsStream;
+
+/// How long an idle backend connection is kept.
+pub const IDLE_TTL: Duration = Duration::from_secs(30);
+/// How long a resolved backend address is reused.
+pub const DNS_TTL: Duration = Duration::from_secs(30);
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// TLS settings of the app, `None` for http backends.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    host: String,
+    port: u16,
+    /// Identity of the TLS configuration (apps differ in validation).
+    tls: usize,
+}
+
+impl Target {
+    fn key(&self) -> PoolKey {
+        PoolKey {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
+        }
+    }
+}
+
+/// A connection to a backend, with its read-ahead buffer.
+pub struct UpstreamConn {
+    pub io: Io,
+    pub buf: BytesMut,
+    /// Came from the pool: a failure before any response byte may mean the
+    /// backend closed it while idle, so a safe request can be retried.
+    pub reused: bool,
+    key: PoolKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve the backend host {0}")]
+    Resolve(String),
+    #[error("cannot connect to the backend: {0}")]
+    Connect(io::Error),
+    #[error("timed out connecting to the backend")]
+    ConnectTimeout,
+    #[error("TLS with the backend failed: {0}")]
+    Tls(io::Error),
+}
+
+/// Resolved addresses per (host, port), with when they were resolved.
+type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+/// Per-worker backend access.
+pub struct Upstream {
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    dns: RefCell<DnsCache>,
+    max_idle: usize,
+    connect_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(max_idle: usize, connect_timeout: Duration) -> Rc<Upstream> {
+        Rc::new(Upstream {
+            idle: RefCell::new(HashMap::new()),
+            dns: RefCell::new(HashMap::new()),
+            max_idle,
+            connect_timeout,
+        })
+    }
+
+    /// A pooled connection to `target`, or a new one.
+    pub async fn open(&self, target: &Target) -> Result<UpstreamConn, UpstreamError> {
+        let key = target.key();
+        {
+            let mut idle = self.idle.borrow_mut();
+            if let Some(list) = idle.get_mut(&key) {
+                while let Some(entry) = list.pop() {
+                    if entry.since.elapsed() < IDLE_TTL {
+                        let mut conn = entry.conn;
+                        conn.reused = true;
+                        return Ok(conn);
+                    }
+                }
+            }
+        }
+        self.connect(target, key).await
+    }
+
+    /// Returns a connection whose last exchange ended cleanly.
+    pub fn release(&self, mut conn: UpstreamConn) {
+        if self.max_idle == 0 || !conn.buf.is_empty() {
+            // Bytes after a complete response mean the backend is confused.
+            return;
+        }
+        conn.buf.clear();
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(conn.key.clone()).or_default();
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let key = (host.to_string(), port);
+        if let Some((addrs, at)) = self.dns.borrow().get(&key) {
+            if at.elapsed() < DNS_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|_| UpstreamError::Resolve(host.to_string()))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(UpstreamError::Resolve(host.to_string()));
+        }
+        self.dns
+            .borrow_mut()
+            .insert(key, (addrs.clone(), Instant::now()));
+        Ok(addrs)
+    }
+
+    async fn connect(&self, target: &Target, key: PoolKey) -> Result<UpstreamConn, UpstreamError> {
+        let addrs = self.resolve(&target.host, target.port)?;
+        let mut last = None;
+        let deadline = Instant::now() + self.connect_timeout;
+        for addr in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UpstreamError::ConnectTimeout);
+            }
+            match monoio::time::timeout(left, TcpStream::connect_addr(addr)).await {
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let io = match &target.tls {
+                        None => Io::Tcp(tcp),
+                        Some(cfg) => {
+                            let name = ServerName::try_from(
+                                target
+                                    .host
+                                    .trim_start_matches('[')
+                                    .trim_end_matches(']')
+                                    .to_string(),
+                            )
+                            .map_err(|e| UpstreamError::Tls(io::Error::other(e)))?;
+                            let conn = rustls::ClientConnection::new(cfg.clone(), name)
+                                .map_err(|e| UpstreamError::Tls(io::Error::other(e)))?;
+                            let mut tls = Box::new(TlsStream::new(tcp, conn));
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            match monoio::time::timeout(left, tls.handshake()).await {
+                                Ok(Ok(())) => Io::ClientTls(tls),
+                                Ok(Err(e)) => return Err(UpstreamError::Tls(e)),
+                                Err(_) => return Err(UpstreamError::ConnectTimeout),
+                            }
+                        }
+                    };
+                    return Ok(UpstreamConn {
+                        io,
+                        buf: BytesMut::with_capacity(crate::io::READ_CHUNK),
+                        reused: false,
+                        key,
+                    });
+                }
+                Ok(Err(e)) => last = Some(UpstreamError::Connect(e)),
+                Err(_) => return Err(UpstreamError::ConnectTimeout),
+            }
+        }
+        Err(last.unwrap_or(UpstreamError::Resolve(target.host.clone())))
+    }
+}

@@ -1,0 +1,53 @@
+//! Per-worker state: everything a request touches that is not in the
+//! snapshot, owned by one thread and never shared.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::snapshot::Snapshot;
+use crate::upstream::Upstream;
+
+pub struct Worker {
+    // The Rc around the shared Arc is deliberate: requests clone a
+    // thread-local count instead of bouncing the Arc's cache line between
+    // cores on every request.
+    pub index: usize,
+    #[allow(clippy::redundant_allocation)]
+    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    pub upstream: Rc<Upstream>,
+    id_prefix: u64,
+    counter: Cell<u64>,
+}
+
+impl Worker {
+    pub fn new(index: usize, snapshot: Arc<Snapshot>) -> Rc<Worker> {
+        let mut seed = [0u8; 8];
+        // A random prefix keeps request ids unique across workers and restarts.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        let upstream = Upstream::new(
+            snapshot.settings.upstream_pool_size,
+            snapshot.settings.backend_connect_timeout,
+        );
+        Rc::new(Worker {
+            index,
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            upstream,
+            id_prefix: u64::from_le_bytes(seed),
+            counter: Cell::new(0),
+        })
+    }
+
+    /// The snapshot a new request starts with (a thread-local refcount,
+    /// no atomic traffic).
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn next_request_id(&self) -> String {
+        let n = self.counter.get().wrapping_add(1);
+        self.counter.set(n);
+        format!("{:016x}{:08x}", self.id_prefix, n as u32)
+    }
+}

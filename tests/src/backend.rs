@@ -1,0 +1,405 @@
+//! Real HTTP/1.1 backends on loopback, written independently of Postern.
+//!
+//! [`Backend::start`] serves requests with a handler over keep-alive
+//! connections. Two paths are built in for streaming tests and never
+//! buffer: `POST /__sink` reads the body (Content-Length or chunked) and
+//! answers with its length and checksum; `GET /__stream/N` sends N bytes of
+//! a known pattern. [`RawBackend`] answers every request with fixed bytes,
+//! for backends that misbehave on purpose.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A request as the backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    /// Header lines in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// What the handler answers.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send the body chunked instead of with Content-Length.
+    pub chunked: bool,
+    /// Sleep before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+            chunked: false,
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(mut self, s: u16) -> Reply {
+        self.status = s;
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn chunked(mut self) -> Reply {
+        self.chunked = true;
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Every request seen, in arrival order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+/// The pattern byte at offset `i` of a streamed body.
+pub fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 11)) as u8
+}
+
+/// Order-sensitive checksum used by the streaming paths.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksum {
+    pub len: u64,
+    pub hash: u64,
+}
+
+impl Checksum {
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.hash = (self.hash ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        self.len += data.len() as u64;
+    }
+}
+
+impl Backend {
+    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        {
+            let seen = seen.clone();
+            let connections = connections.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let handler = handler.clone();
+                    let seen = seen.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve(stream, &*handler, &seen);
+                    });
+                }
+            });
+        }
+        Backend {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// A backend answering `200 hello` to everything.
+    pub fn hello() -> Backend {
+        Backend::start(|_| Reply::ok("hello"))
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request seen")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut r = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+    let mut w = stream;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end().to_string();
+        let mut parts = line.splitn(3, ' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end_matches(['\r', '\n']);
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap_or((h, ""));
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let length: u64 = get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let upgrade = get("upgrade");
+
+        if target == "/__sink" {
+            let mut sum = Checksum::default();
+            read_body(&mut r, chunked, length, |d| sum.update(d))?;
+            let body = format!("{} {:016x}", sum.len, sum.hash);
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
+        if let Some(n) = target.strip_prefix("/__stream/") {
+            let n: u64 = n.parse().unwrap_or(0);
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut off = 0u64;
+            while off < n {
+                let k = ((n - off) as usize).min(buf.len());
+                for (i, b) in buf[..k].iter_mut().enumerate() {
+                    *b = pattern(off + i as u64);
+                }
+                w.write_all(&buf[..k])?;
+                off += k as u64;
+            }
+            continue;
+        }
+        let mut body = Vec::new();
+        read_body(&mut r, chunked, length, |d| body.extend_from_slice(d))?;
+        let req = Seen {
+            method,
+            target,
+            headers: headers.clone(),
+            body,
+        };
+        seen.lock().unwrap().push(req.clone());
+        let reply = handler(&req);
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let mut out = format!("HTTP/1.1 {} X\r\n", reply.status).into_bytes();
+        for (k, v) in &reply.headers {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        if reply.status == 101 {
+            out.extend_from_slice(b"\r\n");
+            w.write_all(&out)?;
+            if upgrade.is_some() {
+                // Echo upgraded bytes until the peer closes.
+                let mut buf = [0u8; 4096];
+                let pending = r.buffer().to_vec();
+                r.consume(pending.len());
+                w.write_all(&pending)?;
+                loop {
+                    let n = r.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    w.write_all(&buf[..n])?;
+                }
+            }
+            return Ok(());
+        }
+        let no_body = req.method == "HEAD" || reply.status == 204 || reply.status == 304;
+        if reply.chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            if !no_body {
+                for piece in reply.body.chunks(7) {
+                    out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            out.extend_from_slice(
+                format!("Content-Length: {}\r\n\r\n", reply.body.len()).as_bytes(),
+            );
+            if !no_body {
+                out.extend_from_slice(&reply.body);
+            }
+        }
+        w.write_all(&out)?;
+    }
+}
+
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    chunked: bool,
+    length: u64,
+    mut sink: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    if chunked {
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line)?;
+            let size = u64::from_str_radix(line.trim_end().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk line {line:?}")))?;
+            if size == 0 {
+                loop {
+                    let mut t = String::new();
+                    r.read_line(&mut t)?;
+                    if t.trim_end().is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            copy_exact(r, size, &mut sink)?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else {
+        copy_exact(r, length, &mut sink)
+    }
+}
+
+fn copy_exact(
+    r: &mut BufReader<TcpStream>,
+    mut n: u64,
+    sink: &mut impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    while n > 0 {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let k = (buf.len() as u64).min(n) as usize;
+        sink(&buf[..k]);
+        r.consume(k);
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// Answers every request head with the same raw bytes, then closes.
+pub struct RawBackend {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl RawBackend {
+    pub fn start(response: &'static [u8], close_after: bool) -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk) else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = find(&buf, b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            if stream.write_all(response).is_err() {
+                                return;
+                            }
+                            if close_after {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend { addr, connections }
+    }
+
+    /// A backend that accepts connections and never answers.
+    pub fn silent() -> RawBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        RawBackend { addr, connections }
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parsed `name: value` pairs of a response head (lower-case names).
+pub fn header_map(head: &str) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            m.entry(k.trim().to_ascii_lowercase())
+                .or_default()
+                .push(v.trim().to_string());
+        }
+    }
+    m
+}

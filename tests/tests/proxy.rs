@@ -1,0 +1,390 @@
+//! Routing, forwarding headers, keep-alive, pipelining and backend failures,
+//! through the real edge binary.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use postern_e2e::backend::{Backend, RawBackend, Reply};
+use postern_e2e::client::{self, get, read_response, request};
+use postern_e2e::EdgeBuilder;
+
+fn app(name: &str, ext: &str, backend: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nexternal_url = \"{ext}\"\ninternal_url = \"http://{backend}/\"\npreauth = \"passthrough\"\n{extra}"
+    )
+}
+
+#[test]
+fn routes_by_exact_host_wildcard_and_longest_prefix() {
+    let exact = Backend::start(|_| Reply::ok("exact"));
+    let api = Backend::start(|_| Reply::ok("api"));
+    let wild = Backend::start(|_| Reply::ok("wild"));
+    let b = EdgeBuilder::new();
+    let b = b
+        .app(&app("exact", "https://app.example.com/", exact.addr, ""))
+        .app(&format!(
+            "name = \"api\"\nexternal_url = \"https://app.example.com/api/\"\ninternal_url = \"http://{}/v2/\"\npreauth = \"passthrough\"",
+            api.addr
+        ))
+        .app(&app("wild", "https://*.example.com/", wild.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+
+    let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+    assert_eq!(get(&mut s, "app.example.com", "/").text(), "exact");
+    assert_eq!(
+        get(&mut s, "app.example.com", "/api/items?x=1").text(),
+        "api"
+    );
+    assert_eq!(
+        api.last().target,
+        "/v2/items?x=1",
+        "external prefix maps to the internal one"
+    );
+    let r = get(&mut s, "app.example.com", "/api");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location").as_deref(), Some("/api/"));
+
+    let mut s = client::tls(edge.https, "other.example.com", roots.clone());
+    assert_eq!(get(&mut s, "other.example.com", "/api/").text(), "wild");
+
+    let mut s = client::tls(edge.https, "unknown.example.org", roots.clone());
+    // An unknown host gets the default certificate (verification fails for
+    // this name), so ask without SNI-mismatch by using a matching name.
+    drop(s);
+    s = client::tls(edge.https, "app.example.com", roots);
+    let r = request(&mut s, "GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let mut plain = client::tcp(edge.http);
+    let r = get(&mut plain, "nothing.example.org", "/");
+    assert_eq!(r.status, 404);
+    assert!(
+        !r.text().contains("127.0.0.1"),
+        "404 page reveals nothing internal"
+    );
+    assert!(r.text().contains("Request ID"));
+}
+
+#[test]
+fn sni_and_host_mismatch_is_421() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new()
+        .app(&app("a", "https://app.example.com/", be.addr, ""))
+        .app(&app("b", "https://b.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let r = get(&mut s, "b.example.com", "/");
+    assert_eq!(r.status, 421);
+    assert_eq!(be.count(), 0);
+}
+
+#[test]
+fn http_listener_redirects_https_only_apps() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new()
+        .app(&app("a", "https://app.example.com/", be.addr, ""))
+        .app(&app(
+            "plain",
+            "http://plain.example.com/",
+            be.addr,
+            "cookie = { secure = false }",
+        ));
+    let edge = b.start();
+    let mut s = client::tcp(edge.http);
+    let r = get(&mut s, "app.example.com", "/x?y=1");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.example.com/x?y=1")
+    );
+    let r = request(
+        &mut s,
+        "POST /form HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.status, 308, "non-GET redirects keep their method");
+    let r = get(&mut s, "plain.example.com", "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+}
+
+#[test]
+fn forwarding_headers_and_hop_by_hop_removal() {
+    let be = Backend::start(|_| {
+        Reply::ok("ok")
+            .header("Connection", "X-Secret-Hop")
+            .header("X-Secret-Hop", "leak")
+            .header("Keep-Alive", "timeout=5")
+            .header("Location", "http://placeholder/")
+    });
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "hsts = true",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let r = request(
+        &mut s,
+        "GET /p HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: keep-alive, X-Drop-Me\r\nX-Drop-Me: 1\r\nTE: trailers\r\nX-Postern-User: forged\r\nX_Postern_Email: forged\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nX-Request-Id: client-chosen\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = be.last();
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("app.example.com"));
+    let id = seen.header("x-request-id").unwrap().to_string();
+    assert!(id.len() >= 16 && id != "client-chosen");
+    assert_eq!(
+        seen.header("host"),
+        Some(be.addr.to_string().as_str()),
+        "Host is the internal host"
+    );
+    for gone in [
+        "x-drop-me",
+        "te",
+        "x-postern-user",
+        "x_postern_email",
+        "upgrade",
+        "http2-settings",
+        "connection",
+    ] {
+        assert!(
+            seen.header(gone).is_none(),
+            "{gone} must not reach the backend"
+        );
+    }
+    assert!(r.header("x-secret-hop").is_none() && r.header("keep-alive").is_none());
+    assert_eq!(
+        r.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+}
+
+#[test]
+fn translate_headers_off_keeps_the_external_host() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "translate_headers = false",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    get(&mut s, "app.example.com", "/");
+    assert_eq!(be.last().header("host"), Some("app.example.com"));
+}
+
+#[test]
+fn location_of_the_internal_url_is_translated() {
+    let be = Backend::start(|s| {
+        let own = s.header("host").unwrap().to_string();
+        Reply::ok("")
+            .status(302)
+            .header("Location", &format!("http://{own}/next?a=1"))
+    });
+    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let r = get(&mut s, "app.example.com", "/");
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.example.com/next?a=1")
+    );
+}
+
+#[test]
+fn disabled_app_answers_503() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "enabled = false",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 503);
+    assert_eq!(be.count(), 0);
+}
+
+#[test]
+fn keep_alive_and_pipelining_answer_in_order() {
+    let be = Backend::start(|s| Reply::ok(s.target.clone()));
+    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch.push_str(&format!(
+            "GET /r{i} HTTP/1.1\r\nHost: app.example.com\r\n\r\n"
+        ));
+    }
+    batch
+        .push_str("POST /body HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 5\r\n\r\nhello");
+    batch.push_str("GET /last HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n");
+    s.write_all(batch.as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let r = read_response(&mut s, &mut pending, "GET").unwrap();
+        assert_eq!(r.text(), format!("/r{i}"));
+    }
+    assert_eq!(
+        read_response(&mut s, &mut pending, "POST").unwrap().text(),
+        "/body"
+    );
+    let last = read_response(&mut s, &mut pending, "GET").unwrap();
+    assert_eq!(last.text(), "/last");
+    assert_eq!(last.header("connection").as_deref(), Some("close"));
+    assert!(
+        be.connections.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "upstream keep-alive reuses connections"
+    );
+}
+
+#[test]
+fn chunked_request_and_response_bodies_stream_through() {
+    let be = Backend::start(|s| Reply::ok(s.body.clone()).chunked());
+    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let r = request(
+        &mut s,
+        "POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    );
+    assert_eq!(r.text(), "hello world");
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(be.last().header("transfer-encoding"), Some("chunked"));
+}
+
+#[test]
+fn expect_100_continue() {
+    let be = Backend::start(|s| Reply::ok(s.body.clone()));
+    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    s.write_all(b"PUT /x HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    let interim = read_response(&mut s, &mut pending, "PUT").unwrap();
+    assert_eq!(interim.status, 100);
+    s.write_all(b"data").unwrap();
+    let r = read_response(&mut s, &mut pending, "PUT").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "data"));
+    assert!(be.last().header("expect").is_none());
+}
+
+#[test]
+fn unreachable_backend_is_502_with_request_id() {
+    let port = postern_e2e::free_port();
+    let b = EdgeBuilder::new().app(&format!(
+        "name = \"a\"\nexternal_url = \"https://app.example.com/\"\ninternal_url = \"http://127.0.0.1:{port}/\"\npreauth = \"passthrough\""
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let r = get(&mut s, "app.example.com", "/");
+    assert_eq!(r.status, 502);
+    let id = r.header("x-request-id").unwrap();
+    assert!(r.text().contains(&id), "the page carries the request id");
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    // The connection stays usable after an edge-generated error.
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 502);
+}
+
+#[test]
+fn silent_backend_is_504_after_backend_timeout() {
+    let be = RawBackend::silent();
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "backend_timeout = 1",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let start = Instant::now();
+    let r = get(&mut s, "app.example.com", "/");
+    assert_eq!(r.status, 504);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(r.text().contains(&r.header("x-request-id").unwrap()));
+}
+
+#[test]
+fn backend_closing_mid_body_never_looks_complete() {
+    // Promises 100 bytes, sends 5, closes.
+    let be = RawBackend::start(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello", true);
+    let chunked = RawBackend::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        true,
+    );
+    let b = EdgeBuilder::new()
+        .app(&app("a", "https://app.example.com/", be.addr, ""))
+        .app(&app("b", "https://b.example.com/", chunked.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    assert!(
+        read_response(&mut s, &mut pending, "GET").is_err(),
+        "a truncated body must not complete"
+    );
+    let mut s = client::tls(edge.https, "b.example.com", roots);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: b.example.com\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    assert!(
+        read_response(&mut s, &mut pending, "GET").is_err(),
+        "no final chunk after a backend abort"
+    );
+}
+
+#[test]
+fn websocket_upgrade_relays_after_101_and_keeps_cookies() {
+    let be = Backend::start(|_| {
+        Reply::ok("")
+            .status(101)
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header("Set-Cookie", "affinity=1; Path=/")
+    });
+    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let r = read_response(&mut s, &mut pending, "GET").unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(
+        r.header("set-cookie").as_deref(),
+        Some("affinity=1; Path=/")
+    );
+    assert_eq!(be.last().header("upgrade"), Some("websocket"));
+    s.write_all(b"ping-bytes").unwrap();
+    let mut got = pending;
+    while got.len() < 10 {
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"ping-bytes");
+}
