@@ -9,6 +9,7 @@
 use std::io;
 
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::{ClientConnection, ServerConnection};
@@ -33,9 +34,12 @@ impl Io {
         }
         match self {
             Io::Tcp(s) => {
+                // monoio reads into a BytesMut from its *start*; a slice
+                // over the spare capacity makes the read append instead.
                 let owned = std::mem::take(buf);
-                let (res, owned) = s.read(owned).await;
-                *buf = owned;
+                let (len, cap) = (owned.len(), owned.capacity());
+                let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
+                *buf = slice.into_inner();
                 res
             }
             Io::ServerTls(s) => s.read_buf(buf).await,

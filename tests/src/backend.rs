@@ -331,6 +331,8 @@ fn copy_exact(
 pub struct RawBackend {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
+    /// Every byte received, across connections.
+    pub received: Arc<Mutex<Vec<u8>>>,
 }
 
 impl RawBackend {
@@ -338,10 +340,13 @@ impl RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
         let c = connections.clone();
+        let rec = received.clone();
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 c.fetch_add(1, Ordering::SeqCst);
+                let rec = rec.clone();
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
                     let mut buf = Vec::new();
@@ -354,6 +359,7 @@ impl RawBackend {
                             return;
                         }
                         buf.extend_from_slice(&chunk[..n]);
+                        rec.lock().unwrap().extend_from_slice(&chunk[..n]);
                         while let Some(end) = find(&buf, b"\r\n\r\n") {
                             buf.drain(..end + 4);
                             if stream.write_all(response).is_err() {
@@ -367,7 +373,15 @@ impl RawBackend {
                 });
             }
         });
-        RawBackend { addr, connections }
+        RawBackend {
+            addr,
+            connections,
+            received,
+        }
+    }
+
+    pub fn received_text(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).into_owned()
     }
 
     /// A backend that accepts connections and never answers.
@@ -383,7 +397,11 @@ impl RawBackend {
                 held.push(stream);
             }
         });
-        RawBackend { addr, connections }
+        RawBackend {
+            addr,
+            connections,
+            received: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 }
 

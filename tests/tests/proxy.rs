@@ -388,3 +388,50 @@ fn websocket_upgrade_relays_after_101_and_keeps_cookies() {
     }
     assert_eq!(&got, b"ping-bytes");
 }
+
+#[test]
+fn heads_and_bodies_split_into_tiny_pieces() {
+    // The backend dribbles its response a few bytes at a time.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while postern_e2e::backend::find(&seen, b"hello-body").is_none() {
+                    let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let resp = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nslow\r\n5\r\n-resp\r\n0\r\n\r\n";
+                for piece in resp.chunks(3) {
+                    if s.write_all(piece).is_err() {
+                        return;
+                    }
+                    s.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+        }
+    });
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "http://a.example.com/",
+        addr,
+        "cookie = { secure = false }",
+    ));
+    let edge = b.start();
+    let mut s = client::tcp(edge.http);
+    let req = b"POST /p HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 10\r\n\r\nhello-body";
+    for piece in req.chunks(2) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut pending = Vec::new();
+    let r = read_response(&mut s, &mut pending, "POST").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow-resp"));
+    assert_eq!(r.header("x-a").as_deref(), Some("1"));
+}
