@@ -295,10 +295,7 @@ fn case_12_upgrade_only_after_101() {
     let edge = edge_for(be.addr);
     let (resp, _) = raw_exchange(
         edge.http,
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        b"GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(resp.matches("HTTP/1.1 200").count(), 2, "{resp}");
     assert!(resp.ends_with("/next"));
