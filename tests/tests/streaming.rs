@@ -71,7 +71,7 @@ fn half_a_gigabyte_each_way_in_bounded_memory() {
         "{head}"
     );
     let mut got = 0u64;
-    let mut check = |data: &[u8], got: &mut u64| {
+    let check = |data: &[u8], got: &mut u64| {
         for (i, &b) in data.iter().enumerate() {
             assert_eq!(
                 b,
