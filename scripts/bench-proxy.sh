@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark (BENCH.md): Postern edge vs nginx proxying the
+# same nginx static backend, 1 KiB responses over HTTP and HTTPS, keep-alive.
+#
+# The proxy under test is pinned to CPU 0; the load generator (wrk) and the
+# backend to CPU 1. Cost is proxy CPU time per request, read from
+# /proc/PID/task/*/stat before and after each run (postern-cpu), so it stays
+# meaningful when the load generator, not the proxy, is the bottleneck.
+#
+# Usage: scripts/bench-proxy.sh [DURATION_SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10}
+CONNS=${2:-32}
+BASE_PORT=${BENCH_BASE_PORT:-18000}
+BACKEND_PORT=$((BASE_PORT + 1))
+NGINX_HTTP=$((BASE_PORT + 2))
+NGINX_HTTPS=$((BASE_PORT + 3))
+POSTERN_HTTP=$((BASE_PORT + 4))
+POSTERN_HTTPS=$((BASE_PORT + 5))
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} (Debian packages)" >&2
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet -p postern-dataplane -p postern-perf
+POSTERN=target/release/postern
+CPU=target/release/postern-cpu
+
+WORK=$(mktemp -d /tmp/postern-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Content: the 1 KiB file BENCH.md specifies.
+mkdir -p "$WORK/www" "$WORK/logs"
+head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
+# ECDSA P-256 certificate for localhost, shared by both proxies.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost" 2>/dev/null
+USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+
+cat > "$WORK/backend.conf" <<CONF
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/logs/backend.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    server { listen 127.0.0.1:$BACKEND_PORT reuseport; root $WORK/www; }
+}
+CONF
+
+cat > "$WORK/proxy.conf" <<CONF
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $WORK/proxy.pid;
+error_log $WORK/logs/proxy.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_HTTP;
+        listen 127.0.0.1:$NGINX_HTTPS ssl;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+
+cat > "$WORK/edge.toml" <<CONF
+[edge]
+workers = 1
+pin_workers = true
+
+[[listener]]
+address = "127.0.0.1:$POSTERN_HTTP"
+scheme = "http"
+
+[[listener]]
+address = "127.0.0.1:$POSTERN_HTTPS"
+scheme = "https"
+
+[[certificate]]
+cert_file = "$WORK/cert.pem"
+key_file = "$WORK/key.pem"
+
+[[app]]
+name = "bench-https"
+external_url = "https://localhost:$POSTERN_HTTPS/"
+internal_url = "http://127.0.0.1:$BACKEND_PORT/"
+preauth = "passthrough"
+
+[[app]]
+name = "bench-http"
+external_url = "http://localhost:$POSTERN_HTTP/"
+internal_url = "http://127.0.0.1:$BACKEND_PORT/"
+preauth = "passthrough"
+cookie = { secure = false }
+CONF
+
+taskset -c 1 "$NGINX" -p "$WORK" -c "$WORK/backend.conf" & PIDS+=($!)
+taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" & PIDS+=($!)
+NGINX_MASTER=$!
+POSTERN_LOG=warn taskset -c 0 "$POSTERN" edge --config "$WORK/edge.toml" > "$WORK/logs/postern.out" 2>&1 & PIDS+=($!)
+POSTERN_PID=$!
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2; exit 1
+}
+for p in $BACKEND_PORT $NGINX_HTTP $NGINX_HTTPS $POSTERN_HTTP $POSTERN_HTTPS; do wait_port "$p"; done
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+
+# One measured run: prints "rps cpu_us_per_req p50 p99 errors".
+run() {
+    local url=$1 pid=$2
+    wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
+    local before after out
+    before=$("$CPU" "$pid")
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+    after=$("$CPU" "$pid")
+    local reqs rps p50 p99 errs
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 "; "} END {print (s=="" ? "0" : s)}')
+    local cpu_per
+    cpu_per=$(awk -v a="$after" -v b="$before" -v n="$reqs" 'BEGIN {printf "%.2f", (a-b)/n}')
+    echo "$rps $cpu_per $p50 $p99 $errs"
+}
+
+printf '\nPostern vs nginx %s, 1 KiB, %s connections, %ss per run, proxy on CPU 0\n\n' \
+    "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$CONNS" "$DURATION"
+printf '%-7s %-8s %12s %14s %10s %10s  %s\n' scheme proxy "req/s" "CPU-us/req" p50 p99 errors
+for scheme in http https; do
+    if [ $scheme = http ]; then nport=$NGINX_HTTP; pport=$POSTERN_HTTP; else nport=$NGINX_HTTPS; pport=$POSTERN_HTTPS; fi
+    read -r n_rps n_cpu n_p50 n_p99 n_err < <(run "$scheme://localhost:$nport/1k" "$NGINX_WORKER")
+    read -r p_rps p_cpu p_p50 p_p99 p_err < <(run "$scheme://localhost:$pport/1k" "$POSTERN_PID")
+    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme nginx "$n_rps" "$n_cpu" "$n_p50" "$n_p99" "$n_err"
+    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme postern "$p_rps" "$p_cpu" "$p_p50" "$p_p99" "$p_err"
+    awk -v pc="$p_cpu" -v nc="$n_cpu" -v pr="$p_rps" -v nr="$n_rps" -v s=$scheme \
+        'BEGIN {printf "%-7s ratio postern/nginx: CPU per request %.2fx, throughput %.2fx\n\n", s, pc/nc, pr/nr}'
+done
