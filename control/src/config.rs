@@ -51,6 +51,8 @@ pub struct EdgeSettings {
     pub request_header_timeout: Duration,
     /// How long an idle keep-alive client connection is kept.
     pub keepalive_timeout: Duration,
+    /// Longest a single write to a client may wait for it to read.
+    pub client_send_timeout: Duration,
     /// Time to establish a TCP (and TLS) connection to a backend.
     pub backend_connect_timeout: Duration,
     /// Idle upstream connections kept per backend and worker.
@@ -357,6 +359,11 @@ impl Validator<'_> {
             keepalive_timeout: self.secs(
                 "keepalive_timeout",
                 e.keepalive_timeout.unwrap_or(75),
+                3600,
+            ),
+            client_send_timeout: self.secs(
+                "client_send_timeout",
+                e.client_send_timeout.unwrap_or(60),
                 3600,
             ),
             backend_connect_timeout: self.secs(

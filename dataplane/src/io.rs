@@ -7,6 +7,7 @@
 //! noise next to a syscall.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
@@ -19,21 +20,36 @@ use crate::tls::stream::TlsStream;
 /// Read size used when growing a read buffer.
 pub const READ_CHUNK: usize = 16 * 1024;
 
-pub enum Io {
+pub enum Stream {
     Tcp(TcpStream),
     ServerTls(Box<TlsStream<ServerConnection>>),
     ClientTls(Box<TlsStream<ClientConnection>>),
 }
 
+/// A stream plus the longest a single write may wait for the peer to read:
+/// a peer that stops reading must not pin a connection (and its buffers)
+/// forever.
+pub struct Io {
+    pub stream: Stream,
+    pub write_timeout: Duration,
+}
+
 impl Io {
+    pub fn new(stream: Stream, write_timeout: Duration) -> Io {
+        Io {
+            stream,
+            write_timeout,
+        }
+    }
+
     /// Appends what arrives next to `buf` (reserving room first); `Ok(0)`
     /// means the peer closed its side.
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match self {
-            Io::Tcp(s) => {
+        match &mut self.stream {
+            Stream::Tcp(s) => {
                 // monoio reads into a BytesMut from its *start*; a slice
                 // over the spare capacity makes the read append instead.
                 let owned = std::mem::take(buf);
@@ -42,60 +58,85 @@ impl Io {
                 *buf = slice.into_inner();
                 res
             }
-            Io::ServerTls(s) => s.read_buf(buf).await,
-            Io::ClientTls(s) => s.read_buf(buf).await,
+            Stream::ServerTls(s) => s.read_buf(buf).await,
+            Stream::ClientTls(s) => s.read_buf(buf).await,
         }
     }
 
-    /// Writes all of `data`, handing the buffer back for reuse.
+    /// Writes all of `data` within the write timeout, handing the buffer
+    /// back for reuse. A timed-out write leaves the stream unusable.
     pub async fn write_all<T>(&mut self, data: T) -> (io::Result<()>, T)
+    where
+        T: monoio::buf::IoBuf + AsRef<[u8]> + Default,
+    {
+        let limit = self.write_timeout;
+        match monoio::time::timeout(limit, self.write_inner(data)).await {
+            Ok(r) => r,
+            // The buffer went down with the cancelled write; the stream is
+            // finished, so an empty one is all the caller needs back.
+            Err(_) => (
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer stopped reading",
+                )),
+                T::default(),
+            ),
+        }
+    }
+
+    async fn write_inner<T>(&mut self, data: T) -> (io::Result<()>, T)
     where
         T: monoio::buf::IoBuf + AsRef<[u8]>,
     {
-        match self {
-            Io::Tcp(s) => {
+        match &mut self.stream {
+            Stream::Tcp(s) => {
                 let (res, data) = s.write_all(data).await;
                 (res.map(|_| ()), data)
             }
-            Io::ServerTls(s) => {
+            Stream::ServerTls(s) => {
                 let res = s.write_all(data.as_ref()).await;
                 (res, data)
             }
-            Io::ClientTls(s) => {
+            Stream::ClientTls(s) => {
                 let res = s.write_all(data.as_ref()).await;
                 (res, data)
             }
         }
     }
 
-    /// Closes our sending side (TLS close_notify first).
+    /// Closes our sending side (TLS close_notify first), bounded by the
+    /// write timeout.
     pub async fn shutdown(&mut self) {
-        match self {
-            Io::Tcp(s) => {
-                let _ = s.shutdown().await;
+        let limit = self.write_timeout;
+        let _ = monoio::time::timeout(limit, async {
+            match &mut self.stream {
+                Stream::Tcp(s) => {
+                    let _ = s.shutdown().await;
+                }
+                Stream::ServerTls(s) => s.shutdown().await,
+                Stream::ClientTls(s) => s.shutdown().await,
             }
-            Io::ServerTls(s) => s.shutdown().await,
-            Io::ClientTls(s) => s.shutdown().await,
-        }
+        })
+        .await;
     }
 }
 
 impl Io {
     /// Whether a read would return without touching the socket.
     pub fn has_buffered(&mut self) -> bool {
-        match self {
-            Io::Tcp(_) => false,
-            Io::ServerTls(s) => s.has_buffered(),
-            Io::ClientTls(s) => s.has_buffered(),
+        match &mut self.stream {
+            Stream::Tcp(_) => false,
+            Stream::ServerTls(s) => s.has_buffered(),
+            Stream::ClientTls(s) => s.has_buffered(),
         }
     }
 
     /// Waits until the socket has something to read (cancellation-safe).
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Io::Tcp(s) => s.readable(false).await,
-            Io::ServerTls(s) => s.tcp.readable(false).await,
-            Io::ClientTls(s) => s.tcp.readable(false).await,
+        match &self.stream {
+            Stream::Tcp(s) => s.readable(false).await,
+            Stream::ServerTls(s) => s.tcp.readable(false).await,
+            Stream::ClientTls(s) => s.tcp.readable(false).await,
         }
     }
 }

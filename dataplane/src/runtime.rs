@@ -16,7 +16,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use postern_control::{EdgeConfig, Scheme};
 
 use crate::http1::server::{self, ConnInfo};
-use crate::io::Io;
+use crate::io::{Io, Stream};
 use crate::snapshot::Snapshot;
 use crate::tls::{self, stream::TlsStream};
 use crate::worker::Worker;
@@ -96,6 +96,7 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
         let ready = ready_tx.clone();
         let pin = cfg.edge.pin_workers.then_some(index % cpus);
         let handshake_timeout = cfg.edge.tls_handshake_timeout;
+        let send_timeout = cfg.edge.client_send_timeout;
         let t = std::thread::Builder::new()
             .name(format!("postern-w{index}"))
             .spawn(move || {
@@ -142,6 +143,7 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
                             scheme,
                             tls,
                             handshake_timeout,
+                            send_timeout,
                         )));
                     }
                     for t in tasks {
@@ -179,6 +181,7 @@ async fn accept_loop(
     scheme: Scheme,
     tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
+    send_timeout: Duration,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -196,7 +199,7 @@ async fn accept_loop(
         let tls = tls.clone();
         monoio::spawn(async move {
             let (io, sni) = match tls {
-                None => (Io::Tcp(tcp), None),
+                None => (Stream::Tcp(tcp), None),
                 Some(cfg) => {
                     let conn = match rustls::ServerConnection::new(cfg) {
                         Ok(c) => c,
@@ -215,9 +218,10 @@ async fn accept_loop(
                         }
                     }
                     let sni = stream.conn.server_name().map(|s| s.to_ascii_lowercase());
-                    (Io::ServerTls(stream), sni)
+                    (Stream::ServerTls(stream), sni)
                 }
             };
+            let io = Io::new(io, send_timeout);
             server::serve(worker, io, ConnInfo { peer, scheme, sni }).await;
         });
     }

@@ -23,7 +23,7 @@ use monoio::net::TcpStream;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
-use crate::io::Io;
+use crate::io::{Io, Stream};
 use crate::tls::stream::TlsStream;
 
 /// How long an idle backend connection is kept.
@@ -179,7 +179,7 @@ impl Upstream {
                 Ok(Ok(tcp)) => {
                     let _ = tcp.set_nodelay(true);
                     let io = match &target.tls {
-                        None => Io::Tcp(tcp),
+                        None => Stream::Tcp(tcp),
                         Some(cfg) => {
                             let name = ServerName::try_from(
                                 target
@@ -194,14 +194,15 @@ impl Upstream {
                             let mut tls = Box::new(TlsStream::new(tcp, conn));
                             let left = deadline.saturating_duration_since(Instant::now());
                             match monoio::time::timeout(left, tls.handshake()).await {
-                                Ok(Ok(())) => Io::ClientTls(tls),
+                                Ok(Ok(())) => Stream::ClientTls(tls),
                                 Ok(Err(e)) => return Err(UpstreamError::Tls(e)),
                                 Err(_) => return Err(UpstreamError::ConnectTimeout),
                             }
                         }
                     };
                     return Ok(UpstreamConn {
-                        io,
+                        // The request sets its own backend timeout.
+                        io: Io::new(io, self.connect_timeout),
                         buf: BytesMut::with_capacity(crate::io::READ_CHUNK),
                         reused: false,
                         key,

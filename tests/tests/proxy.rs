@@ -435,3 +435,51 @@ fn heads_and_bodies_split_into_tiny_pieces() {
     assert_eq!((r.status, r.text().as_str()), (200, "slow-resp"));
     assert_eq!(r.header("x-a").as_deref(), Some("1"));
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new().edge("client_send_timeout = 1").app(&app(
+        "a",
+        "http://a.example.com/",
+        be.addr,
+        "cookie = { secure = false }",
+    ));
+    let edge = b.start();
+    let mut s = client::tcp(edge.http);
+    let size = 200u64 * 1024 * 1024;
+    s.write_all(format!("GET /__stream/{size} HTTP/1.1\r\nHost: a.example.com\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    assert!(
+        total < size,
+        "the edge gave up on the stalled client ({total} bytes delivered)"
+    );
+}
+
+#[test]
+fn a_slow_request_head_gets_408() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("request_header_timeout = 1")
+        .app(&app(
+            "a",
+            "http://a.example.com/",
+            be.addr,
+            "cookie = { secure = false }",
+        ));
+    let edge = b.start();
+    let start = Instant::now();
+    let (resp, closed) = client::raw_exchange(edge.http, b"GET / HTTP/1.1\r\nHost: a.exa");
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(closed && start.elapsed() < Duration::from_secs(4));
+    assert_eq!(be.count(), 0);
+}

@@ -30,6 +30,7 @@ pub struct Edge {
     pub tls_handshake_timeout: Option<u64>,
     pub request_header_timeout: Option<u64>,
     pub keepalive_timeout: Option<u64>,
+    pub client_send_timeout: Option<u64>,
     pub backend_connect_timeout: Option<u64>,
     pub upstream_pool_size: Option<usize>,
 }

@@ -108,10 +108,13 @@ pub async fn serve(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             } else {
                 settings.request_header_timeout
             };
+            // A timed-out read takes the buffer down with it; remember
+            // whether a request had started.
+            let partial = !buf.is_empty();
             match body::read_with_timeout(&mut io, &mut buf, timeout).await {
                 Ok(0) | Err(BodyError::Io(_)) => break None,
                 Ok(_) => {}
-                Err(BodyError::Timeout) if !buf.is_empty() => {
+                Err(BodyError::Timeout) if partial => {
                     let id = worker.next_request_id();
                     out.clear();
                     let msg = "the request head did not arrive in time";
@@ -423,6 +426,9 @@ async fn proxy(
             }
         };
         let reused = up.reused;
+        // A backend that stops reading the request is as stuck as one
+        // that never answers.
+        up.io.write_timeout = backend_timeout;
         out.clear();
         backend_request_head(app, &head, info, id, &internal_host, out);
         let mut reader = BodyReader::new(head.framing);
