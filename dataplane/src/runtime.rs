@@ -69,7 +69,7 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
     let workers = cfg.edge.workers.map_or(cpus, |n| n.get());
     let io_uring = monoio::utils::detect_uring();
     if !io_uring {
-        tracing::warn!("io_uring is not available here; workers run on the epoll driver");
+        tracing::warn!("io_uring is unavailable (kernel, seccomp policy or MONOIO_FORCE_LEGACY_DRIVER); workers run on the epoll driver");
     }
 
     // Port 0 means "any free port": pick one here so every worker's

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -125,7 +125,59 @@ impl Backend {
                     let handler = handler.clone();
                     let seen = seen.clone();
                     std::thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
                         let _ = serve(stream, &*handler, &seen);
+                    });
+                }
+            });
+        }
+        Backend {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// The same backend over TLS with the given certificate and key (PEM).
+    pub fn start_tls(
+        cert_pem: &str,
+        key_pem: &str,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        {
+            let seen = seen.clone();
+            let connections = connections.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let handler = handler.clone();
+                    let seen = seen.clone();
+                    let cfg = cfg.clone();
+                    std::thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+                        let conn = rustls::ServerConnection::new(cfg).unwrap();
+                        let tls = rustls::StreamOwned::new(conn, stream);
+                        let _ = serve(tls, &*handler, &seen);
                     });
                 }
             });
@@ -156,10 +208,12 @@ impl Backend {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut r = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-    let mut w = stream;
+fn serve<S: Read + Write>(
+    stream: S,
+    handler: &Handler,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -199,7 +253,7 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::
             read_body(&mut r, chunked, length, |d| sum.update(d))?;
             let body = format!("{} {:016x}", sum.len, sum.hash);
             write!(
-                w,
+                r.get_mut(),
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )?;
@@ -207,7 +261,7 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::
         }
         if let Some(n) = target.strip_prefix("/__stream/") {
             let n: u64 = n.parse().unwrap_or(0);
-            write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")?;
+            write!(r.get_mut(), "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut off = 0u64;
             while off < n {
@@ -215,7 +269,7 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::
                 for (i, b) in buf[..k].iter_mut().enumerate() {
                     *b = pattern(off + i as u64);
                 }
-                w.write_all(&buf[..k])?;
+                r.get_mut().write_all(&buf[..k])?;
                 off += k as u64;
             }
             continue;
@@ -239,19 +293,19 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::
         }
         if reply.status == 101 {
             out.extend_from_slice(b"\r\n");
-            w.write_all(&out)?;
+            r.get_mut().write_all(&out)?;
             if upgrade.is_some() {
                 // Echo upgraded bytes until the peer closes.
                 let mut buf = [0u8; 4096];
                 let pending = r.buffer().to_vec();
                 r.consume(pending.len());
-                w.write_all(&pending)?;
+                r.get_mut().write_all(&pending)?;
                 loop {
                     let n = r.read(&mut buf)?;
                     if n == 0 {
                         return Ok(());
                     }
-                    w.write_all(&buf[..n])?;
+                    r.get_mut().write_all(&buf[..n])?;
                 }
             }
             return Ok(());
@@ -275,12 +329,12 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) -> std::
                 out.extend_from_slice(&reply.body);
             }
         }
-        w.write_all(&out)?;
+        r.get_mut().write_all(&out)?;
     }
 }
 
-fn read_body(
-    r: &mut BufReader<TcpStream>,
+fn read_body<S: Read>(
+    r: &mut BufReader<S>,
     chunked: bool,
     length: u64,
     mut sink: impl FnMut(&[u8]),
@@ -309,8 +363,8 @@ fn read_body(
     }
 }
 
-fn copy_exact(
-    r: &mut BufReader<TcpStream>,
+fn copy_exact<S: Read>(
+    r: &mut BufReader<S>,
     mut n: u64,
     sink: &mut impl FnMut(&[u8]),
 ) -> std::io::Result<()> {
