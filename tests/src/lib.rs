@@ -189,7 +189,7 @@ impl EdgeBuilder {
                 ("exact".into(), vec!["app.example.com"]),
             ],
             apps: String::new(),
-            edge_section: "workers = 2\n".into(),
+            edge_section: String::new(),
         }
     }
 
@@ -212,9 +212,14 @@ impl EdgeBuilder {
         let dir = TempDir::new("edge");
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let edge_section = if self.edge_section.contains("workers") {
+            self.edge_section.clone()
+        } else {
+            format!("workers = 2\n{}", self.edge_section)
+        };
         let mut cfg = format!(
             "[edge]\n{}\n[[listener]]\naddress = \"{https}\"\nscheme = \"https\"\npublic_port = 443\n\n[[listener]]\naddress = \"{http}\"\nscheme = \"http\"\npublic_port = 80\n",
-            self.edge_section
+            edge_section
         );
         for (cn, names) in &self.certs {
             let (cert, key) = self.pki.issue(cn, names);
@@ -244,11 +249,23 @@ impl Default for EdgeBuilder {
 
 impl Edge {
     pub fn start_with(dir: TempDir, config: &Path, https: SocketAddr, http: SocketAddr) -> Edge {
+        Edge::start_with_env(dir, config, https, http, &[])
+    }
+
+    /// Like [`Edge::start_with`], with extra environment variables.
+    pub fn start_with_env(
+        dir: TempDir,
+        config: &Path,
+        https: SocketAddr,
+        http: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Edge {
         let stderr_log = dir.path().join("edge.stderr");
         let mut child = Command::new(postern_bin())
             .args(["edge", "--config"])
             .arg(config)
             .env("POSTERN_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())
             .spawn()

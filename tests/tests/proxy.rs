@@ -483,3 +483,18 @@ fn a_slow_request_head_gets_408() {
     assert!(closed && start.elapsed() < Duration::from_secs(4));
     assert_eq!(be.count(), 0);
 }
+
+#[test]
+fn epoll_fallback_serves_and_warns_once() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("workers = 2")
+        .app(&app("a", "https://app.example.com/", be.addr, ""));
+    let roots = b.pki.root_store();
+    let (dir, path, https, http) = b.write();
+    let edge = postern_e2e::Edge::start_with_env(dir, &path, https, http, &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").text(), "hello");
+    let log = edge.stderr();
+    assert_eq!(log.matches("epoll driver").count(), 1, "one warning, not one per worker: {log}");
+}
