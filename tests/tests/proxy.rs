@@ -487,14 +487,48 @@ fn a_slow_request_head_gets_408() {
 #[test]
 fn epoll_fallback_serves_and_warns_once() {
     let be = Backend::hello();
-    let b = EdgeBuilder::new()
-        .edge("workers = 2")
-        .app(&app("a", "https://app.example.com/", be.addr, ""));
+    let b = EdgeBuilder::new().edge("workers = 2").app(&app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "",
+    ));
     let roots = b.pki.root_store();
     let (dir, path, https, http) = b.write();
-    let edge = postern_e2e::Edge::start_with_env(dir, &path, https, http, &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    let edge = postern_e2e::Edge::start_with_env(
+        dir,
+        &path,
+        https,
+        http,
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
+    );
     let mut s = client::tls(edge.https, "app.example.com", roots);
     assert_eq!(get(&mut s, "app.example.com", "/").text(), "hello");
     let log = edge.stderr();
-    assert_eq!(log.matches("epoll driver").count(), 1, "one warning, not one per worker: {log}");
+    assert_eq!(
+        log.matches("epoll driver").count(),
+        1,
+        "one warning, not one per worker: {log}"
+    );
+}
+
+#[test]
+fn an_empty_post_keeps_its_content_length() {
+    let be =
+        Backend::start(|s| Reply::ok(s.header("content-length").unwrap_or("none").to_string()));
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "http://a.example.com/",
+        be.addr,
+        "cookie = { secure = false }",
+    ));
+    let edge = b.start();
+    let mut s = client::tcp(edge.http);
+    let r = request(
+        &mut s,
+        "POST /f HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(r.text(), "0");
+    // And the connection is still good for the next request.
+    assert_eq!(get(&mut s, "a.example.com", "/").text(), "none");
 }

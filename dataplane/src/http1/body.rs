@@ -26,6 +26,13 @@ pub enum Framing {
     UntilClose,
 }
 
+impl Framing {
+    /// Whether any body bytes can follow the head.
+    pub fn has_body(self) -> bool {
+        !matches!(self, Framing::Empty | Framing::Length(0))
+    }
+}
+
 /// Longest chunk-size line we accept, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Longest trailer section we read (and drop).

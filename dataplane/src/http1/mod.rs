@@ -201,8 +201,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
                 return Err(err(400, "Transfer-Encoding value is malformed"));
             }
         }
-        (None, Some(0)) | (None, None) => Framing::Empty,
+        // `Content-Length: 0` is kept: some backends insist on it for POST.
         (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Empty,
     };
 
     // Target: origin-form, or absolute-form whose authority wins over Host.

@@ -153,7 +153,7 @@ async fn respond_error(
     detail: &str,
     id: &str,
 ) -> Next {
-    let close = !head.keep_alive || head.framing != Framing::Empty;
+    let close = !head.keep_alive || head.framing.has_body();
     out.clear();
     pages::error_page(out, status, detail, id, close, &[]);
     if write_out(io, out).await.is_err() || close {
@@ -170,7 +170,7 @@ async fn respond_redirect(
     location: &str,
     id: &str,
 ) -> Next {
-    let close = !head.keep_alive || head.framing != Framing::Empty;
+    let close = !head.keep_alive || head.framing.has_body();
     let status = if matches!(&head.method[..], b"GET" | b"HEAD") {
         301
     } else {
@@ -395,7 +395,7 @@ async fn proxy(
     };
     let backend_timeout = app.app.backend_timeout.duration();
     let upstream: &Upstream = &worker.upstream;
-    let has_body = head.framing != Framing::Empty;
+    let has_body = head.framing.has_body();
     let upgrade = if app.app.websocket {
         head.upgrade.clone()
     } else {

@@ -26,6 +26,11 @@ fn framing_of_valid_requests() {
         .unwrap()
         .unwrap();
     assert_eq!(h.framing, Framing::Chunked);
+    let h = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.framing, Framing::Length(0));
+    assert!(!h.framing.has_body());
     let h = req("GET / HTTP/1.1\nHost: A.Example.com:8443\n\n")
         .unwrap()
         .unwrap();
