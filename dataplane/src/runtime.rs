@@ -222,7 +222,14 @@ async fn accept_loop(
                 }
             };
             let io = Io::new(io, send_timeout);
-            server::serve(worker, io, ConnInfo { peer, scheme, sni }).await;
+            let client_ip = peer.ip().to_canonical().to_string();
+            let info = ConnInfo {
+                peer,
+                client_ip,
+                scheme,
+                sni,
+            };
+            server::serve(worker, io, info).await;
         });
     }
 }

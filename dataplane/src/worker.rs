@@ -45,9 +45,17 @@ impl Worker {
         self.snapshot.borrow().clone()
     }
 
+    /// 24 hex digits: the worker's random prefix, then a counter.
     pub fn next_request_id(&self) -> String {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
-        format!("{:016x}{:08x}", self.id_prefix, n as u32)
+        let v = ((self.id_prefix as u128) << 32) | n as u32 as u128;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 24];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
+        }
+        // Only ASCII hex digits were written.
+        String::from_utf8_lossy(&out).into_owned()
     }
 }

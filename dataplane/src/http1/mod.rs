@@ -482,6 +482,8 @@ fn split_absolute(target: &Bytes) -> Option<(Bytes, Bytes)> {
 pub fn parse_authority(authority: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(authority).ok()?;
     let (host, _) = postern_control::url::split_host_port(s).ok()?;
+    // `app.example.com.` (fully qualified) is the same host.
+    let host = host.strip_suffix('.').unwrap_or(host);
     match postern_control::url::parse_host(host, false).ok()? {
         postern_control::HostPattern::Exact(h) => Some(h),
         postern_control::HostPattern::Wildcard(_) => None,

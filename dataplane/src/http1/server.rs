@@ -26,6 +26,9 @@ use crate::worker::Worker;
 /// What the client connection learned about itself at accept time.
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The client address as sent in `X-Forwarded-For` (IPv4-mapped
+    /// addresses in their IPv4 form), formatted once per connection.
+    pub client_ip: String,
     pub scheme: Scheme,
     /// SNI name sent in the TLS handshake, lower-case.
     pub sni: Option<String>,
@@ -304,7 +307,7 @@ fn backend_request_head(
         out.extend_from_slice(&v);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(info.peer.ip().to_string().as_bytes());
+    out.extend_from_slice(info.client_ip.as_bytes());
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(info.scheme.as_str().as_bytes());
     out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
@@ -416,7 +419,7 @@ async fn proxy(
                 } else {
                     502
                 };
-                tracing::warn!(request_id = id, app = %app.app.name, error = %e, "backend unavailable");
+                tracing::warn!(request_id = id, app = %app.app.name, client = %info.peer, error = %e, "backend unavailable");
                 let msg = if status == 504 {
                     "the application's server did not accept a connection in time"
                 } else {
@@ -539,7 +542,7 @@ async fn proxy(
             Ok(r) => break (up, r),
             Err((502, _)) if reused && !has_body && up.buf.is_empty() && attempts < 2 => continue,
             Err((status, msg)) => {
-                tracing::warn!(request_id = id, app = %app.app.name, status, reason = msg, "backend error");
+                tracing::warn!(request_id = id, app = %app.app.name, client = %info.peer, status, reason = msg, "backend error");
                 // The request body, if any, has been consumed.
                 let close = !head.keep_alive;
                 out.clear();
@@ -588,6 +591,11 @@ async fn proxy(
     }
     if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
         push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
+    }
+    // The id users quote and operators search for, unless the backend
+    // has its own.
+    if !resp.headers.iter().any(|h| h.is("x-request-id")) {
+        push_header(out, b"X-Request-Id", id.as_bytes());
     }
     let encoder = match resp.framing {
         Framing::Length(n) => {
