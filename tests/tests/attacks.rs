@@ -332,3 +332,34 @@ fn case_13_bad_backend_responses_are_502_and_drop_the_upstream() {
         );
     }
 }
+
+#[test]
+fn case_23_head_url_and_header_count_limits() {
+    let be = Backend::hello();
+    let edge = edge_for(be.addr);
+    let long_url = format!(
+        "GET /{} HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+        "u".repeat(8 * 1024 + 1)
+    );
+    expect_close(&edge, &long_url, 414);
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(64 * 1024)
+    );
+    expect_close(&edge, &big_head, 431);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a.example.com\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    expect_close(&edge, &many, 431);
+    assert_eq!(be.count(), 0);
+    // 99 extra headers plus Host is exactly the limit and passes.
+    let mut ok = String::from("GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n");
+    for i in 0..98 {
+        ok.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    ok.push_str("\r\n");
+    let (resp, _) = raw_exchange(edge.http, ok.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}

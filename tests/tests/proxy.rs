@@ -536,14 +536,24 @@ fn an_empty_post_keeps_its_content_length() {
 #[test]
 fn responses_carry_the_request_id_the_backend_saw() {
     let be = Backend::hello();
-    let b = EdgeBuilder::new().app(&app("a", "http://a.example.com/", be.addr, "cookie = { secure = false }"));
+    let b = EdgeBuilder::new().app(&app(
+        "a",
+        "http://a.example.com/",
+        be.addr,
+        "cookie = { secure = false }",
+    ));
     let edge = b.start();
     let mut s = client::tcp(edge.http);
     let r = get(&mut s, "a.example.com.", "/");
-    assert_eq!(r.status, 200, "a fully qualified Host (trailing dot) is the same host");
+    assert_eq!(
+        r.status, 200,
+        "a fully qualified Host (trailing dot) is the same host"
+    );
     let id = r.header("x-request-id").unwrap();
     assert_eq!(id.len(), 24);
     assert_eq!(be.last().header("x-request-id"), Some(id.as_str()));
-    let next = get(&mut s, "a.example.com", "/").header("x-request-id").unwrap();
+    let next = get(&mut s, "a.example.com", "/")
+        .header("x-request-id")
+        .unwrap();
     assert_ne!(id, next);
 }
