@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use crate::url::{self, AppUrl, HostPattern, Scheme};
 
-mod raw;
+pub mod raw;
+
+/// One app as an operator writes it (TOML table or JSON object).
+pub use raw::App as AppSpec;
 
 /// Default backend timeout (seconds), as users of Entra application proxy know it.
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(85);
@@ -34,6 +37,36 @@ pub struct EdgeConfig {
     pub certificates: Vec<CertificateFiles>,
     pub identity_provider: Option<IdentityProvider>,
     pub apps: Vec<App>,
+    /// The apps as written, in the same order as `apps`.
+    pub app_specs: Vec<AppSpec>,
+    /// Relative paths in app specs resolve against this directory.
+    pub base_dir: PathBuf,
+}
+
+impl EdgeConfig {
+    /// Validates a new app table against this edge's listeners, identity
+    /// provider and reserved suffixes; on success the returned
+    /// configuration serves exactly `specs`.
+    pub fn with_apps(&self, specs: Vec<AppSpec>) -> Result<EdgeConfig, Vec<String>> {
+        let mut v = Validator {
+            problems: Vec::new(),
+            base_dir: &self.base_dir,
+        };
+        let apps = v.apps(
+            &specs,
+            &self.listeners,
+            &self.edge,
+            self.identity_provider.is_some(),
+        );
+        if !v.problems.is_empty() {
+            return Err(v.problems);
+        }
+        Ok(EdgeConfig {
+            apps,
+            app_specs: specs,
+            ..self.clone()
+        })
+    }
 }
 
 /// Edge-wide settings (`[edge]`).
@@ -57,6 +90,8 @@ pub struct EdgeSettings {
     pub backend_connect_timeout: Duration,
     /// Idle upstream connections kept per backend and worker.
     pub upstream_pool_size: usize,
+    /// Where the admin API listens (never a public listener's address).
+    pub admin_address: SocketAddr,
 }
 
 /// A public listener (`[[listener]]`).
@@ -372,7 +407,25 @@ impl Validator<'_> {
                 300,
             ),
             upstream_pool_size: e.upstream_pool_size.unwrap_or(64),
+            admin_address: match e
+                .admin_address
+                .as_deref()
+                .unwrap_or("127.0.0.1:9090")
+                .parse()
+            {
+                Ok(a) => a,
+                Err(_) => {
+                    self.problem(format!(
+                        "edge.admin_address: `{}` is not an IP:port address",
+                        e.admin_address.as_deref().unwrap_or_default()
+                    ));
+                    SocketAddr::from(([127, 0, 0, 1], 9090))
+                }
+            },
         };
+        if edge.admin_address.ip().is_unspecified() {
+            admin_everywhere(&mut self.problems, &edge.admin_address);
+        }
         if edge.upstream_pool_size > 100_000 {
             self.problem("edge.upstream_pool_size: more than 100000 idle connections".into());
         }
@@ -419,6 +472,16 @@ impl Validator<'_> {
             if !seen.insert(l.address) {
                 self.problem(format!("listener: address {} is listed twice", l.address));
             }
+            if l.address.port() == edge.admin_address.port()
+                && (l.address.ip() == edge.admin_address.ip()
+                    || l.address.ip().is_unspecified()
+                    || edge.admin_address.ip().is_unspecified())
+            {
+                self.problem(format!(
+                    "edge.admin_address: {} overlaps the public listener {}; the admin API is never served on a public listener",
+                    edge.admin_address, l.address
+                ));
+            }
         }
 
         let certificates: Vec<CertificateFiles> = raw
@@ -456,20 +519,33 @@ impl Validator<'_> {
             }
         }
 
-        let mut apps = Vec::new();
-        for (i, a) in raw.app.into_iter().enumerate() {
-            if let Some(app) = self.app(i, a, &listeners, &edge, identity_provider.is_some()) {
-                apps.push(app);
-            }
-        }
-        self.cross_app(&apps);
+        let apps = self.apps(&raw.app, &listeners, &edge, identity_provider.is_some());
         EdgeConfig {
             edge,
             listeners,
             certificates,
             identity_provider,
             apps,
+            app_specs: raw.app,
+            base_dir: self.base_dir.to_path_buf(),
         }
+    }
+
+    fn apps(
+        &mut self,
+        specs: &[AppSpec],
+        listeners: &[ListenerConfig],
+        edge: &EdgeSettings,
+        have_idp: bool,
+    ) -> Vec<App> {
+        let mut apps = Vec::new();
+        for (i, a) in specs.iter().enumerate() {
+            if let Some(app) = self.app(i, a.clone(), listeners, edge, have_idp) {
+                apps.push(app);
+            }
+        }
+        self.cross_app(&apps);
+        apps
     }
 
     fn app(
@@ -878,6 +954,14 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The admin API on every interface is refused: it must be reachable only
+/// where the operator chose (loopback, or one management address).
+fn admin_everywhere(problems: &mut Vec<String>, addr: &SocketAddr) {
+    problems.push(format!(
+        "edge.admin_address: {addr} listens on every interface; give a loopback or management address"
+    ));
 }
 
 fn self_problem(problems: &mut Vec<String>, label: &str, field: &str, msg: String) {

@@ -11,10 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod store;
 pub mod url;
 
 pub use config::{
-    load_file, parse_str, App, BackendTimeout, ConfigError, CookieSettings, CorsPreflight,
+    load_file, parse_str, App, AppSpec, BackendTimeout, ConfigError, CookieSettings, CorsPreflight,
     EdgeConfig, EdgeSettings, Hsts, InternalProtocol, ListenerConfig, Preauth, SameSite, Sticky,
 };
 pub use url::{HostPattern, Scheme, UrlError};

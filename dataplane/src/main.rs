@@ -5,6 +5,7 @@
 //! validated config to [`runtime::start`]. Everything with a socket lives in
 //! the modules below.
 
+mod admin;
 mod http1;
 mod io;
 mod pages;
@@ -84,11 +85,35 @@ fn main() -> ExitCode {
 
 /// Starts the edge and blocks; `banner` is printed once it is ready.
 fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
-    match runtime::start(cfg) {
+    let state_dir = cfg
+        .edge
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| cfg.base_dir.join("state"));
+    let (control, cfg) = match admin::Control::open(cfg.clone(), &state_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime::start(&cfg, control.published()) {
         Ok(running) => {
+            control.set_serving(running.serving.clone());
+            let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!(
+                        "postern: cannot listen on admin address {}: {e}",
+                        cfg.edge.admin_address
+                    );
+                    return ExitCode::from(1);
+                }
+            };
             for (scheme, addr) in &running.addresses {
                 tracing::info!(%scheme, %addr, workers = running.workers, io_uring = running.io_uring, "listening");
             }
+            tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
             if let Some(b) = banner {
                 println!("{b}");
             }

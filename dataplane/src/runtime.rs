@@ -17,7 +17,7 @@ use postern_control::{EdgeConfig, Scheme};
 
 use crate::http1::server::{self, ConnInfo};
 use crate::io::{Io, Stream};
-use crate::snapshot::Snapshot;
+use crate::snapshot::Published;
 use crate::tls::{self, stream::TlsStream};
 use crate::worker::Worker;
 
@@ -39,6 +39,8 @@ pub struct Running {
     pub addresses: Vec<(Scheme, SocketAddr)>,
     pub workers: usize,
     pub io_uring: bool,
+    /// Per worker: the app-table version it serves.
+    pub serving: Vec<Arc<std::sync::atomic::AtomicU64>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -51,8 +53,8 @@ impl Running {
     }
 }
 
-/// Loads certificates, builds the first snapshot and starts the workers.
-pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
+/// Loads certificates and starts the workers on the published snapshot.
+pub fn start(cfg: &EdgeConfig, published: Arc<Published>) -> Result<Running, StartError> {
     let certs = cfg
         .certificates
         .iter()
@@ -63,7 +65,6 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
     } else {
         None
     };
-    let snapshot = Arc::new(Snapshot::build(cfg)?);
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cfg.edge.workers.map_or(cpus, |n| n.get());
@@ -89,9 +90,12 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::new();
+    let mut serving = Vec::new();
     for index in 0..workers {
         let addresses = addresses.clone();
-        let snapshot = snapshot.clone();
+        let published = published.clone();
+        let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        serving.push(version.clone());
         let server_tls = server_tls.clone();
         let ready = ready_tx.clone();
         let pin = cfg.edge.pin_workers.then_some(index % cpus);
@@ -117,7 +121,16 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
                     }
                 };
                 rt.block_on(async move {
-                    let worker = Worker::new(index, snapshot);
+                    let worker = Worker::new(index, published, version);
+                    // Idle workers pick up a new app table within 10 ms too,
+                    // so "every worker serves version N" is observable.
+                    let refresher = worker.clone();
+                    monoio::spawn(async move {
+                        loop {
+                            monoio::time::sleep(Duration::from_millis(10)).await;
+                            let _ = refresher.snapshot();
+                        }
+                    });
                     let mut listeners = Vec::new();
                     for (scheme, addr) in addresses {
                         let opts = ListenerOpts::new().reuse_port(true).backlog(4096);
@@ -171,6 +184,7 @@ pub fn start(cfg: &EdgeConfig) -> Result<Running, StartError> {
         addresses,
         workers,
         io_uring,
+        serving,
         threads,
     })
 }

@@ -2,10 +2,17 @@
 //!
 //! A [`Snapshot`] is built once from a validated configuration, with
 //! everything the request path needs precomputed (router, per-app backend
-//! TLS configs, internal authorities), and shared by `Arc`. A request keeps
-//! the snapshot it started with; publishing a new one never blocks a worker.
+//! TLS configs), and shared by `Arc`. A request keeps the snapshot it
+//! started with; publishing a new one never blocks a worker.
+//!
+//! [`Published`] is how a new snapshot reaches the workers: the control
+//! side swaps the `Arc` under a mutex and then bumps a version number;
+//! each worker compares that number (a plain atomic load of a cache line
+//! nobody writes on the request path) before each request and takes the
+//! mutex only when it changed.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use postern_control::{App, EdgeConfig, EdgeSettings, Scheme};
 
@@ -20,6 +27,8 @@ pub struct AppRuntime {
 }
 
 pub struct Snapshot {
+    /// Version of the app table this snapshot serves.
+    pub version: u64,
     pub apps: Vec<AppRuntime>,
     pub router: Router,
     pub settings: EdgeSettings,
@@ -28,7 +37,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(cfg: &EdgeConfig) -> Result<Snapshot, TlsSetupError> {
+    pub fn build(cfg: &EdgeConfig, version: u64) -> Result<Snapshot, TlsSetupError> {
         let mut apps = Vec::with_capacity(cfg.apps.len());
         for app in &cfg.apps {
             let backend_tls = match app.internal_url.scheme {
@@ -45,6 +54,7 @@ impl Snapshot {
             });
         }
         Ok(Snapshot {
+            version,
             router: Router::new(&cfg.apps),
             apps,
             settings: cfg.edge.clone(),
@@ -54,5 +64,40 @@ impl Snapshot {
                 .find(|l| l.scheme == Scheme::Https)
                 .map(|l| l.public_port),
         })
+    }
+}
+
+/// The latest snapshot, shared between the control side and all workers.
+pub struct Published {
+    version: AtomicU64,
+    current: Mutex<Arc<Snapshot>>,
+}
+
+impl Published {
+    pub fn new(first: Arc<Snapshot>) -> Arc<Published> {
+        Arc::new(Published {
+            version: AtomicU64::new(first.version),
+            current: Mutex::new(first),
+        })
+    }
+
+    /// Makes `snapshot` the one new requests start with.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        let version = snapshot.version;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.version.store(version, Ordering::Release);
+    }
+
+    /// The current version number (cheap; no lock).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The current snapshot (takes the lock; call when the version changed).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -3,9 +3,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Published, Snapshot};
 use crate::upstream::Upstream;
 
 pub struct Worker {
@@ -15,13 +16,19 @@ pub struct Worker {
     pub index: usize,
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    published: Arc<Published>,
+    /// Version of the snapshot this worker serves, readable by the control
+    /// side to confirm a change reached every worker.
+    pub serving: Arc<AtomicU64>,
     pub upstream: Rc<Upstream>,
     id_prefix: u64,
     counter: Cell<u64>,
 }
 
 impl Worker {
-    pub fn new(index: usize, snapshot: Arc<Snapshot>) -> Rc<Worker> {
+    pub fn new(index: usize, published: Arc<Published>, serving: Arc<AtomicU64>) -> Rc<Worker> {
+        let snapshot = published.current();
+        serving.store(snapshot.version, Ordering::Release);
         let mut seed = [0u8; 8];
         // A random prefix keeps request ids unique across workers and restarts.
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
@@ -32,6 +39,8 @@ impl Worker {
         Rc::new(Worker {
             index,
             snapshot: RefCell::new(Rc::new(snapshot)),
+            published,
+            serving,
             upstream,
             id_prefix: u64::from_le_bytes(seed),
             counter: Cell::new(0),
@@ -42,6 +51,12 @@ impl Worker {
     /// no atomic traffic).
     #[allow(clippy::redundant_allocation)]
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let published = self.published.version();
+        if published != self.snapshot.borrow().version {
+            let fresh = self.published.current();
+            self.serving.store(fresh.version, Ordering::Release);
+            *self.snapshot.borrow_mut() = Rc::new(fresh);
+        }
         self.snapshot.borrow().clone()
     }
 

@@ -78,13 +78,28 @@ pub fn postern_bin() -> PathBuf {
     .clone()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, never handed out twice by this
+/// process, and outside the kernel's ephemeral range: an edge binds its
+/// ports with SO_REUSEPORT, so a port the kernel also gave to another
+/// test's listener or client would be silently shared.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_start.max(12_000));
+    let span = high - low;
+    let seed = std::process::id().wrapping_mul(2654435761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (seed + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}");
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -167,6 +182,8 @@ pub struct Edge {
     pub child: Child,
     pub https: SocketAddr,
     pub http: SocketAddr,
+    pub admin: SocketAddr,
+    config: PathBuf,
     pub dir: TempDir,
     pub stderr_log: PathBuf,
 }
@@ -212,11 +229,14 @@ impl EdgeBuilder {
         let dir = TempDir::new("edge");
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let edge_section = if self.edge_section.contains("workers") {
+        let mut edge_section = if self.edge_section.contains("workers") {
             self.edge_section.clone()
         } else {
             format!("workers = 2\n{}", self.edge_section)
         };
+        if !edge_section.contains("admin_address") {
+            edge_section.push_str(&format!("admin_address = \"127.0.0.1:{}\"\n", free_port()));
+        }
         let mut cfg = format!(
             "[edge]\n{}\n[[listener]]\naddress = \"{https}\"\nscheme = \"https\"\npublic_port = 443\n\n[[listener]]\naddress = \"{http}\"\nscheme = \"http\"\npublic_port = 80\n",
             edge_section
@@ -286,10 +306,18 @@ impl Edge {
                 std::fs::read_to_string(&stderr_log).unwrap_or_default()
             );
         }
+        let admin = std::fs::read_to_string(config)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("admin_address = \""))
+            .and_then(|v| v.trim_end_matches('"').parse().ok())
+            .unwrap_or_else(|| "127.0.0.1:9090".parse().unwrap());
         Edge {
             child,
             https,
             http,
+            admin,
+            config: config.to_path_buf(),
             dir,
             stderr_log,
         }
@@ -317,6 +345,61 @@ impl Edge {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// The admin bearer token the edge generated.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state/admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Kills the process (SIGKILL) and starts it again on the same files.
+    pub fn restart(mut self) -> Edge {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = TempDir(std::mem::take(&mut self.dir.0));
+        let config = self.config.clone();
+        let (https, http, admin) = (self.https, self.http, self.admin);
+        std::mem::forget(self);
+        // A killed process's io_uring is torn down by the kernel after the
+        // process is reaped, and sockets with operations in flight (our
+        // listeners' pending accepts) close only then. Until they do, they
+        // stay in the SO_REUSEPORT group and take (then reset) new
+        // connections, so wait until nothing listens any more.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for addr in [https, http, admin] {
+            while TcpStream::connect(addr).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Edge::start_with(dir, &config, https, http)
+    }
+
+    /// Calls the admin API: (status, parsed JSON body or Null).
+    pub fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut s = client::tcp(self.admin);
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        let r = client::request(&mut s, &req);
+        let json = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status, json)
+    }
+
+    /// Calls the admin API with the edge's own token.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        self.admin_call(method, path, body, Some(&self.admin_token()))
     }
 }
 

@@ -88,7 +88,13 @@ fn quickstart_serves_the_sample_app_over_https() {
             "--http-port",
             &http.to_string(),
         ])
-        .args(["--app-port", &app.to_string(), "--state-dir"])
+        .args([
+            "--app-port",
+            &app.to_string(),
+            "--admin-port",
+            &free_port().to_string(),
+            "--state-dir",
+        ])
         .arg(dir.path())
         .env("POSTERN_LOG", "warn")
         .stdout(Stdio::piped())

@@ -22,6 +22,9 @@ pub struct Args {
     /// Port of the bundled sample internal app.
     #[arg(long, default_value_t = 8081)]
     app_port: u16,
+    /// Port of the admin API (on 127.0.0.1).
+    #[arg(long, default_value_t = 9090)]
+    admin_port: u16,
     /// Where the generated certificate and configuration go.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -78,6 +81,8 @@ fn prepare(dir: &std::path::Path, args: &Args) -> std::io::Result<PathBuf> {
         r#"# Written by `postern quickstart`; `postern edge --config {path}` runs the same edge.
 [edge]
 workers = 2
+admin_address = "127.0.0.1:{admin}"
+state_dir = "state"
 
 [[listener]]
 address = "127.0.0.1:{https}"
@@ -103,6 +108,7 @@ translate_body = true
         https = args.https_port,
         http = args.http_port,
         app = args.app_port,
+        admin = args.admin_port,
     );
     let path = dir.join("edge.toml");
     std::fs::write(&path, cfg)?;

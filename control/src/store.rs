@@ -1,0 +1,122 @@
+//! The durable app table: one versioned JSON file in the edge's state
+//! directory, replaced atomically.
+//!
+//! A write goes to a temporary file in the same directory, is fsynced,
+//! renamed over the old file, and the directory is fsynced, so after a
+//! crash at any point the file is either the previous version or the new
+//! one, never a mix. The caller acknowledges a change only after
+//! [`save`] returns.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::AppSpec;
+
+/// File name of the app table inside the state directory.
+pub const APPS_FILE: &str = "apps.json";
+
+/// What is stored: the table and its version (incremented per change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppTable {
+    pub version: u64,
+    pub apps: Vec<AppSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a valid app table: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the state directory (mode 0700) if needed.
+pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+/// The stored table, or `None` on first start.
+pub fn load(dir: &Path) -> Result<Option<AppTable>, StoreError> {
+    let path = dir.join(APPS_FILE);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Replaces the stored table atomically and durably.
+pub fn save(dir: &Path, table: &AppTable) -> Result<(), StoreError> {
+    let path = dir.join(APPS_FILE);
+    let tmp = dir.join(format!(".{APPS_FILE}.tmp"));
+    let data = serde_json::to_vec_pretty(table).map_err(|e| StoreError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    write_durably(&tmp, &data).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Writes a file and fsyncs it (mode 0600: the table names internal hosts).
+pub fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_first_start() {
+        let dir = std::env::temp_dir().join(format!("postern-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        ensure_dir(&dir).unwrap();
+        assert_eq!(load(&dir).unwrap(), None);
+        let spec: AppSpec = serde_json::from_str(
+            r#"{"name":"a","external_url":"https://a.example.com/","internal_url":"http://a.corp/","preauth":"passthrough"}"#,
+        )
+        .unwrap();
+        let table = AppTable {
+            version: 7,
+            apps: vec![spec],
+        };
+        save(&dir, &table).unwrap();
+        assert_eq!(load(&dir).unwrap(), Some(table));
+        fs::write(dir.join(APPS_FILE), b"{\"version\": 1, \"apps\": [").unwrap();
+        assert!(matches!(load(&dir), Err(StoreError::Corrupt { .. })));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,349 @@
+//! The admin listener: a small REST/JSON server for operators and their
+//! tools, on its own threads and its own address (loopback by default,
+//! never one of the public listeners).
+//!
+//! Traffic here is rare and small, so it is plain blocking I/O with one
+//! request per connection, bounded everywhere: 32 connections at once,
+//! a 64 KiB head, a 1 MiB body, 10 s to send a request. Every route but
+//! `/healthz` needs the bearer token, compared in constant time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_control::AppSpec;
+use serde_json::{json, Value};
+
+use super::{ApplyError, Control};
+
+pub const MAX_BODY: usize = 1024 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds the admin address and serves it on a background thread.
+pub fn start(addr: SocketAddr, control: Arc<Control>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("postern-admin".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let _ = respond(
+                        &stream,
+                        503,
+                        &json!({"error": "too many admin connections"}),
+                    );
+                    continue;
+                }
+                let control = control.clone();
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("postern-admin-conn".into())
+                    .spawn(move || {
+                        serve(stream, &control);
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    // The closure (and its decrement) never ran.
+                    tracing::warn!("cannot start an admin connection thread");
+                }
+            }
+        })?;
+    Ok(local)
+}
+
+struct Request {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    body: Vec<u8>,
+}
+
+enum ReadError {
+    Status(u16, &'static str),
+    Gone,
+}
+
+fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let mut length = 0usize;
+                let mut authorization = None;
+                for h in req.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                            .and_then(|v| v.parse().ok())
+                            .ok_or(ReadError::Status(400, "invalid Content-Length"))?;
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err(ReadError::Status(411, "send the body with Content-Length"));
+                    } else if h.name.eq_ignore_ascii_case("authorization") {
+                        authorization = Some(String::from_utf8_lossy(h.value).into_owned());
+                    }
+                }
+                if length > super::http::MAX_BODY {
+                    return Err(ReadError::Status(
+                        413,
+                        "the request body is larger than 1 MiB",
+                    ));
+                }
+                let method = req.method.unwrap_or("").to_string();
+                let path = req.path.unwrap_or("").to_string();
+                let mut body = buf[len..].to_vec();
+                while body.len() < length {
+                    let n = stream.read(&mut chunk).map_err(|_| ReadError::Gone)?;
+                    if n == 0 {
+                        return Err(ReadError::Gone);
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                body.truncate(length);
+                return Ok(Request {
+                    method,
+                    path,
+                    authorization,
+                    body,
+                });
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(ReadError::Status(400, "malformed request")),
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ReadError::Status(431, "request head too large"));
+        }
+        let n = stream.read(&mut chunk).map_err(|_| ReadError::Gone)?;
+        if n == 0 {
+            return Err(ReadError::Gone);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+    let text = if status == 204 {
+        String::new()
+    } else {
+        let mut t = serde_json::to_string_pretty(body).unwrap_or_default();
+        t.push('\n');
+        t
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+        crate::pages::reason(status),
+        text.len()
+    );
+    if status == 401 {
+        head.push_str("WWW-Authenticate: Bearer realm=\"postern-admin\"\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(text.as_bytes())
+}
+
+fn serve(mut stream: TcpStream, control: &Control) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let (status, body, unread) = match read_request(&mut stream) {
+        Ok(req) => {
+            let (s, b) = route(&req, control);
+            (s, b, false)
+        }
+        Err(ReadError::Status(s, msg)) => (s, json!({ "error": msg }), true),
+        Err(ReadError::Gone) => return,
+    };
+    let _ = respond(&stream, status, &body);
+    if unread {
+        linger(&mut stream);
+    }
+}
+
+/// After refusing a request whose body was not read, let the client finish
+/// sending (bounded) so closing does not reset the connection under the
+/// response it has yet to read.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 16 * 1024];
+    let mut left = 4 * MAX_BODY;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+fn authorized(req: &Request, control: &Control) -> bool {
+    let Some(value) = &req.authorization else {
+        return false;
+    };
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    constant_time_eq(token.trim().as_bytes(), control.token().as_bytes())
+}
+
+/// Compares without an early exit, so timing reveals only the length
+/// (which is fixed for generated tokens).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    diff == 0
+}
+
+fn route(req: &Request, control: &Control) -> (u16, Value) {
+    let path = req.path.split('?').next().unwrap_or("");
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method.as_str();
+    if segments == ["healthz"] {
+        let (version, _) = control.apps();
+        let serving = control.serving();
+        let ready = !serving.is_empty() && serving.iter().all(|v| *v == version);
+        return (
+            200,
+            json!({ "status": "ok", "app_table_version": version, "workers_serving": serving, "all_workers_current": ready }),
+        );
+    }
+    if !authorized(req, control) {
+        return (
+            401,
+            json!({ "error": "a valid admin bearer token is required (Authorization: Bearer <token>)" }),
+        );
+    }
+    match (method, segments.as_slice()) {
+        ("GET", ["v1", "apps"]) => {
+            let (version, apps) = control.apps();
+            (200, json!({ "version": version, "apps": apps }))
+        }
+        ("POST", ["v1", "apps"]) => {
+            let spec = match parse_spec(&req.body) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            let name = spec.name.clone();
+            let result = control.change(|apps| {
+                if apps.iter().any(|a| a.name == name) {
+                    return Err(ApplyError::Conflict(name.clone()));
+                }
+                apps.push(spec);
+                Ok(())
+            });
+            answer(result, 201, control, Some(&name))
+        }
+        ("GET", ["v1", "apps", name]) => {
+            let (version, apps) = control.apps();
+            match apps.into_iter().find(|a| a.name == *name) {
+                Some(app) => (200, json!({ "version": version, "app": app })),
+                None => err_body(&ApplyError::NotFound(name.to_string())),
+            }
+        }
+        ("PUT", ["v1", "apps", name]) => {
+            let mut spec = match parse_spec(&req.body) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            if spec.name.is_empty() {
+                spec.name = name.to_string();
+            }
+            if spec.name != *name {
+                return err_body(&ApplyError::BadRequest(format!(
+                    "name: the body names \"{}\" but the URL names \"{name}\"",
+                    spec.name
+                )));
+            }
+            let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
+                Some(slot) => {
+                    *slot = spec;
+                    Ok(())
+                }
+                None => Err(ApplyError::NotFound(name.to_string())),
+            });
+            answer(result, 200, control, Some(name))
+        }
+        ("DELETE", ["v1", "apps", name]) => {
+            let result = control.change(|apps| {
+                let before = apps.len();
+                apps.retain(|a| a.name != *name);
+                if apps.len() == before {
+                    return Err(ApplyError::NotFound(name.to_string()));
+                }
+                Ok(())
+            });
+            match result {
+                Ok(_) => (204, Value::Null),
+                Err(e) => err_body(&e),
+            }
+        }
+        ("POST", ["v1", "apps", name, action @ ("enable" | "disable")]) => {
+            let enabled = *action == "enable";
+            let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
+                Some(app) => {
+                    app.enabled = Some(enabled);
+                    Ok(())
+                }
+                None => Err(ApplyError::NotFound(name.to_string())),
+            });
+            answer(result, 200, control, Some(name))
+        }
+        (_, ["v1", "apps"]) | (_, ["v1", "apps", _]) | (_, ["v1", "apps", _, _]) => (
+            405,
+            json!({ "error": format!("{method} is not allowed on {path}") }),
+        ),
+        _ => (404, json!({ "error": format!("no such endpoint: {path}") })),
+    }
+}
+
+fn parse_spec(body: &[u8]) -> Result<AppSpec, (u16, Value)> {
+    serde_json::from_slice::<AppSpec>(body).map_err(|e| {
+        (
+            400,
+            json!({ "error": format!("the body is not a valid app: {e}") }),
+        )
+    })
+}
+
+fn answer(
+    result: Result<u64, ApplyError>,
+    ok: u16,
+    control: &Control,
+    name: Option<&str>,
+) -> (u16, Value) {
+    match result {
+        Ok(version) => {
+            let (_, apps) = control.apps();
+            let app = name.and_then(|n| apps.into_iter().find(|a| a.name == n));
+            (ok, json!({ "version": version, "app": app }))
+        }
+        Err(e) => err_body(&e),
+    }
+}
+
+fn err_body(e: &ApplyError) -> (u16, Value) {
+    match e {
+        ApplyError::Invalid(problems) => (
+            422,
+            json!({ "error": "the app table would be invalid", "problems": problems }),
+        ),
+        ApplyError::NotFound(_) => (404, json!({ "error": e.to_string() })),
+        ApplyError::Conflict(_) => (409, json!({ "error": e.to_string() })),
+        ApplyError::BadRequest(_) => (400, json!({ "error": e.to_string() })),
+        ApplyError::Storage(_) => (503, json!({ "error": e.to_string() })),
+    }
+}

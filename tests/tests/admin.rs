@@ -1,0 +1,262 @@
+//! The admin API against a running edge: authentication, app changes
+//! validated, persisted and pushed to every worker, and failures that
+//! leave the running table untouched.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use postern_e2e::backend::Backend;
+use postern_e2e::client::{self, get};
+use postern_e2e::{Edge, EdgeBuilder};
+use serde_json::Value;
+
+fn edge_with_app(be: &Backend) -> Edge {
+    EdgeBuilder::new()
+        .edge("workers = 2")
+        .app(&format!(
+            "name = \"first\"\nexternal_url = \"http://first.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}",
+            be.addr
+        ))
+        .start()
+}
+
+fn app_json(name: &str, host: &str, be: &Backend) -> String {
+    format!(
+        r#"{{"name": "{name}", "external_url": "http://{host}/", "internal_url": "http://{}/", "preauth": "passthrough", "cookie": {{"secure": false}}}}"#,
+        be.addr
+    )
+}
+
+fn status_of(edge: &Edge, host: &str) -> u16 {
+    let mut s = client::tcp(edge.http);
+    get(&mut s, host, "/").status
+}
+
+#[test]
+fn token_is_required_and_private() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    let token_file = edge.dir.path().join("state/admin.token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (status, body) = edge.admin_call("GET", "/healthz", None, None);
+    assert_eq!(status, 200, "health needs no token");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(edge.admin_call("GET", "/v1/apps", None, None).0, 401);
+    assert_eq!(
+        edge.admin_call("GET", "/v1/apps", None, Some("wrong")).0,
+        401
+    );
+    let mut almost = edge.admin_token();
+    almost.pop();
+    almost.push('x');
+    assert_eq!(
+        edge.admin_call("GET", "/v1/apps", None, Some(&almost)).0,
+        401
+    );
+    let (status, body) = edge.admin("GET", "/v1/apps", None);
+    assert_eq!(status, 200);
+    assert_eq!(body["apps"][0]["name"], "first");
+    // The admin API is not reachable through the public listeners.
+    let mut s = client::tcp(edge.http);
+    assert_eq!(get(&mut s, "127.0.0.1", "/v1/apps").status, 404);
+}
+
+#[test]
+fn an_app_added_through_the_api_serves_on_every_worker_at_once() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    assert_eq!(status_of(&edge, "new.example.com"), 404);
+    let (status, body) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(&app_json("new", "new.example.com", &be)),
+    );
+    assert_eq!(status, 201, "{body}");
+    let version = body["version"].as_u64().unwrap();
+    let acked = Instant::now();
+    // Every worker reports the new version...
+    loop {
+        let (_, h) = edge.admin_call("GET", "/healthz", None, None);
+        let serving: Vec<u64> = h["workers_serving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        if serving.len() == 2 && serving.iter().all(|v| *v == version) {
+            break;
+        }
+        assert!(
+            acked.elapsed() < Duration::from_secs(2),
+            "workers still serve {serving:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pushed_in = acked.elapsed();
+    // ...and new connections (spread over workers by the kernel) all route.
+    for _ in 0..20 {
+        assert_eq!(status_of(&edge, "new.example.com"), 200);
+    }
+    assert!(
+        pushed_in < Duration::from_millis(100),
+        "push took {pushed_in:?}"
+    );
+}
+
+#[test]
+fn replace_disable_enable_delete() {
+    let be = Backend::hello();
+    let other = Backend::start(|_| postern_e2e::backend::Reply::ok("other"));
+    let edge = edge_with_app(&be);
+    let (status, _) = edge.admin(
+        "PUT",
+        "/v1/apps/first",
+        Some(&app_json("first", "first.example.com", &other)),
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(30));
+    let mut s = client::tcp(edge.http);
+    assert_eq!(get(&mut s, "first.example.com", "/").text(), "other");
+    assert_eq!(edge.admin("POST", "/v1/apps/first/disable", None).0, 200);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "first.example.com"), 503);
+    let (_, body) = edge.admin("GET", "/v1/apps/first", None);
+    assert_eq!(
+        body["app"]["enabled"], false,
+        "configuration kept while disabled"
+    );
+    assert_eq!(edge.admin("POST", "/v1/apps/first/enable", None).0, 200);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "first.example.com"), 200);
+    assert_eq!(edge.admin("DELETE", "/v1/apps/first", None).0, 204);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "first.example.com"), 404);
+    assert_eq!(edge.admin("DELETE", "/v1/apps/first", None).0, 404);
+    assert_eq!(edge.admin("GET", "/v1/apps/first", None).0, 404);
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    let (_, before) = edge.admin("GET", "/v1/apps", None);
+
+    let (status, body) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(
+            &app_json("x", "x.example.com", &be)
+                .replace("http://x.example.com/", "http://x.example.com"),
+        ),
+    );
+    assert_eq!(status, 422);
+    let problem = body["problems"][0].as_str().unwrap();
+    assert!(
+        problem.starts_with("app \"x\": external_url:") && problem.contains("trailing slash"),
+        "{body}"
+    );
+
+    let (status, body) = edge.admin("POST", "/v1/apps", Some(r#"{"name": "x", "external_url": "http://x.example.com/", "internal_url": "http://a/", "preauth": "passthrough", "transalte_body": true}"#));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `transalte_body`"),
+        "{body}"
+    );
+
+    let (status, body) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(r#"{"name": "x", "external_url": 5}"#),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("external_url")
+            || body["error"].as_str().unwrap().contains("invalid type"),
+        "{body}"
+    );
+
+    assert_eq!(edge.admin("POST", "/v1/apps", Some("{not json")).0, 400);
+    assert_eq!(
+        edge.admin(
+            "POST",
+            "/v1/apps",
+            Some(&app_json("first", "dup.example.com", &be))
+        )
+        .0,
+        409
+    );
+    let (status, _) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(&app_json("y", "first.example.com", &be)),
+    );
+    assert_eq!(status, 422, "the same external URL twice");
+    let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(1024 * 1024 + 10));
+    assert_eq!(edge.admin("POST", "/v1/apps", Some(&huge)).0, 413);
+    assert_eq!(edge.admin("PATCH", "/v1/apps/first", None).0, 405);
+    assert_eq!(edge.admin("GET", "/v1/nothing", None).0, 404);
+
+    let (_, after) = edge.admin("GET", "/v1/apps", None);
+    assert_eq!(before, after, "nothing changed");
+}
+
+#[test]
+fn a_disk_that_refuses_the_write_gets_503_and_no_change() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    // A directory where the temporary file must go makes the write fail
+    // (permissions would not stop a root test run).
+    let blocker = edge.dir.path().join("state/.apps.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let (status, body) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(&app_json("n", "n.example.com", &be)),
+    );
+    assert_eq!(status, 503, "{body}");
+    let (_, table) = edge.admin("GET", "/v1/apps", None);
+    assert_eq!(table["apps"].as_array().unwrap().len(), 1);
+    assert_eq!(status_of(&edge, "n.example.com"), 404, "not applied");
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(
+        edge.admin(
+            "POST",
+            "/v1/apps",
+            Some(&app_json("n", "n.example.com", &be))
+        )
+        .0,
+        201
+    );
+}
+
+#[test]
+fn changes_survive_a_restart_and_the_file_seeds_only_the_first_start() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    assert_eq!(
+        edge.admin(
+            "POST",
+            "/v1/apps",
+            Some(&app_json("added", "added.example.com", &be))
+        )
+        .0,
+        201
+    );
+    assert_eq!(edge.admin("DELETE", "/v1/apps/first", None).0, 204);
+    let edge = edge.restart();
+    let (_, table) = edge.admin("GET", "/v1/apps", None);
+    let names: Vec<&str> = table["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["added"]);
+    assert_eq!(table["version"], Value::from(3));
+    assert_eq!(status_of(&edge, "added.example.com"), 200);
+    assert_eq!(status_of(&edge, "first.example.com"), 404);
+}
