@@ -97,7 +97,7 @@ fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime::start(&cfg, control.published()) {
+    match runtime::start(&cfg, control.published(), &control.counters) {
         Ok(running) => {
             control.set_serving(running.serving.clone());
             let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {

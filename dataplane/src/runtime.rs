@@ -21,6 +21,17 @@ use crate::snapshot::Published;
 use crate::tls::{self, stream::TlsStream};
 use crate::worker::Worker;
 
+use postern_control::counters::bump;
+
+/// Counts a connection as closed however its task ends.
+struct ConnectionGuard(Rc<Worker>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.counters.edge.connection_closed();
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -54,7 +65,11 @@ impl Running {
 }
 
 /// Loads certificates and starts the workers on the published snapshot.
-pub fn start(cfg: &EdgeConfig, published: Arc<Published>) -> Result<Running, StartError> {
+pub fn start(
+    cfg: &EdgeConfig,
+    published: Arc<Published>,
+    counters: &postern_control::counters::Registry,
+) -> Result<Running, StartError> {
     let certs = cfg
         .certificates
         .iter()
@@ -96,6 +111,7 @@ pub fn start(cfg: &EdgeConfig, published: Arc<Published>) -> Result<Running, Sta
         let published = published.clone();
         let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
         serving.push(version.clone());
+        let core_counters = counters.add_core();
         let server_tls = server_tls.clone();
         let ready = ready_tx.clone();
         let pin = cfg.edge.pin_workers.then_some(index % cpus);
@@ -121,7 +137,7 @@ pub fn start(cfg: &EdgeConfig, published: Arc<Published>) -> Result<Running, Sta
                     }
                 };
                 rt.block_on(async move {
-                    let worker = Worker::new(index, published, version);
+                    let worker = Worker::new(index, published, version, core_counters);
                     // Idle workers pick up a new app table within 10 ms too,
                     // so "every worker serves version N" is observable.
                     let refresher = worker.clone();
@@ -212,6 +228,8 @@ async fn accept_loop(
         let worker = worker.clone();
         let tls = tls.clone();
         monoio::spawn(async move {
+            worker.counters.edge.connection_opened();
+            let _open = ConnectionGuard(worker.clone());
             let (io, sni) = match tls {
                 None => (Stream::Tcp(tcp), None),
                 Some(cfg) => {
@@ -220,13 +238,16 @@ async fn accept_loop(
                         Err(_) => return,
                     };
                     let mut stream = Box::new(TlsStream::new(tcp, conn));
+                    let edge = &worker.counters.edge;
                     match monoio::time::timeout(handshake_timeout, stream.handshake()).await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => bump(&edge.tls_handshakes, 1),
                         Ok(Err(e)) => {
+                            bump(&edge.tls_handshake_failures, 1);
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
                         Err(_) => {
+                            bump(&edge.tls_handshake_failures, 1);
                             tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }

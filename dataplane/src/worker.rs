@@ -6,6 +6,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use postern_control::counters::{AppCounters, CoreCounters};
+
 use crate::snapshot::{Published, Snapshot};
 use crate::upstream::Upstream;
 
@@ -23,10 +25,19 @@ pub struct Worker {
     pub upstream: Rc<Upstream>,
     id_prefix: u64,
     counter: Cell<u64>,
+    /// This worker's counters (only this thread writes them).
+    pub counters: Arc<CoreCounters>,
+    /// Per-app counter blocks for the snapshot version in `.0`, by app id.
+    app_counters: RefCell<(u64, Vec<Arc<AppCounters>>)>,
 }
 
 impl Worker {
-    pub fn new(index: usize, published: Arc<Published>, serving: Arc<AtomicU64>) -> Rc<Worker> {
+    pub fn new(
+        index: usize,
+        published: Arc<Published>,
+        serving: Arc<AtomicU64>,
+        counters: Arc<CoreCounters>,
+    ) -> Rc<Worker> {
         let snapshot = published.current();
         serving.store(snapshot.version, Ordering::Release);
         let mut seed = [0u8; 8];
@@ -44,6 +55,8 @@ impl Worker {
             upstream,
             id_prefix: u64::from_le_bytes(seed),
             counter: Cell::new(0),
+            counters,
+            app_counters: RefCell::new((u64::MAX, Vec::new())),
         })
     }
 
@@ -58,6 +71,20 @@ impl Worker {
             *self.snapshot.borrow_mut() = Rc::new(fresh);
         }
         self.snapshot.borrow().clone()
+    }
+
+    /// The counters of app `id` in `snapshot`.
+    pub fn app_counters(&self, snapshot: &Snapshot, id: usize) -> Arc<AppCounters> {
+        let mut cache = self.app_counters.borrow_mut();
+        if cache.0 != snapshot.version {
+            cache.1 = snapshot
+                .apps
+                .iter()
+                .map(|a| self.counters.app(&a.app.name))
+                .collect();
+            cache.0 = snapshot.version;
+        }
+        cache.1[id].clone()
     }
 
     /// 24 hex digits: the worker's random prefix, then a counter.

@@ -132,15 +132,17 @@ fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
 }
 
 fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
-    let text = if status == 204 {
-        String::new()
+    let (text, ctype) = if status == 204 {
+        (String::new(), "application/json")
+    } else if let Value::String(metrics) = body {
+        (metrics.clone(), "text/plain; version=0.0.4; charset=utf-8")
     } else {
         let mut t = serde_json::to_string_pretty(body).unwrap_or_default();
         t.push('\n');
-        t
+        (t, "application/json")
     };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         crate::pages::reason(status),
         text.len()
     );
@@ -228,6 +230,15 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         );
     }
     match (method, segments.as_slice()) {
+        ("GET", ["metrics"]) => (200, Value::String(prometheus_text(control))),
+        ("GET", ["v1", "counters"]) => {
+            let (version, _) = control.apps();
+            let totals = control.counters.totals();
+            (
+                200,
+                json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps }),
+            )
+        }
         ("GET", ["v1", "apps"]) => {
             let (version, apps) = control.apps();
             (200, json!({ "version": version, "apps": apps }))
@@ -346,4 +357,165 @@ fn err_body(e: &ApplyError) -> (u16, Value) {
         ApplyError::BadRequest(_) => (400, json!({ "error": e.to_string() })),
         ApplyError::Storage(_) => (503, json!({ "error": e.to_string() })),
     }
+}
+
+/// Prometheus text exposition (format 0.0.4) of every counter.
+fn prometheus_text(control: &Control) -> String {
+    use std::fmt::Write as _;
+    let t = control.counters.totals();
+    let (version, _) = control.apps();
+    let mut o = String::with_capacity(4096);
+    let label = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        &mut o,
+        "postern_requests_total",
+        "counter",
+        "Requests routed to an app.",
+    );
+    for (app, a) in &t.apps {
+        let _ = writeln!(
+            o,
+            "postern_requests_total{{app=\"{}\"}} {}",
+            label(app),
+            a.requests
+        );
+    }
+    family(
+        &mut o,
+        "postern_failed_requests_total",
+        "counter",
+        "Requests to an app that failed, by reason.",
+    );
+    for (app, a) in &t.apps {
+        for (reason, n) in &a.failed_by_reason {
+            let _ = writeln!(
+                o,
+                "postern_failed_requests_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
+                label(app)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "postern_received_bytes_total",
+        "counter",
+        "Request body bytes received from clients.",
+    );
+    for (app, a) in &t.apps {
+        let _ = writeln!(
+            o,
+            "postern_received_bytes_total{{app=\"{}\"}} {}",
+            label(app),
+            a.bytes_in
+        );
+    }
+    family(
+        &mut o,
+        "postern_sent_bytes_total",
+        "counter",
+        "Response body bytes sent to clients.",
+    );
+    for (app, a) in &t.apps {
+        let _ = writeln!(
+            o,
+            "postern_sent_bytes_total{{app=\"{}\"}} {}",
+            label(app),
+            a.bytes_out
+        );
+    }
+    family(
+        &mut o,
+        "postern_backend_latency_seconds",
+        "summary",
+        "Time from sending a request to the backend to its response head.",
+    );
+    for (app, a) in &t.apps {
+        let app = label(app);
+        for (q, v) in [
+            ("0.5", a.backend_latency_p50_ms),
+            ("0.9", a.backend_latency_p90_ms),
+            ("0.99", a.backend_latency_p99_ms),
+        ] {
+            let _ = writeln!(
+                o,
+                "postern_backend_latency_seconds{{app=\"{app}\",quantile=\"{q}\"}} {}",
+                v / 1000.0
+            );
+        }
+        let _ = writeln!(
+            o,
+            "postern_backend_latency_seconds_sum{{app=\"{app}\"}} {}",
+            a.backend_latency_sum_ms / 1000.0
+        );
+        let _ = writeln!(
+            o,
+            "postern_backend_latency_seconds_count{{app=\"{app}\"}} {}",
+            a.backend_latency_count
+        );
+    }
+    let e = &t.edge;
+    for (name, kind, help, v) in [
+        (
+            "postern_active_connections",
+            "gauge",
+            "Client connections open now.",
+            e.active_connections.to_string(),
+        ),
+        (
+            "postern_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            e.connections_accepted.to_string(),
+        ),
+        (
+            "postern_tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes.",
+            e.tls_handshakes.to_string(),
+        ),
+        (
+            "postern_tls_handshake_failures_total",
+            "counter",
+            "Failed or timed-out TLS handshakes.",
+            e.tls_handshake_failures.to_string(),
+        ),
+        (
+            "postern_unrouted_requests_total",
+            "counter",
+            "Requests answered without an app (unknown host, 421, redirects).",
+            e.requests_unrouted.to_string(),
+        ),
+        (
+            "postern_bad_requests_total",
+            "counter",
+            "Requests refused as malformed.",
+            e.bad_requests.to_string(),
+        ),
+        (
+            "postern_config_version",
+            "gauge",
+            "Version of the app table.",
+            version.to_string(),
+        ),
+    ] {
+        family(&mut o, name, kind, help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        &mut o,
+        "postern_worker_config_version",
+        "gauge",
+        "Version of the app table each worker serves.",
+    );
+    for (i, v) in control.serving().iter().enumerate() {
+        let _ = writeln!(o, "postern_worker_config_version{{worker=\"{i}\"}} {v}");
+    }
+    o
 }

@@ -60,6 +60,8 @@ struct Current {
 }
 
 pub struct Control {
+    /// Every worker's counters.
+    pub counters: postern_control::counters::Registry,
     current: Mutex<Current>,
     published: Arc<Published>,
     serving: OnceLock<Vec<Arc<AtomicU64>>>,
@@ -97,6 +99,7 @@ impl Control {
         let token = load_or_create_token(state_dir)?;
         let snapshot = Arc::new(Snapshot::build(&cfg, version)?);
         let control = Arc::new(Control {
+            counters: Default::default(),
             current: Mutex::new(Current {
                 cfg: cfg.clone(),
                 version,

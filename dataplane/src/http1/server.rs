@@ -10,8 +10,10 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use postern_control::counters::{bump, AppCounters, FailReason};
 use postern_control::{Preauth, Scheme};
 
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
@@ -99,6 +101,7 @@ pub async fn serve(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
                 Ok(Some(h)) => break Some(h),
                 Ok(None) => {}
                 Err(e) => {
+                    bump(&worker.counters.edge.bad_requests, 1);
                     let id = worker.next_request_id();
                     out.clear();
                     pages::error_page(&mut out, e.status, e.reason, &id, true, &[]);
@@ -201,6 +204,7 @@ async fn handle(
     if let Some(sni) = &info.sni {
         if *sni != head.host {
             let msg = "this connection was opened for a different host name; open a new connection";
+            bump(&worker.counters.edge.requests_unrouted, 1);
             return respond_error(io, out, &head, 421, msg, &id).await;
         }
     }
@@ -212,6 +216,7 @@ async fn handle(
                 Some(i) => (&path[..i], &path[i..]),
                 None => (&path[..], &b""[..]),
             };
+            bump(&worker.counters.edge.requests_unrouted, 1);
             let loc = format!(
                 "{}/{}",
                 String::from_utf8_lossy(p),
@@ -220,6 +225,7 @@ async fn handle(
             return respond_redirect(io, out, &head, &loc, &id).await;
         }
         Route::NotFound => {
+            bump(&worker.counters.edge.requests_unrouted, 1);
             // An http request for an app published only over https.
             if info.scheme == Scheme::Http {
                 if let Route::App(_) | Route::AddSlash(_) =
@@ -244,17 +250,39 @@ async fn handle(
         }
     };
     let app = &snapshot.apps[app_id];
+    let counters = worker.app_counters(snapshot, app_id);
+    bump(&counters.requests, 1);
     if !app.app.enabled {
+        counters.fail(FailReason::Disabled);
         let msg = "this application is disabled by its administrator";
         return respond_error(io, out, &head, 503, msg, &id).await;
     }
     if app.app.preauth == Preauth::Oidc {
         // Fail closed: an app that asks for pre-authentication is never
         // served unauthenticated.
+        counters.fail(FailReason::AuthRequired);
         let msg = "this application requires sign-in, which this edge does not offer yet";
         return respond_error(io, out, &head, 503, msg, &id).await;
     }
-    proxy(worker, snapshot, app, io, buf, out, info, head, &id).await
+    let ctx = Exchange {
+        worker,
+        snapshot,
+        app,
+        info,
+        counters: &counters,
+        id: &id,
+    };
+    proxy(&ctx, io, buf, out, head).await
+}
+
+/// What one proxied request needs besides the streams.
+struct Exchange<'a> {
+    worker: &'a Rc<Worker>,
+    snapshot: &'a Arc<Snapshot>,
+    app: &'a AppRuntime,
+    info: &'a ConnInfo,
+    counters: &'a AppCounters,
+    id: &'a str,
 }
 
 /// Builds the request head sent to the backend.
@@ -377,18 +405,21 @@ fn authority_of(host: &str, port: u16, scheme: Scheme) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn proxy(
-    worker: &Rc<Worker>,
-    snapshot: &Arc<Snapshot>,
-    app: &AppRuntime,
+    ctx: &Exchange<'_>,
     io: &mut Io,
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
-    info: &ConnInfo,
     head: RequestHead,
-    id: &str,
 ) -> Next {
+    let Exchange {
+        worker,
+        snapshot,
+        app,
+        info,
+        counters,
+        id,
+    } = *ctx;
     let settings = &snapshot.settings;
     let internal_host = route::internal_host(&app.app, &head.host);
     let target = Target {
@@ -409,16 +440,18 @@ async fn proxy(
     // A backend that closed an idle pooled connection is only noticed on
     // use; a request without a body is safe to send again on a fresh one.
     let mut attempts = 0;
+    let started = Instant::now();
     let (mut up, resp) = loop {
         attempts += 1;
         let mut up = match upstream.open(&target).await {
             Ok(c) => c,
             Err(e) => {
-                let status = if matches!(e, UpstreamError::ConnectTimeout) {
-                    504
+                let (status, reason) = if matches!(e, UpstreamError::ConnectTimeout) {
+                    (504, FailReason::BackendTimeout)
                 } else {
-                    502
+                    (502, FailReason::BackendUnreachable)
                 };
+                counters.fail(reason);
                 tracing::warn!(request_id = id, app = %app.app.name, client = %info.peer, error = %e, "backend unavailable");
                 let msg = if status == 504 {
                     "the application's server did not accept a connection in time"
@@ -455,6 +488,7 @@ async fn proxy(
                 match reader.next(io, buf, settings.request_header_timeout).await {
                     Ok(p) => p,
                     Err(BodyError::Malformed(m)) => {
+                        counters.fail(FailReason::ClientError);
                         out.clear();
                         pages::error_page(out, 400, m, id, true, &[]);
                         let _ = write_out(io, out).await;
@@ -485,6 +519,7 @@ async fn proxy(
             };
             match piece {
                 Some(data) => {
+                    bump(&counters.bytes_in, data.len() as u64);
                     if encoder == Encoder::Identity && out.is_empty() {
                         let (res, _) = up.io.write_all(data).await;
                         if res.is_err() {
@@ -512,6 +547,7 @@ async fn proxy(
             if reused && !has_body && attempts < 2 {
                 continue;
             }
+            counters.fail(FailReason::BackendError);
             let msg = "the connection to the application's server failed";
             return respond_error(io, out, &head, 502, msg, id).await;
         }
@@ -539,9 +575,18 @@ async fn proxy(
             }
         };
         match resp {
-            Ok(r) => break (up, r),
+            Ok(r) => {
+                let waited = started.elapsed().as_micros();
+                counters.backend_latency.record(waited as u64);
+                break (up, r);
+            }
             Err((502, _)) if reused && !has_body && up.buf.is_empty() && attempts < 2 => continue,
             Err((status, msg)) => {
+                counters.fail(if status == 504 {
+                    FailReason::BackendTimeout
+                } else {
+                    FailReason::BackendError
+                });
                 tracing::warn!(request_id = id, app = %app.app.name, client = %info.peer, status, reason = msg, "backend error");
                 // The request body, if any, has been consumed.
                 let close = !head.keep_alive;
@@ -630,6 +675,7 @@ async fn proxy(
     loop {
         match reader.next(&mut up.io, &mut up.buf, backend_timeout).await {
             Ok(Some(data)) => {
+                bump(&counters.bytes_out, data.len() as u64);
                 if encoder == Encoder::Identity && out.is_empty() {
                     let (res, _) = io.write_all(data).await;
                     if res.is_err() {
@@ -664,6 +710,7 @@ async fn proxy(
             Err(e) => {
                 // Mid-body failure: the client must see an incomplete
                 // message, never a clean end (ATTACKS 26).
+                counters.fail(FailReason::BackendError);
                 tracing::warn!(request_id = id, app = %app.app.name, error = ?e, "backend failed mid-response");
                 if !out.is_empty() {
                     let _ = write_out(io, out).await;

@@ -1,0 +1,346 @@
+//! Perfmon-style counters, kept per core and summed when read.
+//!
+//! Each worker owns one [`CoreCounters`]; only that worker writes it, so
+//! an increment is a relaxed load and store of a cache line no other core
+//! writes (no locked read-modify-write, no contention). Readers (the admin
+//! API) load every core's values and add them up; a read may be a few
+//! increments behind, never torn.
+//!
+//! Latency is recorded into fixed log-linear buckets of atomics (the same
+//! single-writer rule) and turned into an `hdrhistogram` only when read,
+//! so percentiles come from HdrHistogram without a lock on the request
+//! path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Adds to a counter only the calling worker writes.
+#[inline]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Why a request failed, for `failed requests` by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    BackendUnreachable,
+    BackendTimeout,
+    BackendError,
+    Disabled,
+    AuthRequired,
+    ClientError,
+}
+
+impl FailReason {
+    pub const ALL: [FailReason; 6] = [
+        FailReason::BackendUnreachable,
+        FailReason::BackendTimeout,
+        FailReason::BackendError,
+        FailReason::Disabled,
+        FailReason::AuthRequired,
+        FailReason::ClientError,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::BackendUnreachable => "backend_unreachable",
+            FailReason::BackendTimeout => "backend_timeout",
+            FailReason::BackendError => "backend_error",
+            FailReason::Disabled => "disabled",
+            FailReason::AuthRequired => "auth_required",
+            FailReason::ClientError => "client_error",
+        }
+    }
+}
+
+/// Sub-buckets per power of two: values keep about 6% precision.
+const SUB: usize = 16;
+const BUCKETS: usize = SUB * 41;
+
+/// A lock-free, single-writer latency histogram (microseconds).
+pub struct LatencyBuckets {
+    counts: Box<[AtomicU64]>,
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyBuckets {
+    fn default() -> Self {
+        LatencyBuckets {
+            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us < SUB as u64 {
+        return us as usize;
+    }
+    let exp = 63 - us.leading_zeros() as usize; // >= 4
+    let sub = ((us >> (exp - 4)) & (SUB as u64 - 1)) as usize;
+    ((exp - 3) * SUB + sub).min(BUCKETS - 1)
+}
+
+/// The smallest value that falls in bucket `i`.
+fn bucket_floor(i: usize) -> u64 {
+    if i < SUB {
+        return i as u64;
+    }
+    let exp = i / SUB + 3;
+    let sub = (i % SUB) as u64;
+    (1u64 << exp) | (sub << (exp - 4))
+}
+
+impl LatencyBuckets {
+    #[inline]
+    pub fn record(&self, us: u64) {
+        bump(&self.counts[bucket_of(us)], 1);
+        bump(&self.sum_us, us);
+    }
+
+    fn add_into(&self, counts: &mut [u64], sum: &mut u64) {
+        for (c, a) in counts.iter_mut().zip(self.counts.iter()) {
+            *c += a.load(Relaxed);
+        }
+        *sum += self.sum_us.load(Relaxed);
+    }
+}
+
+/// Counters of one app on one core.
+#[derive(Default)]
+pub struct AppCounters {
+    pub requests: AtomicU64,
+    pub failed: [AtomicU64; 6],
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub backend_latency: LatencyBuckets,
+}
+
+impl AppCounters {
+    #[inline]
+    pub fn fail(&self, reason: FailReason) {
+        let i = FailReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        bump(&self.failed[i], 1);
+    }
+}
+
+/// Edge-wide counters of one core.
+#[derive(Default)]
+pub struct EdgeCounters {
+    /// Connections open now (single writer, may go up and down).
+    pub active_connections: AtomicI64,
+    pub connections_accepted: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Requests answered without reaching an app (unknown host, 421, 4xx).
+    pub requests_unrouted: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+impl EdgeCounters {
+    #[inline]
+    pub fn connection_opened(&self) {
+        let c = &self.active_connections;
+        c.store(c.load(Relaxed) + 1, Relaxed);
+        bump(&self.connections_accepted, 1);
+    }
+    #[inline]
+    pub fn connection_closed(&self) {
+        let c = &self.active_connections;
+        c.store(c.load(Relaxed) - 1, Relaxed);
+    }
+}
+
+/// Everything one worker counts.
+#[derive(Default)]
+pub struct CoreCounters {
+    pub edge: EdgeCounters,
+    /// Per-app blocks, created when a core first serves an app. Only this
+    /// map's shape is locked, and only on that first request per app.
+    apps: Mutex<HashMap<String, Arc<AppCounters>>>,
+}
+
+impl CoreCounters {
+    /// The block for `app`, created on first use.
+    pub fn app(&self, app: &str) -> Arc<AppCounters> {
+        let mut map = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(app.to_string()).or_default().clone()
+    }
+}
+
+/// All cores' counters.
+#[derive(Default, Clone)]
+pub struct Registry {
+    cores: Arc<Mutex<Vec<Arc<CoreCounters>>>>,
+}
+
+/// Summed counters of one app.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AppTotals {
+    pub requests: u64,
+    pub failed: u64,
+    pub failed_by_reason: std::collections::BTreeMap<String, u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub backend_latency_count: u64,
+    pub backend_latency_sum_ms: f64,
+    pub backend_latency_p50_ms: f64,
+    pub backend_latency_p90_ms: f64,
+    pub backend_latency_p99_ms: f64,
+}
+
+/// Summed edge-wide counters.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct EdgeTotals {
+    pub active_connections: i64,
+    pub connections_accepted: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
+    pub requests_unrouted: u64,
+    pub bad_requests: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Totals {
+    pub edge: EdgeTotals,
+    pub apps: std::collections::BTreeMap<String, AppTotals>,
+}
+
+impl Registry {
+    /// A new core's counters, included in every later read.
+    pub fn add_core(&self) -> Arc<CoreCounters> {
+        let core = Arc::new(CoreCounters::default());
+        self.cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(core.clone());
+        core
+    }
+
+    /// Sums every core.
+    pub fn totals(&self) -> Totals {
+        let cores = self.cores.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut t = Totals::default();
+        let mut lat: HashMap<String, (Vec<u64>, u64)> = HashMap::new();
+        for core in &cores {
+            let e = &core.edge;
+            t.edge.active_connections += e.active_connections.load(Relaxed);
+            t.edge.connections_accepted += e.connections_accepted.load(Relaxed);
+            t.edge.tls_handshakes += e.tls_handshakes.load(Relaxed);
+            t.edge.tls_handshake_failures += e.tls_handshake_failures.load(Relaxed);
+            t.edge.requests_unrouted += e.requests_unrouted.load(Relaxed);
+            t.edge.bad_requests += e.bad_requests.load(Relaxed);
+            let apps: Vec<(String, Arc<AppCounters>)> = core
+                .apps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (name, a) in apps {
+                let at = t.apps.entry(name.clone()).or_default();
+                at.requests += a.requests.load(Relaxed);
+                for (i, r) in FailReason::ALL.iter().enumerate() {
+                    let n = a.failed[i].load(Relaxed);
+                    at.failed += n;
+                    *at.failed_by_reason
+                        .entry(r.as_str().to_string())
+                        .or_default() += n;
+                }
+                at.bytes_in += a.bytes_in.load(Relaxed);
+                at.bytes_out += a.bytes_out.load(Relaxed);
+                let (counts, sum) = lat.entry(name).or_insert_with(|| (vec![0; BUCKETS], 0));
+                a.backend_latency.add_into(counts, sum);
+            }
+        }
+        for (name, (counts, sum_us)) in lat {
+            let Some(at) = t.apps.get_mut(&name) else {
+                continue;
+            };
+            let mut h = match hdrhistogram::Histogram::<u64>::new(3) {
+                Ok(h) => h,
+                Err(_) => continue,
+            };
+            for (i, &c) in counts.iter().enumerate() {
+                if c > 0 {
+                    let _ = h.record_n(bucket_floor(i).max(1), c);
+                }
+            }
+            at.backend_latency_count = h.len();
+            at.backend_latency_sum_ms = sum_us as f64 / 1000.0;
+            if !h.is_empty() {
+                at.backend_latency_p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
+                at.backend_latency_p90_ms = h.value_at_quantile(0.9) as f64 / 1000.0;
+                at.backend_latency_p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for v in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1000,
+            12345,
+            1 << 30,
+            1 << 40,
+        ] {
+            let b = bucket_of(v);
+            assert!(b >= last, "{v}");
+            last = b;
+            let floor = bucket_floor(b);
+            assert!(floor <= v, "{v}: floor {floor}");
+            assert!(v - floor <= v / 16 + 1, "{v}: floor {floor} too far");
+        }
+    }
+
+    #[test]
+    fn totals_sum_every_core() {
+        let reg = Registry::default();
+        let (a, b) = (reg.add_core(), reg.add_core());
+        for core in [&a, &b] {
+            let app = core.app("x");
+            for ms in 1..=100u64 {
+                bump(&app.requests, 1);
+                app.backend_latency.record(ms * 1000);
+            }
+            app.fail(FailReason::BackendTimeout);
+            core.edge.connection_opened();
+        }
+        b.edge.connection_closed();
+        let t = reg.totals();
+        let x = &t.apps["x"];
+        assert_eq!(x.requests, 200);
+        assert_eq!(x.failed, 2);
+        assert_eq!(x.failed_by_reason["backend_timeout"], 2);
+        assert_eq!(t.edge.active_connections, 1);
+        assert_eq!(x.backend_latency_count, 200);
+        assert!(
+            (x.backend_latency_p50_ms - 50.0).abs() < 4.0,
+            "{}",
+            x.backend_latency_p50_ms
+        );
+        assert!(
+            (x.backend_latency_p99_ms - 99.0).abs() < 7.0,
+            "{}",
+            x.backend_latency_p99_ms
+        );
+    }
+}
