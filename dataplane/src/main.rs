@@ -6,6 +6,7 @@
 //! the modules below.
 
 mod admin;
+mod cli;
 mod http1;
 mod io;
 mod pages;
@@ -49,6 +50,26 @@ enum Command {
         /// The edge configuration (TOML).
         file: PathBuf,
     },
+    /// Manage published apps on a running edge.
+    Apps {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::AppsCommand,
+    },
+    /// Sample counters like typeperf: CSV rows of Perfmon counter paths.
+    Counters {
+        #[command(flatten)]
+        target: cli::Target,
+        /// Time between samples (e.g. 1s, 500ms).
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// Number of samples (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Counter paths, wildcards allowed, e.g. '\\Postern Edge(*)\\Requests/sec'.
+        paths: Vec<String>,
+    },
 }
 
 fn init_logging() {
@@ -65,6 +86,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Apps { target, command } => cli::apps(&target, command),
+        Command::Counters {
+            target,
+            interval,
+            count,
+            paths,
+        } => cli::counters(&target, &interval, count, &paths),
         Command::Edge { config } => {
             init_logging();
             let cfg = match postern_control::load_file(&config) {

@@ -1,0 +1,175 @@
+//! `postern apps …` and `postern counters` against a running edge.
+
+use std::process::{Command, Output};
+
+use postern_e2e::backend::Backend;
+use postern_e2e::client::{self, get};
+use postern_e2e::{postern_bin, Edge, EdgeBuilder};
+
+fn cli(edge: &Edge, args: &[&str]) -> Output {
+    Command::new(postern_bin())
+        .args(args)
+        .arg("--admin")
+        .arg(edge.admin.to_string())
+        .arg("--state-dir")
+        .arg(edge.dir.path().join("state"))
+        .env_remove("POSTERN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn status_of(edge: &Edge, host: &str) -> u16 {
+    let mut s = client::tcp(edge.http);
+    get(&mut s, host, "/").status
+}
+
+#[test]
+fn apps_add_list_disable_enable_remove() {
+    let be = Backend::hello();
+    let edge = EdgeBuilder::new().start();
+    let internal = format!("http://{}/", be.addr);
+    let o = cli(
+        &edge,
+        &[
+            "apps",
+            "add",
+            "--name",
+            "cli-app",
+            "--external-url",
+            "http://cli.example.com/",
+            "--internal-url",
+            &internal,
+            "--preauth",
+            "passthrough",
+            "--settings",
+            r#"{"cookie": {"secure": false}}"#,
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("published \"cli-app\""), "{out}");
+    assert_eq!(status_of(&edge, "cli.example.com"), 200);
+
+    let (out, _) = text(&cli(&edge, &["apps", "list"]));
+    assert!(
+        out.starts_with("NAME")
+            && out.contains("cli-app")
+            && out.contains("http://cli.example.com/"),
+        "{out}"
+    );
+    let (out, _) = text(&cli(&edge, &["apps", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["apps"][0]["name"], "cli-app");
+
+    assert!(cli(&edge, &["apps", "disable", "cli-app"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "cli.example.com"), 503);
+    assert!(cli(&edge, &["apps", "enable", "cli-app"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "cli.example.com"), 200);
+    let (out, _) = text(&cli(&edge, &["apps", "show", "cli-app"]));
+    assert!(
+        out.contains("internal_url") && out.contains(&internal),
+        "{out}"
+    );
+    assert!(cli(&edge, &["apps", "remove", "cli-app"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(status_of(&edge, "cli.example.com"), 404);
+}
+
+#[test]
+fn cli_errors_name_the_field() {
+    let edge = EdgeBuilder::new().start();
+    let o = cli(
+        &edge,
+        &[
+            "apps",
+            "add",
+            "--name",
+            "bad",
+            "--external-url",
+            "https://bad.example.com",
+            "--internal-url",
+            "http://x/",
+            "--preauth",
+            "passthrough",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("app \"bad\": external_url:") && err.contains("(422)"),
+        "{err}"
+    );
+    let o = Command::new(postern_bin())
+        .args([
+            "apps",
+            "list",
+            "--admin",
+            &edge.admin.to_string(),
+            "--token",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("(401)"));
+}
+
+#[test]
+fn counters_print_typeperf_csv() {
+    let be = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .app(&format!(
+            "name = \"expenses\"\nexternal_url = \"http://expenses.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}",
+            be.addr
+        ))
+        .start();
+    assert_eq!(status_of(&edge, "expenses.example.com"), 200);
+    let o = cli(
+        &edge,
+        &[
+            "counters",
+            "--interval",
+            "100ms",
+            "--count",
+            "2",
+            "\\Postern Edge(*)\\Requests/sec",
+            "\\Postern Edge(_Total)\\Config Version",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two samples: {out}");
+    assert!(lines[0].starts_with("\"(PDH-CSV 4.0)\""), "{out}");
+    assert!(
+        lines[0].contains("\\Postern Edge(expenses)\\Requests/sec"),
+        "{out}"
+    );
+    assert!(
+        lines[0].contains("\\Postern Edge(_Total)\\Config Version"),
+        "{out}"
+    );
+    assert!(
+        !lines[0].contains("Bytes Sent"),
+        "only the asked-for counters"
+    );
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let version_col = header
+        .iter()
+        .position(|h| h.contains("Config Version"))
+        .unwrap();
+    for row in &lines[1..] {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells.len(), 3, "{row}");
+        assert_eq!(cells[version_col], "\"1.000\"", "config version: {row}");
+    }
+}
