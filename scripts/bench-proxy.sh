@@ -97,6 +97,9 @@ cat > "$WORK/edge.toml" <<CONF
 [edge]
 workers = 1
 pin_workers = true
+access_log = "off"           # nginx runs with access_log off too
+admin_address = "127.0.0.1:$((BASE_PORT + 9))"
+state_dir = "$WORK/state"
 
 [[listener]]
 address = "127.0.0.1:$POSTERN_HTTP"

@@ -92,6 +92,10 @@ pub struct EdgeSettings {
     pub upstream_pool_size: usize,
     /// Where the admin API listens (never a public listener's address).
     pub admin_address: SocketAddr,
+    /// Access log: `stdout`, `stderr`, `off` or a file path.
+    pub access_log: String,
+    /// Access log lines as JSON objects instead of text.
+    pub access_log_json: bool,
 }
 
 /// A public listener (`[[listener]]`).
@@ -407,6 +411,21 @@ impl Validator<'_> {
                 300,
             ),
             upstream_pool_size: e.upstream_pool_size.unwrap_or(64),
+            access_log: match e.access_log.as_deref() {
+                None => "stdout".to_string(),
+                Some(p @ ("stdout" | "stderr" | "off")) => p.to_string(),
+                Some(path) => self.path(path).display().to_string(),
+            },
+            access_log_json: match e.access_log_format.as_deref().unwrap_or("text") {
+                "text" => false,
+                "json" => true,
+                other => {
+                    self.problem(format!(
+                        "edge.access_log_format: `{other}` is not `text` or `json`"
+                    ));
+                    false
+                }
+            },
             admin_address: match e
                 .admin_address
                 .as_deref()

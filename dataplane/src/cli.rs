@@ -453,27 +453,10 @@ pub fn counters(t: &Target, interval: &str, count: Option<u64>, patterns: &[Stri
 
 /// `MM/DD/YYYY HH:MM:SS.mmm` in UTC, as typeperf writes it.
 fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let c = crate::clock::now();
     format!(
-        "{month:02}/{day:02}/{year:04} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
+        "{:02}/{:02}/{:04} {:02}:{:02}:{:02}.{:03}",
+        c.month, c.day, c.year, c.hour, c.minute, c.second, c.millis
     )
 }
 

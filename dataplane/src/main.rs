@@ -5,8 +5,10 @@
 //! validated config to [`runtime::start`]. Everything with a socket lives in
 //! the modules below.
 
+mod accesslog;
 mod admin;
 mod cli;
+mod clock;
 mod http1;
 mod io;
 mod pages;
@@ -125,6 +127,13 @@ fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = accesslog::init(&cfg.edge.access_log, cfg.edge.access_log_json) {
+        eprintln!(
+            "postern: cannot open the access log {}: {e}",
+            cfg.edge.access_log
+        );
+        return ExitCode::from(1);
+    }
     match runtime::start(&cfg, control.published(), &control.counters) {
         Ok(running) => {
             control.set_serving(running.serving.clone());

@@ -263,6 +263,7 @@ async fn accept_loop(
                 client_ip,
                 scheme,
                 sni,
+                outcome: Default::default(),
             };
             server::serve(worker, io, info).await;
         });

@@ -97,7 +97,10 @@ fn sigkill_during_writes_never_loses_an_acknowledged_change() {
         let (acked_version, acked_names) = acked.lock().unwrap().clone();
         let version = table["version"].as_u64().unwrap();
         let stored = names(&table);
-        eprintln!("round {round}: acked {acked_version}, stored {version}, apps {}", stored.len());
+        eprintln!(
+            "round {round}: acked {acked_version}, stored {version}, apps {}",
+            stored.len()
+        );
         if version == acked_version {
             assert_eq!(stored, acked_names, "round {round}");
         } else {
@@ -113,7 +116,9 @@ fn sigkill_during_writes_never_loses_an_acknowledged_change() {
 
 /// SIGKILL without unsafe code: the kill command.
 fn unsafe_kill(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
 }
 
 #[test]
@@ -154,11 +159,18 @@ fn a_thousand_changes_under_load_fail_no_request() {
     let mut last = 0;
     for i in 0..1000 {
         let (status, body) = if i % 2 == 0 {
-            edge.admin("POST", "/v1/apps", Some(&app_json(&format!("churn{i}"), &be)))
+            edge.admin(
+                "POST",
+                "/v1/apps",
+                Some(&app_json(&format!("churn{i}"), &be)),
+            )
         } else {
             edge.admin("DELETE", &format!("/v1/apps/churn{}", i - 1), None)
         };
-        assert!(status == 201 || status == 204, "change {i}: {status} {body}");
+        assert!(
+            status == 201 || status == 204,
+            "change {i}: {status} {body}"
+        );
         if status == 201 {
             last = body["version"].as_u64().unwrap();
         }
@@ -167,11 +179,19 @@ fn a_thousand_changes_under_load_fail_no_request() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, h) = edge.admin_call("GET", "/healthz", None, None);
-        let serving: Vec<u64> = h["workers_serving"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let serving: Vec<u64> = h["workers_serving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         if serving.iter().all(|v| *v == last) && serving.len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "workers serve {serving:?}, want {last}");
+        assert!(
+            Instant::now() < deadline,
+            "workers serve {serving:?}, want {last}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::SeqCst);
@@ -180,7 +200,15 @@ fn a_thousand_changes_under_load_fail_no_request() {
     }
     let failed = failed.lock().unwrap();
     let ok = ok.load(Ordering::Relaxed);
-    eprintln!("1000 changes in {:?}, {ok} requests served meanwhile", started.elapsed());
-    assert!(failed.is_empty(), "{} failed requests: {:?}", failed.len(), &failed[..failed.len().min(10)]);
+    eprintln!(
+        "1000 changes in {:?}, {ok} requests served meanwhile",
+        started.elapsed()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
     assert!(ok > 100, "the load actually ran ({ok})");
 }

@@ -557,3 +557,48 @@ fn responses_carry_the_request_id_the_backend_saw() {
         .unwrap();
     assert_ne!(id, next);
 }
+
+#[test]
+fn access_log_has_one_json_line_per_request() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("access_log = \"access.log\"\naccess_log_format = \"json\"")
+        .app(&app(
+            "a",
+            "http://a.example.com/",
+            be.addr,
+            "cookie = { secure = false }",
+        ));
+    let edge = b.start();
+    let mut s = client::tcp(edge.http);
+    let ok = get(&mut s, "a.example.com", "/x?y=1");
+    assert_eq!(get(&mut s, "nowhere.example.org", "/").status, 404);
+    let path = edge.dir.path().join("access.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(
+        first["request_id"],
+        ok.header("x-request-id").unwrap().as_str()
+    );
+    assert_eq!(first["app"], "a");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/x?y=1");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["bytes_out"], 5);
+    assert_eq!(first["client"], "127.0.0.1");
+    assert!(first["total_ms"].as_f64().unwrap() >= first["backend_ms"].as_f64().unwrap());
+    assert_eq!(lines[1]["status"], 404);
+    assert!(lines[1]["app"].is_null());
+}

@@ -47,6 +47,10 @@ pub struct Edge {
     pub upstream_pool_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log_format: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

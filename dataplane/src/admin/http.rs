@@ -504,6 +504,14 @@ fn prometheus_text(control: &Control) -> String {
             "Version of the app table.",
             version.to_string(),
         ),
+        (
+            "postern_access_log_dropped_total",
+            "counter",
+            "Access log lines dropped because the writer fell behind.",
+            crate::accesslog::DROPPED
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
     ] {
         family(&mut o, name, kind, help);
         let _ = writeln!(o, "{name} {v}");

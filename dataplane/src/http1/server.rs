@@ -7,6 +7,7 @@
 //! the connection is closed after the error response, so nothing after a
 //! bad message is ever read as a request (ATTACKS.md, "Close").
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use postern_control::{Preauth, Scheme};
 
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
 use super::{parse_request, parse_response, Header, RequestHead, ResponseHead};
+use crate::accesslog;
 use crate::io::Io;
 use crate::pages;
 use crate::route::{self, Route};
@@ -34,6 +36,27 @@ pub struct ConnInfo {
     pub scheme: Scheme,
     /// SNI name sent in the TLS handshake, lower-case.
     pub sni: Option<String>,
+    /// What happened to the request in progress, for the access log.
+    /// Requests on a connection are sequential, so one cell suffices.
+    pub outcome: Cell<Outcome>,
+}
+
+/// The access-log facts of one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub app: Option<usize>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub backend_us: Option<u64>,
+}
+
+impl ConnInfo {
+    fn note(&self, f: impl FnOnce(&mut Outcome)) {
+        let mut o = self.outcome.get();
+        f(&mut o);
+        self.outcome.set(o);
+    }
 }
 
 /// Headers never forwarded in either direction (RFC 9110 §7.6.1), plus the
@@ -152,6 +175,7 @@ async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
 /// Answers with an edge page. Keeps the connection only when the request
 /// had no body (an unread body would be parsed as the next request).
 async fn respond_error(
+    info: &ConnInfo,
     io: &mut Io,
     out: &mut Vec<u8>,
     head: &RequestHead,
@@ -160,6 +184,7 @@ async fn respond_error(
     id: &str,
 ) -> Next {
     let close = !head.keep_alive || head.framing.has_body();
+    info.note(|o| o.status = status);
     out.clear();
     pages::error_page(out, status, detail, id, close, &[]);
     if write_out(io, out).await.is_err() || close {
@@ -170,6 +195,7 @@ async fn respond_error(
 }
 
 async fn respond_redirect(
+    info: &ConnInfo,
     io: &mut Io,
     out: &mut Vec<u8>,
     head: &RequestHead,
@@ -182,6 +208,7 @@ async fn respond_redirect(
     } else {
         308
     };
+    info.note(|o| o.status = status);
     out.clear();
     pages::redirect(out, status, location, id, close);
     if write_out(io, out).await.is_err() || close {
@@ -191,6 +218,7 @@ async fn respond_redirect(
     }
 }
 
+/// Handles one request and writes its access-log line.
 async fn handle(
     worker: &Rc<Worker>,
     snapshot: &Arc<Snapshot>,
@@ -200,12 +228,50 @@ async fn handle(
     info: &ConnInfo,
     head: RequestHead,
 ) -> Next {
+    let started = Instant::now();
+    info.outcome.set(Outcome::default());
     let id = worker.next_request_id();
+    let logging = accesslog::enabled();
+    let (method, path) = if logging {
+        (head.method.clone(), head.path.clone())
+    } else {
+        (Bytes::new(), Bytes::new())
+    };
+    let next = route_and_serve(worker, snapshot, io, buf, out, info, head, &id).await;
+    if logging {
+        let o = info.outcome.get();
+        accesslog::log(&accesslog::Entry {
+            request_id: &id,
+            app: o.app.map(|a| snapshot.apps[a].app.name.as_str()),
+            client: &info.client_ip,
+            method: &method,
+            path: &path,
+            status: o.status,
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+            total_us: started.elapsed().as_micros() as u64,
+            backend_us: o.backend_us,
+        });
+    }
+    next
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route_and_serve(
+    worker: &Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    head: RequestHead,
+    id: &str,
+) -> Next {
     if let Some(sni) = &info.sni {
         if *sni != head.host {
             let msg = "this connection was opened for a different host name; open a new connection";
             bump(&worker.counters.edge.requests_unrouted, 1);
-            return respond_error(io, out, &head, 421, msg, &id).await;
+            return respond_error(info, io, out, &head, 421, msg, id).await;
         }
     }
     let app_id = match snapshot.router.lookup(info.scheme, &head.host, &head.path) {
@@ -222,7 +288,7 @@ async fn handle(
                 String::from_utf8_lossy(p),
                 String::from_utf8_lossy(q)
             );
-            return respond_redirect(io, out, &head, &loc, &id).await;
+            return respond_redirect(info, io, out, &head, &loc, id).await;
         }
         Route::NotFound => {
             bump(&worker.counters.edge.requests_unrouted, 1);
@@ -242,27 +308,28 @@ async fn handle(
                         head.host,
                         String::from_utf8_lossy(&head.path)
                     );
-                    return respond_redirect(io, out, &head, &loc, &id).await;
+                    return respond_redirect(info, io, out, &head, &loc, id).await;
                 }
             }
             let msg = "no application is published at this address";
-            return respond_error(io, out, &head, 404, msg, &id).await;
+            return respond_error(info, io, out, &head, 404, msg, id).await;
         }
     };
     let app = &snapshot.apps[app_id];
+    info.note(|o| o.app = Some(app_id));
     let counters = worker.app_counters(snapshot, app_id);
     bump(&counters.requests, 1);
     if !app.app.enabled {
         counters.fail(FailReason::Disabled);
         let msg = "this application is disabled by its administrator";
-        return respond_error(io, out, &head, 503, msg, &id).await;
+        return respond_error(info, io, out, &head, 503, msg, id).await;
     }
     if app.app.preauth == Preauth::Oidc {
         // Fail closed: an app that asks for pre-authentication is never
         // served unauthenticated.
         counters.fail(FailReason::AuthRequired);
         let msg = "this application requires sign-in, which this edge does not offer yet";
-        return respond_error(io, out, &head, 503, msg, &id).await;
+        return respond_error(info, io, out, &head, 503, msg, id).await;
     }
     let ctx = Exchange {
         worker,
@@ -270,7 +337,7 @@ async fn handle(
         app,
         info,
         counters: &counters,
-        id: &id,
+        id,
     };
     proxy(&ctx, io, buf, out, head).await
 }
@@ -458,7 +525,7 @@ async fn proxy(
                 } else {
                     "the application's server could not be reached"
                 };
-                return respond_error(io, out, &head, status, msg, id).await;
+                return respond_error(info, io, out, &head, status, msg, id).await;
             }
         };
         let reused = up.reused;
@@ -520,6 +587,7 @@ async fn proxy(
             match piece {
                 Some(data) => {
                     bump(&counters.bytes_in, data.len() as u64);
+                    info.note(|o| o.bytes_in += data.len() as u64);
                     if encoder == Encoder::Identity && out.is_empty() {
                         let (res, _) = up.io.write_all(data).await;
                         if res.is_err() {
@@ -549,7 +617,7 @@ async fn proxy(
             }
             counters.fail(FailReason::BackendError);
             let msg = "the connection to the application's server failed";
-            return respond_error(io, out, &head, 502, msg, id).await;
+            return respond_error(info, io, out, &head, 502, msg, id).await;
         }
         // Response head; informational responses other than 101 are dropped.
         let resp = loop {
@@ -576,8 +644,9 @@ async fn proxy(
         };
         match resp {
             Ok(r) => {
-                let waited = started.elapsed().as_micros();
-                counters.backend_latency.record(waited as u64);
+                let waited = started.elapsed().as_micros() as u64;
+                counters.backend_latency.record(waited);
+                info.note(|o| o.backend_us = Some(waited));
                 break (up, r);
             }
             Err((502, _)) if reused && !has_body && up.buf.is_empty() && attempts < 2 => continue,
@@ -590,6 +659,7 @@ async fn proxy(
                 tracing::warn!(request_id = id, app = %app.app.name, client = %info.peer, status, reason = msg, "backend error");
                 // The request body, if any, has been consumed.
                 let close = !head.keep_alive;
+                info.note(|o| o.status = status);
                 out.clear();
                 pages::error_page(out, status, msg, id, close, &[]);
                 if write_out(io, out).await.is_err() || close {
@@ -601,6 +671,7 @@ async fn proxy(
     };
 
     if resp.status == 101 {
+        info.note(|o| o.status = 101);
         return relay_upgraded(app, io, buf, out, up, &resp, &head).await;
     }
 
@@ -608,6 +679,7 @@ async fn proxy(
     let client_chunked =
         matches!(resp.framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
     let keep_alive = head.keep_alive && (resp.framing != Framing::UntilClose || client_chunked);
+    info.note(|o| o.status = resp.status);
     out.clear();
     out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
     out.extend_from_slice(&resp.reason);
@@ -676,6 +748,7 @@ async fn proxy(
         match reader.next(&mut up.io, &mut up.buf, backend_timeout).await {
             Ok(Some(data)) => {
                 bump(&counters.bytes_out, data.len() as u64);
+                info.note(|o| o.bytes_out += data.len() as u64);
                 if encoder == Encoder::Identity && out.is_empty() {
                     let (res, _) = io.write_all(data).await;
                     if res.is_err() {
