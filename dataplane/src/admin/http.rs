@@ -214,6 +214,12 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
     let path = req.path.split('?').next().unwrap_or("");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method.as_str();
+    if segments == ["healthz"] && method != "GET" {
+        return (
+            405,
+            json!({ "error": format!("{method} is not allowed on {path}") }),
+        );
+    }
     if segments == ["healthz"] {
         let (version, _) = control.apps();
         let serving = control.serving();
@@ -313,7 +319,11 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             });
             answer(result, 200, control, Some(name))
         }
-        (_, ["v1", "apps"]) | (_, ["v1", "apps", _]) | (_, ["v1", "apps", _, _]) => (
+        (_, ["v1", "apps"])
+        | (_, ["v1", "apps", _])
+        | (_, ["v1", "apps", _, "enable" | "disable"])
+        | (_, ["metrics"])
+        | (_, ["v1", "counters"]) => (
             405,
             json!({ "error": format!("{method} is not allowed on {path}") }),
         ),
