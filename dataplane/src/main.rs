@@ -21,7 +21,7 @@ mod tls;
 mod upstream;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(&cfg, None)
+            run(&cfg, &config, None)
         }
         Command::Quickstart(args) => {
             init_logging();
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 }
 
 /// Starts the edge and blocks; `banner` is printed once it is ready.
-fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
+fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<String>) -> ExitCode {
     let state_dir = cfg
         .edge
         .state_dir
@@ -151,6 +151,9 @@ fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
                 tracing::info!(%scheme, %addr, workers = running.workers, io_uring = running.io_uring, "listening");
             }
             tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
+            if let Err(e) = reload_on_sighup(config_path.to_path_buf(), control.clone()) {
+                tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with the admin API instead");
+            }
             if let Some(b) = banner {
                 println!("{b}");
             }
@@ -163,6 +166,40 @@ fn run(cfg: &postern_control::EdgeConfig, banner: Option<String>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGHUP re-reads the configuration file and makes its `[[app]]` list
+/// the app table (one new version, persisted and pushed like an API
+/// change). A file that does not validate changes nothing and is logged.
+/// Listener, certificate and edge settings take effect on restart.
+fn reload_on_sighup(path: PathBuf, control: std::sync::Arc<admin::Control>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("postern-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let cfg = match postern_control::load_file(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("reload refused, nothing changed: {e}");
+                        continue;
+                    }
+                };
+                match control.change(|apps| {
+                    *apps = cfg.app_specs.clone();
+                    Ok(())
+                }) {
+                    Ok(version) => {
+                        tracing::info!(version, file = %path.display(), "reloaded the app table")
+                    }
+                    Err(admin::ApplyError::Invalid(problems)) => {
+                        tracing::error!("reload refused, nothing changed: {}", problems.join("; "))
+                    }
+                    Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+                }
+            }
+        })?;
+    Ok(())
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

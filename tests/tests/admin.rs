@@ -260,3 +260,45 @@ fn changes_survive_a_restart_and_the_file_seeds_only_the_first_start() {
     assert_eq!(status_of(&edge, "added.example.com"), 200);
     assert_eq!(status_of(&edge, "first.example.com"), 404);
 }
+
+#[test]
+fn sighup_reloads_the_apps_of_the_configuration_file() {
+    let be = Backend::hello();
+    let edge = edge_with_app(&be);
+    let config = edge.dir.path().join("edge.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let hup = |pid: u32| {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    // A broken file changes nothing.
+    std::fs::write(
+        &config,
+        original.replace("internal_url = \"http://", "internal_url = \"gopher://"),
+    )
+    .unwrap();
+    hup(edge.pid());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status_of(&edge, "first.example.com"), 200);
+    assert_eq!(edge.admin("GET", "/v1/apps", None).1["version"], 1);
+    assert!(
+        edge.stderr().contains("reload refused"),
+        "{}",
+        edge.stderr()
+    );
+    // A valid one becomes the table.
+    let added = format!(
+        "{original}\n[[app]]\nname = \"second\"\nexternal_url = \"http://second.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}\n",
+        be.addr
+    );
+    std::fs::write(&config, added).unwrap();
+    hup(edge.pid());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_of(&edge, "second.example.com") != 200 {
+        assert!(Instant::now() < deadline, "reload did not apply");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(edge.admin("GET", "/v1/apps", None).1["version"], 2);
+}

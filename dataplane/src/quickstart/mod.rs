@@ -62,7 +62,7 @@ pub fn run(args: Args) -> ExitCode {
                 app = args.app_port,
                 cfg = cfg_path.display(),
             );
-            crate::run(&cfg, Some(banner))
+            crate::run(&cfg, &cfg_path, Some(banner))
         }
         Err(e) => {
             eprintln!("postern: quickstart cannot prepare {}: {e}", dir.display());
