@@ -8,6 +8,8 @@
 # meaningful when the load generator, not the proxy, is the bottleneck.
 #
 # Usage: scripts/bench-proxy.sh [DURATION_SECONDS] [CONNECTIONS]
+#   BENCH_NO_COUNTERS=1 also runs a build without counters (cargo feature
+#   `counters` off) to show what counting costs per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -173,4 +175,23 @@ for scheme in http https; do
     printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme postern "$p_rps" "$p_cpu" "$p_p50" "$p_p99" "$p_err"
     awk -v pc="$p_cpu" -v nc="$n_cpu" -v pr="$p_rps" -v nr="$n_rps" -v s=$scheme \
         'BEGIN {printf "%-7s ratio postern/nginx: CPU per request %.2fx, throughput %.2fx\n\n", s, pc/nc, pr/nr}'
+    eval "with_counters_$scheme=$p_cpu"
 done
+
+if [ "${BENCH_NO_COUNTERS:-0}" = 1 ]; then
+    cargo build --release --quiet -p postern-dataplane --no-default-features --target-dir target/bench-no-counters
+    kill "$POSTERN_PID"; wait "$POSTERN_PID" 2>/dev/null || true
+    sleep 0.5
+    POSTERN_LOG=warn taskset -c 0 target/bench-no-counters/release/postern edge --config "$WORK/edge.toml" \
+        > "$WORK/logs/postern-nc.out" 2>&1 & PIDS+=($!)
+    POSTERN_PID=$!
+    wait_port "$POSTERN_HTTP"; wait_port "$POSTERN_HTTPS"
+    printf 'counter cost (same run): postern with and without counters\n'
+    for scheme in http https; do
+        if [ $scheme = http ]; then pport=$POSTERN_HTTP; else pport=$POSTERN_HTTPS; fi
+        read -r p_rps p_cpu _ _ _ < <(run "$scheme://localhost:$pport/1k" "$POSTERN_PID")
+        with=$(eval echo "\$with_counters_$scheme")
+        awk -v w="$with" -v wo="$p_cpu" -v s=$scheme \
+            'BEGIN {printf "%-7s CPU-us/req with counters %.2f, without %.2f, difference %.2f\n", s, w, wo, w-wo}'
+    done
+fi
