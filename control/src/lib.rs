@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod enroll;
 pub mod store;
 pub mod url;
 

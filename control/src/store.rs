@@ -54,7 +54,20 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// The stored table, or `None` on first start.
 pub fn load(dir: &Path) -> Result<Option<AppTable>, StoreError> {
-    let path = dir.join(APPS_FILE);
+    load_json(dir, APPS_FILE)
+}
+
+/// Replaces the stored table atomically and durably.
+pub fn save(dir: &Path, table: &AppTable) -> Result<(), StoreError> {
+    save_json(dir, APPS_FILE, table)
+}
+
+/// Reads `dir/file` as JSON, or `None` if it does not exist.
+pub fn load_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    file: &str,
+) -> Result<Option<T>, StoreError> {
+    let path = dir.join(file);
     let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -68,11 +81,12 @@ pub fn load(dir: &Path) -> Result<Option<AppTable>, StoreError> {
         })
 }
 
-/// Replaces the stored table atomically and durably.
-pub fn save(dir: &Path, table: &AppTable) -> Result<(), StoreError> {
-    let path = dir.join(APPS_FILE);
-    let tmp = dir.join(format!(".{APPS_FILE}.tmp"));
-    let data = serde_json::to_vec_pretty(table).map_err(|e| StoreError::Corrupt {
+/// Replaces `dir/file` with `value` as JSON: temporary file, fsync,
+/// rename, fsync of the directory.
+pub fn save_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<(), StoreError> {
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.tmp"));
+    let data = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
         path: path.clone(),
         reason: e.to_string(),
     })?;

@@ -74,6 +74,97 @@ pub enum AppsCommand {
     Disable { name: String },
 }
 
+#[derive(clap::Subcommand)]
+pub enum TokensCommand {
+    /// Create a single-use enrollment token for a connector.
+    Create {
+        /// Connector group the connector will join.
+        #[arg(long, default_value = "default")]
+        group: String,
+        /// Lifetime, e.g. 1h, 30m, 2d (default 1h, at most 7d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List enrollment tokens (never their secrets).
+    List,
+    /// Revoke an unused token.
+    Revoke { id: String },
+}
+
+/// `90s`, `30m`, `1h`, `2d` → seconds.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 30m, 1h or 2d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
+    let result = match cmd {
+        TokensCommand::Create { group, ttl } => {
+            let ttl = match parse_ttl(&ttl) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("postern: --ttl {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let body = json!({ "group": group, "ttl_seconds": ttl });
+            run_call(t, "POST", "/v1/enrollment-tokens", Some(&body)).map(|v| {
+                if t.json {
+                    println!("{v:#}");
+                } else {
+                    println!("{}", v["token"].as_str().unwrap_or(""));
+                    eprintln!(
+                        "single-use token {} for group \"{}\", valid for {ttl} s; it is shown only now",
+                        v["id"].as_str().unwrap_or(""),
+                        v["group"].as_str().unwrap_or("")
+                    );
+                }
+            })
+        }
+        TokensCommand::List => run_call(t, "GET", "/v1/enrollment-tokens", None).map(|v| {
+            if t.json {
+                println!("{v:#}");
+                return;
+            }
+            println!(
+                "{:<14} {:<20} {:<10} {:<12}",
+                "ID", "GROUP", "STATE", "EXPIRES (unix)"
+            );
+            for tok in v["tokens"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                println!(
+                    "{:<14} {:<20} {:<10} {:<12}",
+                    tok["id"].as_str().unwrap_or(""),
+                    tok["group"].as_str().unwrap_or(""),
+                    tok["state"].as_str().unwrap_or(""),
+                    tok["expires_at"]
+                );
+            }
+        }),
+        TokensCommand::Revoke { id } => {
+            run_call(t, "DELETE", &format!("/v1/enrollment-tokens/{id}"), None).map(|_| {
+                if !t.json {
+                    println!("revoked {id}");
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
 struct Client {
     addr: String,
     token: String,
@@ -490,6 +581,14 @@ mod tests {
             strip_machine("\\Postern Edge(a)\\X"),
             "\\Postern Edge(a)\\X"
         );
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("1h").unwrap(), 3600);
+        assert_eq!(parse_ttl("90").unwrap(), 90);
+        assert_eq!(parse_ttl("2d").unwrap(), 172_800);
+        assert!(parse_ttl("1w").is_err() && parse_ttl("h").is_err());
     }
 
     #[test]

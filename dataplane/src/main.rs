@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::AppsCommand,
     },
+    /// Enrollment tokens for connectors.
+    Tokens {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::TokensCommand,
+    },
     /// Sample counters like typeperf: CSV rows of Perfmon counter paths.
     Counters {
         #[command(flatten)]
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Apps { target, command } => cli::apps(&target, command),
+        Command::Tokens { target, command } => cli::tokens(&target, command),
         Command::Counters {
             target,
             interval,

@@ -173,3 +173,32 @@ fn counters_print_typeperf_csv() {
         assert_eq!(cells[version_col], "\"1.000\"", "config version: {row}");
     }
 }
+
+#[test]
+fn enrollment_tokens_are_single_use_secrets() {
+    let edge = EdgeBuilder::new().start();
+    let o = cli(
+        &edge,
+        &["tokens", "create", "--group", "emea", "--ttl", "2h"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let token = out.trim().to_string();
+    assert!(token.starts_with("pet_") && token.len() > 70, "{token}");
+    assert!(err.contains("group \"emea\""), "{err}");
+    let stored =
+        std::fs::read_to_string(edge.dir.path().join("state/enrollment-tokens.json")).unwrap();
+    assert!(!stored.contains(&token), "only a hash is stored");
+    let (out, _) = text(&cli(&edge, &["tokens", "list"]));
+    assert!(out.contains("emea") && out.contains("active"), "{out}");
+    assert!(!out.contains(&token));
+    let (_, groups) = edge.admin("GET", "/v1/connector-groups", None);
+    assert_eq!(groups["groups"][0]["name"], "emea");
+    let id = token.split('_').nth(1).unwrap();
+    assert!(cli(&edge, &["tokens", "revoke", id]).status.success());
+    let (out, _) = text(&cli(&edge, &["tokens", "list"]));
+    assert!(!out.contains("emea"), "{out}");
+    let o = cli(&edge, &["tokens", "create", "--ttl", "9d"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("ttl_seconds"), "{}", text(&o).1);
+}

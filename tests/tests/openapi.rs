@@ -25,6 +25,13 @@ fn the_openapi_document_matches_the_admin_api() {
         )
     };
     assert_eq!(edge.admin("POST", "/v1/apps", Some(&app("probe"))).0, 201);
+    let (status, token) = edge.admin(
+        "POST",
+        "/v1/enrollment-tokens",
+        Some(r#"{"group": "probe"}"#),
+    );
+    assert_eq!(status, 201);
+    let token_id = token["id"].as_str().unwrap().to_string();
 
     let paths = doc["paths"].as_object().unwrap();
     let mut ops: Vec<(String, String, &Value)> = Vec::new();
@@ -39,7 +46,7 @@ fn the_openapi_document_matches_the_admin_api() {
     ops.sort_by_key(|(m, _, _)| m == "DELETE");
     assert!(ops.len() >= 9, "documented operations: {}", ops.len());
     for (method, path, op) in &ops {
-        let concrete = path.replace("{name}", "probe");
+        let concrete = path.replace("{name}", "probe").replace("{id}", &token_id);
         let body = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/apps") => Some(app("created")),
             ("PUT", _) => Some(app("probe")),

@@ -245,6 +245,75 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps }),
             )
         }
+        ("GET", ["v1", "connector-groups"]) => {
+            let (_, apps) = control.apps();
+            let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for a in apps {
+                let g = a
+                    .connector_group
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                groups.entry(g).or_default().push(a.name);
+            }
+            if let Ok(tokens) = control.list_tokens() {
+                for t in tokens {
+                    groups.entry(t.group).or_default();
+                }
+            }
+            let groups: Vec<Value> = groups
+                .into_iter()
+                .map(|(name, apps)| json!({ "name": name, "apps": apps }))
+                .collect();
+            (200, json!({ "groups": groups }))
+        }
+        ("POST", ["v1", "enrollment-tokens"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewToken {
+                group: Option<String>,
+                ttl_seconds: Option<u64>,
+            }
+            let body = if req.body.iter().all(u8::is_ascii_whitespace) {
+                &b"{}"[..]
+            } else {
+                &req.body[..]
+            };
+            let spec: NewToken = match serde_json::from_slice(body) {
+                Ok(s) => s,
+                Err(e) => {
+                    return (
+                        400,
+                        json!({ "error": format!("the body is not a valid token request: {e}") }),
+                    )
+                }
+            };
+            let group = spec.group.unwrap_or_else(|| "default".into());
+            let ttl = spec
+                .ttl_seconds
+                .unwrap_or(postern_control::enroll::DEFAULT_TTL_SECS);
+            match control.create_token(&group, ttl) {
+                Ok((rec, token)) => (
+                    201,
+                    json!({ "id": rec.id, "token": token, "group": rec.group, "expires_at": rec.expires_at }),
+                ),
+                Err(postern_control::enroll::EnrollError::Invalid(m)) => {
+                    (422, json!({ "error": m, "problems": [m] }))
+                }
+                Err(e) => (503, json!({ "error": e.to_string() })),
+            }
+        }
+        ("GET", ["v1", "enrollment-tokens"]) => match control.list_tokens() {
+            Ok(t) => (200, json!({ "tokens": t })),
+            Err(e) => (503, json!({ "error": e.to_string() })),
+        },
+        ("DELETE", ["v1", "enrollment-tokens", id]) => match control.revoke_token(id) {
+            Ok(true) => (204, Value::Null),
+            Ok(false) => (
+                404,
+                json!({ "error": format!("no enrollment token has id \"{id}\"") }),
+            ),
+            Err(e) => (503, json!({ "error": e.to_string() })),
+        },
         ("GET", ["v1", "apps"]) => {
             let (version, apps) = control.apps();
             (200, json!({ "version": version, "apps": apps }))
@@ -323,7 +392,10 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         | (_, ["v1", "apps", _])
         | (_, ["v1", "apps", _, "enable" | "disable"])
         | (_, ["metrics"])
-        | (_, ["v1", "counters"]) => (
+        | (_, ["v1", "counters"])
+        | (_, ["v1", "connector-groups"])
+        | (_, ["v1", "enrollment-tokens"])
+        | (_, ["v1", "enrollment-tokens", _]) => (
             405,
             json!({ "error": format!("{method} is not allowed on {path}") }),
         ),

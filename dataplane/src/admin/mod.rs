@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use postern_control::enroll;
 use postern_control::store::{self, AppTable};
 use postern_control::{AppSpec, EdgeConfig};
 
@@ -67,6 +68,8 @@ pub struct Control {
     serving: OnceLock<Vec<Arc<AtomicU64>>>,
     state_dir: PathBuf,
     token: String,
+    /// Serialises changes to the enrollment-token file.
+    tokens: Mutex<()>,
 }
 
 impl Control {
@@ -108,6 +111,7 @@ impl Control {
             serving: OnceLock::new(),
             state_dir: state_dir.to_path_buf(),
             token,
+            tokens: Mutex::new(()),
         });
         Ok((control, cfg))
     }
@@ -166,6 +170,28 @@ impl Control {
         self.published.publish(Arc::new(snapshot));
         tracing::info!(version, "app table changed");
         Ok(version)
+    }
+}
+
+impl Control {
+    /// Creates a single-use enrollment token for `group`.
+    pub fn create_token(
+        &self,
+        group: &str,
+        ttl_secs: u64,
+    ) -> Result<(enroll::TokenRecord, String), enroll::EnrollError> {
+        let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        enroll::create(&self.state_dir, group, ttl_secs)
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<enroll::TokenInfo>, enroll::EnrollError> {
+        let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        enroll::list(&self.state_dir)
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<bool, enroll::EnrollError> {
+        let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        enroll::revoke(&self.state_dir, id)
     }
 }
 
