@@ -111,31 +111,7 @@ impl Checksum {
 
 impl Backend {
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let handler: Arc<Handler> = Arc::new(handler);
-        {
-            let seen = seen.clone();
-            let connections = connections.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let handler = handler.clone();
-                    let seen = seen.clone();
-                    std::thread::spawn(move || {
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-                        let _ = serve(stream, &*handler, &seen);
-                    });
-                }
-            });
-        }
-        Backend {
-            addr,
-            seen,
-            connections,
-        }
+        Backend::spawn(None, Arc::new(handler))
     }
 
     /// The same backend over TLS with the given certificate and key (PEM).
@@ -149,35 +125,40 @@ impl Backend {
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-        let cfg = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-        );
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Backend::spawn(Some(Arc::new(cfg)), Arc::new(handler))
+    }
+
+    /// Accepts connections on a thread, one thread per connection, TLS
+    /// first when `tls` is set.
+    fn spawn(tls: Option<Arc<rustls::ServerConfig>>, handler: Arc<Handler>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let handler: Arc<Handler> = Arc::new(handler);
         {
             let seen = seen.clone();
             let connections = connections.clone();
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     connections.fetch_add(1, Ordering::SeqCst);
-                    let handler = handler.clone();
-                    let seen = seen.clone();
-                    let cfg = cfg.clone();
+                    let (handler, seen, tls) = (handler.clone(), seen.clone(), tls.clone());
                     std::thread::spawn(move || {
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-                        let conn = rustls::ServerConnection::new(cfg).unwrap();
-                        let tls = rustls::StreamOwned::new(conn, stream);
-                        let _ = serve(tls, &*handler, &seen);
+                        let _ = match tls {
+                            None => serve(stream, &*handler, &seen),
+                            Some(cfg) => {
+                                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                                serve(rustls::StreamOwned::new(conn, stream), &*handler, &seen)
+                            }
+                        };
                     });
                 }
             });

@@ -187,6 +187,11 @@ async fn respond_error(
     info.note(|o| o.status = status);
     out.clear();
     pages::error_page(out, status, detail, id, close, &[]);
+    send_edge_response(io, out, close).await
+}
+
+/// Writes a response the edge made itself; keeps the connection if asked.
+async fn send_edge_response(io: &mut Io, out: &mut Vec<u8>, close: bool) -> Next {
     if write_out(io, out).await.is_err() || close {
         Next::Close
     } else {
@@ -211,11 +216,7 @@ async fn respond_redirect(
     info.note(|o| o.status = status);
     out.clear();
     pages::redirect(out, status, location, id, close);
-    if write_out(io, out).await.is_err() || close {
-        Next::Close
-    } else {
-        Next::KeepAlive
-    }
+    send_edge_response(io, out, close).await
 }
 
 /// Handles one request and writes its access-log line.
@@ -662,10 +663,7 @@ async fn proxy(
                 info.note(|o| o.status = status);
                 out.clear();
                 pages::error_page(out, status, msg, id, close, &[]);
-                if write_out(io, out).await.is_err() || close {
-                    return Next::Close;
-                }
-                return Next::KeepAlive;
+                return send_edge_response(io, out, close).await;
             }
         }
     };
