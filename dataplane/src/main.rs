@@ -142,7 +142,12 @@ fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<Str
         );
         return ExitCode::from(1);
     }
-    match runtime::start(&cfg, control.published(), &control.counters) {
+    match runtime::start(
+        &cfg,
+        control.published(),
+        &control.counters,
+        control.resolver(),
+    ) {
         Ok(running) => {
             control.set_serving(running.serving.clone());
             let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {

@@ -64,19 +64,17 @@ impl Running {
     }
 }
 
-/// Loads certificates and starts the workers on the published snapshot.
+/// Starts the workers on the published snapshot and certificates.
 pub fn start(
     cfg: &EdgeConfig,
     published: Arc<Published>,
     counters: &postern_control::counters::Registry,
+    resolver: Option<Arc<tls::LiveResolver>>,
 ) -> Result<Running, StartError> {
-    let certs = cfg
-        .certificates
-        .iter()
-        .map(tls::load_certificate)
-        .collect::<Result<Vec<_>, _>>()?;
     let server_tls = if cfg.listeners.iter().any(|l| l.scheme == Scheme::Https) {
-        Some(tls::server_config(&certs)?)
+        let resolver = resolver
+            .ok_or_else(|| tls::TlsSetupError::Config("no certificate configured".into()))?;
+        Some(tls::server_config(resolver)?)
     } else {
         None
     };

@@ -343,6 +343,14 @@ impl Edge {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Like [`Edge::is_alive`], without reaping: the process exists and is
+    /// not a zombie.
+    pub fn is_alive_ref(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }

@@ -298,3 +298,84 @@ fn sighup_reloads_the_apps_of_the_configuration_file() {
     }
     assert_eq!(edge.admin("GET", "/v1/apps", None).1["version"], 2);
 }
+
+#[test]
+fn uploaded_certificates_are_served_at_once_and_survive_restarts() {
+    let be = Backend::hello();
+    let b = EdgeBuilder::new().app(&format!(
+        "name = \"portal\"\nexternal_url = \"https://portal.example.org/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"",
+        be.addr
+    ));
+    let roots = b.pki.root_store();
+    let (cert, key) = b.pki.issue("portal", &["portal.example.org"]);
+    let (_, other_key) = b.pki.issue("other", &["other.example.org"]);
+    let edge = b.start();
+    let handshake = |edge: &Edge| {
+        let mut s = client::tls(edge.https, "portal.example.org", roots.clone());
+        std::io::Write::write_all(
+            &mut s,
+            b"GET / HTTP/1.1\r\nHost: portal.example.org\r\nConnection: close\r\n\r\n",
+        )
+        .and_then(|_| {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut s, &mut v).map(|_| v)
+        })
+        .map(|v| String::from_utf8_lossy(&v).starts_with("HTTP/1.1 200"))
+        .unwrap_or(false)
+    };
+    assert!(
+        !handshake(&edge),
+        "no certificate for portal.example.org yet"
+    );
+    let body = |c: &str, k: &str| {
+        serde_json::json!({ "name": "portal", "cert_pem": c, "key_pem": k }).to_string()
+    };
+
+    let (status, v) = edge.admin(
+        "POST",
+        "/v1/certificates",
+        Some(&body(
+            &cert,
+            "-----BEGIN PRIVATE KEY-----\nbad\n-----END PRIVATE KEY-----\n",
+        )),
+    );
+    assert_eq!(status, 422);
+    assert!(v["error"].as_str().unwrap().starts_with("key_pem:"), "{v}");
+    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&body(&cert, &other_key)));
+    assert_eq!(status, 422);
+    assert!(
+        v["error"].as_str().unwrap().contains("does not match"),
+        "{v}"
+    );
+    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&body("not a cert", &key)));
+    assert_eq!(status, 422);
+    assert!(v["error"].as_str().unwrap().starts_with("cert_pem:"), "{v}");
+    let (status, v) = edge.admin(
+        "POST",
+        "/v1/certificates",
+        Some(r#"{"name": "p12", "pkcs12_base64": "AAAA", "password": "x"}"#),
+    );
+    assert_eq!(status, 422);
+    assert!(
+        v["error"].as_str().unwrap().starts_with("pkcs12_base64:"),
+        "{v}"
+    );
+    assert!(edge.is_alive_ref());
+
+    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&body(&cert, &key)));
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["dns_names"][0], "portal.example.org");
+    assert!(handshake(&edge), "served from the next handshake");
+    let (_, list) = edge.admin("GET", "/v1/certificates", None);
+    assert!(list["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["source"] == "uploaded"));
+
+    let edge = edge.restart();
+    assert!(handshake(&edge), "kept across restarts");
+    assert_eq!(edge.admin("DELETE", "/v1/certificates/portal", None).0, 204);
+    assert!(!handshake(&edge));
+    assert_eq!(edge.admin("DELETE", "/v1/certificates/portal", None).0, 404);
+}

@@ -17,7 +17,11 @@ fn the_openapi_document_matches_the_admin_api() {
     .unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     let be = Backend::hello();
-    let edge = EdgeBuilder::new().start();
+    let b = EdgeBuilder::new();
+    let (cert, key) = b.pki.issue("probe", &["probe.example.org"]);
+    let upload =
+        serde_json::json!({ "name": "probe", "cert_pem": cert, "key_pem": key }).to_string();
+    let edge = b.start();
     let app = |name: &str| {
         format!(
             r#"{{"name": "{name}", "external_url": "http://{name}.example.com/", "internal_url": "http://{}/", "preauth": "passthrough", "cookie": {{"secure": false}}}}"#,
@@ -49,6 +53,7 @@ fn the_openapi_document_matches_the_admin_api() {
         let concrete = path.replace("{name}", "probe").replace("{id}", &token_id);
         let body = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/apps") => Some(app("created")),
+            ("POST", "/v1/certificates") => Some(upload.clone()),
             ("PUT", _) => Some(app("probe")),
             _ => None,
         };

@@ -16,7 +16,7 @@ use std::time::Duration;
 use postern_control::AppSpec;
 use serde_json::{json, Value};
 
-use super::{ApplyError, Control};
+use super::{certs, ApplyError, Control};
 
 pub const MAX_BODY: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
@@ -245,6 +245,62 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps }),
             )
         }
+        ("GET", ["v1", "certificates"]) => {
+            let certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
+            let list: Vec<Value> = certs
+                .list()
+                .into_iter()
+                .map(|(name, source, names)| json!({ "name": name, "source": source, "dns_names": names }))
+                .collect();
+            (200, json!({ "certificates": list }))
+        }
+        ("POST", ["v1", "certificates"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Upload {
+                name: String,
+                cert_pem: Option<String>,
+                key_pem: Option<String>,
+                pkcs12_base64: Option<String>,
+                password: Option<String>,
+            }
+            let up: Upload = match serde_json::from_slice(&req.body) {
+                Ok(u) => u,
+                Err(e) => {
+                    return (
+                        400,
+                        json!({ "error": format!("the body is not a valid certificate upload: {e}") }),
+                    )
+                }
+            };
+            let invalid = |field: &str, why: String| {
+                let m = format!("{field}: {why}");
+                (422, json!({ "error": m, "problems": [m] }))
+            };
+            if up.pkcs12_base64.is_some() || up.password.is_some() {
+                return invalid(
+                    "pkcs12_base64",
+                    "PKCS#12 upload is not supported by this version; send cert_pem and key_pem (openssl pkcs12 -in FILE -nodes prints both)".into(),
+                );
+            }
+            let (Some(cert), Some(key)) = (up.cert_pem, up.key_pem) else {
+                return invalid("cert_pem", "cert_pem and key_pem are both required".into());
+            };
+            let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
+            match certs.upload(&up.name, &cert, &key) {
+                Ok(names) => (201, json!({ "name": up.name, "dns_names": names })),
+                Err(certs::CertError::Invalid(field, why)) => invalid(field, why),
+                Err(e) => (503, json!({ "error": e.to_string() })),
+            }
+        }
+        ("DELETE", ["v1", "certificates", name]) => {
+            let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
+            match certs.remove(name) {
+                Ok(()) => (204, Value::Null),
+                Err(e @ certs::CertError::NotFound(_)) => (404, json!({ "error": e.to_string() })),
+                Err(e) => (503, json!({ "error": e.to_string() })),
+            }
+        }
         ("GET", ["v1", "connector-groups"]) => {
             let (_, apps) = control.apps();
             let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -394,6 +450,8 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         | (_, ["metrics"])
         | (_, ["v1", "counters"])
         | (_, ["v1", "connector-groups"])
+        | (_, ["v1", "certificates"])
+        | (_, ["v1", "certificates", _])
         | (_, ["v1", "enrollment-tokens"])
         | (_, ["v1", "enrollment-tokens", _]) => (
             405,

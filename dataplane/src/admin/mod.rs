@@ -8,6 +8,7 @@
 //! and acknowledged. A change that fails at any step leaves the running
 //! table exactly as it was.
 
+pub mod certs;
 pub mod http;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,9 @@ pub struct Control {
     token: String,
     /// Serialises changes to the enrollment-token file.
     tokens: Mutex<()>,
+    /// The listeners' certificates (admin path only; handshakes read the
+    /// resolver).
+    pub certs: Mutex<certs::Certificates>,
 }
 
 impl Control {
@@ -100,6 +104,7 @@ impl Control {
             }
         };
         let token = load_or_create_token(state_dir)?;
+        let certificates = certs::Certificates::open(&cfg.certificates, state_dir)?;
         let snapshot = Arc::new(Snapshot::build(&cfg, version)?);
         let control = Arc::new(Control {
             counters: Default::default(),
@@ -112,8 +117,16 @@ impl Control {
             state_dir: state_dir.to_path_buf(),
             token,
             tokens: Mutex::new(()),
+            certs: Mutex::new(certificates),
         });
         Ok((control, cfg))
+    }
+
+    pub fn resolver(&self) -> Option<Arc<crate::tls::LiveResolver>> {
+        self.certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resolver()
     }
 
     pub fn published(&self) -> Arc<Published> {

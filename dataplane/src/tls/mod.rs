@@ -40,7 +40,7 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsSetupError {
 }
 
 /// A loaded certificate with the names it answers for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     pub names: Vec<String>,
@@ -49,48 +49,99 @@ pub struct LoadedCert {
 
 /// Reads a PEM chain and key, checks they belong together and lists names.
 pub fn load_certificate(files: &CertificateFiles) -> Result<LoadedCert, TlsSetupError> {
-    let certs = read_certs(&files.cert_file)?;
+    let cert_pem = read_limited(&files.cert_file)?;
     let key_pem = read_limited(&files.key_file)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        file_err(
+    certificate_from_pem(&cert_pem, &key_pem, &files.names, &files.cert_file).map_err(|e| match e {
+        PemProblem::Cert(reason) => file_err(&files.cert_file, reason),
+        PemProblem::Key(reason) => file_err(
             &files.key_file,
-            format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}"),
-        )
+            format!("{reason} (certificate {})", files.cert_file.display()),
+        ),
+    })
+}
+
+/// Which half of a certificate/key pair is wrong, and why.
+#[derive(Debug)]
+pub enum PemProblem {
+    Cert(String),
+    Key(String),
+}
+
+/// Builds a certificate from PEM text (a file's contents or an upload).
+pub fn certificate_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    names: &[String],
+    source: &Path,
+) -> Result<LoadedCert, PemProblem> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PemProblem::Cert(format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(PemProblem::Cert("no CERTIFICATE block found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        PemProblem::Key(format!(
+            "no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}"
+        ))
     })?;
     let signing = provider::sign::any_supported_type(&key)
-        .map_err(|e| file_err(&files.key_file, format!("unsupported private key: {e}")))?;
-    let names = if files.names.is_empty() {
-        let names = der::dns_names(&certs[0]).map_err(|e| {
-            file_err(
-                &files.cert_file,
-                format!("cannot read the certificate: {}", e.0),
-            )
-        })?;
+        .map_err(|e| PemProblem::Key(format!("unsupported private key: {e}")))?;
+    let names = if names.is_empty() {
+        let names = der::dns_names(&certs[0])
+            .map_err(|e| PemProblem::Cert(format!("cannot read the certificate: {}", e.0)))?;
         if names.is_empty() {
-            return Err(file_err(
-                &files.cert_file,
-                "the certificate has no DNS names in subjectAltName; list them in `names`",
+            return Err(PemProblem::Cert(
+                "the certificate has no DNS names in subjectAltName; list them in `names`".into(),
             ));
         }
         names
     } else {
-        files.names.clone()
+        names.to_vec()
     };
     let key = CertifiedKey::new(certs, signing);
-    key.keys_match().map_err(|e| {
-        file_err(
-            &files.key_file,
-            format!(
-                "does not match the certificate in {}: {e}",
-                files.cert_file.display()
-            ),
-        )
-    })?;
+    key.keys_match()
+        .map_err(|e| PemProblem::Key(format!("does not match the certificate: {e}")))?;
     Ok(LoadedCert {
         key: Arc::new(key),
         names,
-        source: files.cert_file.clone(),
+        source: source.to_path_buf(),
     })
+}
+
+/// The SNI resolver the listeners use, replaceable while the edge runs
+/// (certificate uploads). Read once per TLS handshake, never per request.
+#[derive(Debug)]
+pub struct LiveResolver {
+    current: std::sync::RwLock<Arc<SniResolver>>,
+}
+
+impl LiveResolver {
+    pub fn new(certs: &[LoadedCert]) -> Result<Arc<LiveResolver>, TlsSetupError> {
+        Ok(Arc::new(LiveResolver {
+            current: std::sync::RwLock::new(Arc::new(SniResolver::new(certs)?)),
+        }))
+    }
+
+    /// Serves `certs` from the next handshake on.
+    pub fn replace(&self, certs: &[LoadedCert]) -> Result<(), TlsSetupError> {
+        let fresh = Arc::new(SniResolver::new(certs)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<SniResolver> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for LiveResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.get().resolve(hello)
+    }
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
@@ -194,13 +245,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The server configuration for the public HTTPS listeners.
-pub fn server_config(certs: &[LoadedCert]) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
-    let resolver = SniResolver::new(certs)?;
+pub fn server_config(
+    resolver: Arc<LiveResolver>,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsSetupError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
     cfg.ticketer = provider::Ticketer::new()
