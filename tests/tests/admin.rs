@@ -360,9 +360,18 @@ fn uploaded_certificates_are_served_at_once_and_survive_restarts() {
         v["error"].as_str().unwrap().starts_with("pkcs12_base64:"),
         "{v}"
     );
+    // A real PKCS#12 file (as openssl exports it), with a wrong password.
+    let p12 = pkcs12(&edge, &cert, &key, "s3cret");
+    let upload = |password: &str| {
+        serde_json::json!({ "name": "portal", "pkcs12_base64": p12, "password": password })
+            .to_string()
+    };
+    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&upload("wrong")));
+    assert_eq!(status, 422);
+    assert!(v["error"].as_str().unwrap().starts_with("password:"), "{v}");
     assert!(edge.is_alive_ref());
 
-    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&body(&cert, &key)));
+    let (status, v) = edge.admin("POST", "/v1/certificates", Some(&upload("s3cret")));
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["dns_names"][0], "portal.example.org");
     assert!(handshake(&edge), "served from the next handshake");
@@ -378,4 +387,33 @@ fn uploaded_certificates_are_served_at_once_and_survive_restarts() {
     assert_eq!(edge.admin("DELETE", "/v1/certificates/portal", None).0, 204);
     assert!(!handshake(&edge));
     assert_eq!(edge.admin("DELETE", "/v1/certificates/portal", None).0, 404);
+}
+
+/// `openssl pkcs12 -export` of a certificate and key, base64.
+fn pkcs12(edge: &Edge, cert: &str, key: &str, password: &str) -> String {
+    let dir = edge.dir.path();
+    std::fs::write(dir.join("p12-cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("p12-key.pem"), key).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(dir.join("p12-cert.pem"))
+        .arg("-inkey")
+        .arg(dir.join("p12-key.pem"))
+        .args(["-passout", &format!("pass:{password}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut b64 = std::process::Command::new("openssl")
+        .args(["base64", "-A"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut b64.stdin.take().unwrap(), &out.stdout).unwrap();
+    let text = b64.wait_with_output().unwrap();
+    String::from_utf8(text.stdout).unwrap().trim().to_string()
 }

@@ -195,3 +195,100 @@ impl Certificates {
         out
     }
 }
+
+/// Opens a PKCS#12 file: (certificate chain PEM, private key PEM), or the
+/// field to blame and why: a wrong password is told apart from a bad file.
+pub fn pkcs12_to_pem(der: &[u8], password: &str) -> Result<(String, String), CertError> {
+    use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
+    let store =
+        KeyStore::from_pkcs12(der, password, Pkcs12ImportPolicy::Strict).map_err(|e| match e {
+            p12_keystore::error::Error::MacError(_) => {
+                CertError::Invalid("password", "wrong password for this PKCS#12 file".into())
+            }
+            other => CertError::Invalid(
+                "pkcs12_base64",
+                format!("not a usable PKCS#12 file: {other}"),
+            ),
+        })?;
+    for (_, entry) in store.entries() {
+        if let KeyStoreEntry::PrivateKeyChain(chain) = entry {
+            let mut cert_pem = String::new();
+            for c in chain.certs() {
+                cert_pem.push_str(&pem_block("CERTIFICATE", c.as_der()));
+            }
+            let key_pem = pem_block("PRIVATE KEY", chain.key().as_der());
+            return Ok((cert_pem, key_pem));
+        }
+    }
+    Err(CertError::Invalid(
+        "pkcs12_base64",
+        "the PKCS#12 file holds no private key with its certificate".into(),
+    ))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
+    for chunk in der.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Strict standard base64 (whitespace ignored), as JSON carries binary.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        if c == b'=' {
+            pad += 1;
+            continue;
+        }
+        if pad > 0 {
+            return None;
+        }
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (pad <= 2).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for len in 0..70 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let pem = pem_block("X", &data);
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert_eq!(base64_decode(&body).unwrap(), data, "{len}");
+        }
+        assert!(base64_decode("ab$d").is_none());
+        assert!(base64_decode("a=bc").is_none());
+    }
+}

@@ -277,14 +277,25 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 let m = format!("{field}: {why}");
                 (422, json!({ "error": m, "problems": [m] }))
             };
-            if up.pkcs12_base64.is_some() || up.password.is_some() {
-                return invalid(
-                    "pkcs12_base64",
-                    "PKCS#12 upload is not supported by this version; send cert_pem and key_pem (openssl pkcs12 -in FILE -nodes prints both)".into(),
-                );
-            }
-            let (Some(cert), Some(key)) = (up.cert_pem, up.key_pem) else {
-                return invalid("cert_pem", "cert_pem and key_pem are both required".into());
+            let (cert, key) = match (up.cert_pem, up.key_pem, up.pkcs12_base64) {
+                (Some(c), Some(k), None) => (c, k),
+                (None, None, Some(p12)) => {
+                    let Some(der) = certs::base64_decode(&p12) else {
+                        return invalid("pkcs12_base64", "not valid base64".into());
+                    };
+                    match certs::pkcs12_to_pem(&der, up.password.as_deref().unwrap_or("")) {
+                        Ok(pair) => pair,
+                        Err(certs::CertError::Invalid(field, why)) => return invalid(field, why),
+                        Err(e) => return (503, json!({ "error": e.to_string() })),
+                    }
+                }
+                _ => {
+                    return invalid(
+                        "cert_pem",
+                        "send either cert_pem and key_pem, or pkcs12_base64 with its password"
+                            .into(),
+                    )
+                }
             };
             let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
             match certs.upload(&up.name, &cert, &key) {
