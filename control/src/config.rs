@@ -96,6 +96,8 @@ pub struct EdgeSettings {
     pub access_log: String,
     /// Access log lines as JSON objects instead of text.
     pub access_log_json: bool,
+    /// When connectors count as inactive, and are removed.
+    pub connector_lifetimes: crate::registry::Lifetimes,
 }
 
 /// A public listener (`[[listener]]`).
@@ -411,6 +413,18 @@ impl Validator<'_> {
                 300,
             ),
             upstream_pool_size: e.upstream_pool_size.unwrap_or(64),
+            connector_lifetimes: crate::registry::Lifetimes {
+                inactive_after: self.secs(
+                    "connector_inactive_after",
+                    e.connector_inactive_after.unwrap_or(300),
+                    30 * 24 * 3600,
+                ),
+                removed_after: self.secs(
+                    "connector_removed_after",
+                    e.connector_removed_after.unwrap_or(10 * 24 * 3600),
+                    365 * 24 * 3600,
+                ),
+            },
             access_log: match e.access_log.as_deref() {
                 None => "stdout".to_string(),
                 Some(p @ ("stdout" | "stderr" | "off")) => p.to_string(),

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod counters;
 pub mod enroll;
+pub mod registry;
 pub mod store;
 pub mod url;
 

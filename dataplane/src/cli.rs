@@ -165,6 +165,41 @@ pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
     }
 }
 
+#[derive(clap::Subcommand)]
+pub enum ConnectorsCommand {
+    /// List registered connectors with their group and state.
+    List,
+}
+
+pub fn connectors(t: &Target, cmd: ConnectorsCommand) -> ExitCode {
+    let ConnectorsCommand::List = cmd;
+    match run_call(t, "GET", "/v1/connectors", None) {
+        Ok(v) if t.json => {
+            println!("{v:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            println!(
+                "{:<14} {:<24} {:<16} {:<10} {:<8} {:<12}",
+                "ID", "HOST", "GROUP", "STATE", "TUNNELS", "VERSION"
+            );
+            for c in v["connectors"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                println!(
+                    "{:<14} {:<24} {:<16} {:<10} {:<8} {:<12}",
+                    c["id"].as_str().unwrap_or(""),
+                    c["host_name"].as_str().unwrap_or(""),
+                    c["group"].as_str().unwrap_or(""),
+                    c["state"].as_str().unwrap_or(""),
+                    c["tunnels"],
+                    c["version"].as_str().unwrap_or(""),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
 struct Client {
     addr: String,
     token: String,

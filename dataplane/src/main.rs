@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::AppsCommand,
     },
+    /// Connectors registered with this edge.
+    Connectors {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        command: cli::ConnectorsCommand,
+    },
     /// Enrollment tokens for connectors.
     Tokens {
         #[command(flatten)]
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Apps { target, command } => cli::apps(&target, command),
         Command::Tokens { target, command } => cli::tokens(&target, command),
+        Command::Connectors { target, command } => cli::connectors(&target, command),
         Command::Counters {
             target,
             interval,

@@ -202,3 +202,35 @@ fn enrollment_tokens_are_single_use_secrets() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("ttl_seconds"), "{}", text(&o).1);
 }
+
+#[test]
+fn connectors_are_listed_from_the_registry() {
+    let edge = EdgeBuilder::new().start();
+    let (out, err) = text(&cli(&edge, &["connectors", "list"]));
+    assert!(
+        out.starts_with("ID") && out.lines().count() == 1,
+        "no connector registered yet: {out}{err}"
+    );
+    // A registry entry (as registration writes it) shows with its state.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let registry = serde_json::json!({ "connectors": [
+        { "id": "c1", "host_name": "gw1.corp", "version": "0.1.0", "group": "emea", "registered_at": now - 1000, "last_seen": now - 5 },
+        { "id": "c2", "host_name": "gw2.corp", "version": "0.1.0", "group": "emea", "registered_at": now - 1000, "last_seen": now - 600 },
+        { "id": "c3", "host_name": "gw3.corp", "version": "0.1.0", "group": "emea", "registered_at": now - 9e6 as u64, "last_seen": now - 11 * 86400 }
+    ]});
+    std::fs::write(
+        edge.dir.path().join("state/connectors.json"),
+        registry.to_string(),
+    )
+    .unwrap();
+    let (out, _) = text(&cli(&edge, &["connectors", "list"]));
+    assert!(out.contains("gw1.corp") && out.contains("active"), "{out}");
+    assert!(
+        out.contains("gw2.corp") && out.contains("inactive"),
+        "{out}"
+    );
+    assert!(!out.contains("gw3.corp"), "removed after 10 days: {out}");
+}

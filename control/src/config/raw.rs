@@ -50,6 +50,10 @@ pub struct Edge {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector_inactive_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector_removed_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log_format: Option<String>,
 }
 

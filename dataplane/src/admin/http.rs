@@ -312,6 +312,10 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 Err(e) => (503, json!({ "error": e.to_string() })),
             }
         }
+        ("GET", ["v1", "connectors"]) => match control.connectors() {
+            Ok(list) => (200, json!({ "connectors": list })),
+            Err(e) => (503, json!({ "error": e.to_string() })),
+        },
         ("GET", ["v1", "connector-groups"]) => {
             let (_, apps) = control.apps();
             let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -461,6 +465,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         | (_, ["metrics"])
         | (_, ["v1", "counters"])
         | (_, ["v1", "connector-groups"])
+        | (_, ["v1", "connectors"])
         | (_, ["v1", "certificates"])
         | (_, ["v1", "certificates", _])
         | (_, ["v1", "enrollment-tokens"])

@@ -197,6 +197,16 @@ impl Control {
         enroll::create(&self.state_dir, group, ttl_secs)
     }
 
+    /// Registered connectors and their state (open tunnels are counted by
+    /// the tunnel listener; none exist yet in this release).
+    pub fn connectors(
+        &self,
+    ) -> Result<Vec<postern_control::registry::ConnectorInfo>, store::StoreError> {
+        let lifetimes = self.lock().cfg.edge.connector_lifetimes;
+        let registry = postern_control::registry::Registry::load(&self.state_dir)?;
+        Ok(registry.list(enroll::now(), lifetimes, |_| 0))
+    }
+
     pub fn list_tokens(&self) -> Result<Vec<enroll::TokenInfo>, enroll::EnrollError> {
         let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         enroll::list(&self.state_dir)

@@ -1,0 +1,171 @@
+//! The connector registry: which connectors exist, which group each serves,
+//! and whether it is active.
+//!
+//! A connector is *active* while it holds a tunnel or was seen within
+//! `inactive_after` (default 5 minutes), *inactive* after that, and is
+//! removed from the registry `removed_after` (default 10 days) without a
+//! tunnel, as users of Entra application proxy expect. The registry is
+//! persisted in the state directory like the app table; connectors add
+//! themselves by registering with an enrollment token.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{self, StoreError};
+
+pub const CONNECTORS_FILE: &str = "connectors.json";
+pub const DEFAULT_INACTIVE_AFTER: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_REMOVED_AFTER: Duration = Duration::from_secs(10 * 24 * 3600);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorRecord {
+    pub id: String,
+    pub host_name: String,
+    pub version: String,
+    pub group: String,
+    pub registered_at: u64,
+    /// Unix time of the last heartbeat or tunnel.
+    pub last_seen: u64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub connectors: Vec<ConnectorRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Active,
+    Inactive,
+    Revoked,
+}
+
+/// How long without a tunnel before a connector is inactive, then removed.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub inactive_after: Duration,
+    pub removed_after: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            inactive_after: DEFAULT_INACTIVE_AFTER,
+            removed_after: DEFAULT_REMOVED_AFTER,
+        }
+    }
+}
+
+/// A connector as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorInfo {
+    #[serde(flatten)]
+    pub record: ConnectorRecord,
+    pub state: State,
+    /// Tunnels open to this edge now.
+    pub tunnels: u32,
+}
+
+impl Registry {
+    pub fn load(dir: &Path) -> Result<Registry, StoreError> {
+        Ok(store::load_json(dir, CONNECTORS_FILE)?.unwrap_or_default())
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        store::save_json(dir, CONNECTORS_FILE, self)
+    }
+
+    /// The state of `c` at `now`, given how many tunnels it holds.
+    pub fn state(c: &ConnectorRecord, tunnels: u32, now: u64, l: Lifetimes) -> State {
+        if c.revoked {
+            State::Revoked
+        } else if tunnels > 0 || now.saturating_sub(c.last_seen) < l.inactive_after.as_secs() {
+            State::Active
+        } else {
+            State::Inactive
+        }
+    }
+
+    /// Drops connectors unseen for longer than `removed_after`; returns
+    /// whether anything was removed.
+    pub fn prune(&mut self, now: u64, l: Lifetimes) -> bool {
+        let before = self.connectors.len();
+        self.connectors
+            .retain(|c| now.saturating_sub(c.last_seen) < l.removed_after.as_secs());
+        self.connectors.len() != before
+    }
+
+    /// Every connector with its state; `tunnels(id)` counts open tunnels.
+    pub fn list(
+        &self,
+        now: u64,
+        l: Lifetimes,
+        tunnels: impl Fn(&str) -> u32,
+    ) -> Vec<ConnectorInfo> {
+        self.connectors
+            .iter()
+            .filter(|c| now.saturating_sub(c.last_seen) < l.removed_after.as_secs())
+            .map(|c| {
+                let t = tunnels(&c.id);
+                ConnectorInfo {
+                    state: Registry::state(c, t, now, l),
+                    tunnels: t,
+                    record: c.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, last_seen: u64) -> ConnectorRecord {
+        ConnectorRecord {
+            id: id.into(),
+            host_name: "host".into(),
+            version: "0.1.0".into(),
+            group: "default".into(),
+            registered_at: 0,
+            last_seen,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn active_inactive_removed() {
+        let l = Lifetimes::default();
+        let now = 100 * 24 * 3600;
+        let mut r = Registry {
+            connectors: vec![
+                record("fresh", now - 10),
+                record("quiet", now - 6 * 60),
+                record("gone", now - 11 * 24 * 3600),
+            ],
+        };
+        let list = r.list(now, l, |id| u32::from(id == "quiet"));
+        let states: Vec<_> = list
+            .iter()
+            .map(|c| (c.record.id.as_str(), c.state))
+            .collect();
+        assert_eq!(
+            states,
+            [("fresh", State::Active), ("quiet", State::Active)],
+            "a tunnel keeps it active"
+        );
+        let list = r.list(now, l, |_| 0);
+        assert_eq!(list[1].state, State::Inactive);
+        assert!(r.prune(now, l));
+        assert_eq!(r.connectors.len(), 2);
+        r.connectors[0].revoked = true;
+        assert_eq!(r.list(now, l, |_| 3)[0].state, State::Revoked);
+    }
+}
