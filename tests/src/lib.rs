@@ -405,6 +405,26 @@ impl Edge {
         (r.status, json)
     }
 
+    /// Waits until every worker serves app-table `version` (10 s at most).
+    pub fn wait_for_version(&self, version: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, h) = self.admin_call("GET", "/healthz", None, None);
+            let serving: Vec<u64> = h["workers_serving"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                .unwrap_or_default();
+            if !serving.is_empty() && serving.iter().all(|v| *v == version) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workers serve {serving:?}, want {version}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Calls the admin API with the edge's own token.
     pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         self.admin_call(method, path, body, Some(&self.admin_token()))

@@ -74,25 +74,8 @@ fn an_app_added_through_the_api_reaches_every_worker() {
     );
     assert_eq!(status, 201, "{body}");
     let version = body["version"].as_u64().unwrap();
-    let acked = Instant::now();
     // Every worker reports the new version...
-    loop {
-        let (_, h) = edge.admin_call("GET", "/healthz", None, None);
-        let serving: Vec<u64> = h["workers_serving"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        if serving.len() == 2 && serving.iter().all(|v| *v == version) {
-            break;
-        }
-        assert!(
-            acked.elapsed() < Duration::from_secs(10),
-            "workers still serve {serving:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    edge.wait_for_version(version);
     // ...and new connections (spread over workers by the kernel) all route.
     // (How fast the push is, is measured by scripts/bench-push.sh, not here.)
     for _ in 0..20 {

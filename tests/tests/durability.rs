@@ -176,24 +176,7 @@ fn a_thousand_changes_under_load_fail_no_request() {
         }
     }
     let last = last + 1; // the final DELETE
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, h) = edge.admin_call("GET", "/healthz", None, None);
-        let serving: Vec<u64> = h["workers_serving"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        if serving.iter().all(|v| *v == last) && serving.len() == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "workers serve {serving:?}, want {last}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    edge.wait_for_version(last);
     stop.store(true, Ordering::SeqCst);
     for t in load {
         t.join().unwrap();
