@@ -121,7 +121,10 @@ impl Upstream {
                 }
             }
         }
-        self.connect(target, key).await
+        // Connecting (TCP, then maybe a TLS handshake) is the cold path and
+        // its future is large; boxing it keeps every request's future, which
+        // is moved on each request, small.
+        Box::pin(self.connect(target, key)).await
     }
 
     /// Returns a connection whose last exchange ended cleanly.

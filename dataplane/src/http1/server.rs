@@ -670,7 +670,7 @@ async fn proxy(
 
     if resp.status == 101 {
         info.note(|o| o.status = 101);
-        return relay_upgraded(app, io, buf, out, up, &resp, &head).await;
+        return Box::pin(relay_upgraded(app, io, buf, out, up, &resp, &head)).await;
     }
 
     // Response head for the client.
