@@ -529,19 +529,29 @@ fn prometheus_text(control: &Control) -> String {
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    family(
-        &mut o,
-        "postern_requests_total",
-        "counter",
-        "Requests routed to an app.",
-    );
-    for (app, a) in &t.apps {
-        let _ = writeln!(
-            o,
-            "postern_requests_total{{app=\"{}\"}} {}",
-            label(app),
-            a.requests
-        );
+    type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
+    let per_app: [(&str, &str, PerApp); 3] = [
+        (
+            "postern_requests_total",
+            "Requests routed to an app.",
+            |a| a.requests,
+        ),
+        (
+            "postern_received_bytes_total",
+            "Request body bytes received from clients.",
+            |a| a.bytes_in,
+        ),
+        (
+            "postern_sent_bytes_total",
+            "Response body bytes sent to clients.",
+            |a| a.bytes_out,
+        ),
+    ];
+    for (name, help, value) in per_app {
+        family(&mut o, name, "counter", help);
+        for (app, a) in &t.apps {
+            let _ = writeln!(o, "{name}{{app=\"{}\"}} {}", label(app), value(a));
+        }
     }
     family(
         &mut o,
@@ -557,34 +567,6 @@ fn prometheus_text(control: &Control) -> String {
                 label(app)
             );
         }
-    }
-    family(
-        &mut o,
-        "postern_received_bytes_total",
-        "counter",
-        "Request body bytes received from clients.",
-    );
-    for (app, a) in &t.apps {
-        let _ = writeln!(
-            o,
-            "postern_received_bytes_total{{app=\"{}\"}} {}",
-            label(app),
-            a.bytes_in
-        );
-    }
-    family(
-        &mut o,
-        "postern_sent_bytes_total",
-        "counter",
-        "Response body bytes sent to clients.",
-    );
-    for (app, a) in &t.apps {
-        let _ = writeln!(
-            o,
-            "postern_sent_bytes_total{{app=\"{}\"}} {}",
-            label(app),
-            a.bytes_out
-        );
     }
     family(
         &mut o,
