@@ -54,13 +54,17 @@ pub fn run(args: Args) -> ExitCode {
                  published app  https://localhost:{https}/  (self-signed certificate: use curl -k)\n  \
                  also on        http://localhost:{http}/  (redirects to https)\n  \
                  internal app   http://localhost:{app}/  (the bundled sample, served in-process)\n  \
-                 configuration  {cfg}\n\n  \
-                 try: curl -k https://localhost:{https}/\n\n\
+                 configuration  {cfg}\n  \
+                 admin API      http://127.0.0.1:{admin}/  (token in {state}/admin.token)\n\n  \
+                 try: curl -k https://localhost:{https}/\n  \
+                 and: POSTERN_STATE_DIR={state} postern apps list\n\n\
                  Press Ctrl-C to stop.",
                 https = args.https_port,
                 http = args.http_port,
                 app = args.app_port,
                 cfg = cfg_path.display(),
+                admin = args.admin_port,
+                state = dir.join("state").display(),
             );
             crate::run(&cfg, &cfg_path, Some(banner))
         }
