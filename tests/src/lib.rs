@@ -261,6 +261,30 @@ impl EdgeBuilder {
     }
 }
 
+/// `[[app]]` body for a passthrough app publishing `external` in front of
+/// `backend`, with `extra` settings appended.
+pub fn passthrough_app(name: &str, external: &str, backend: SocketAddr, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nexternal_url = \"{external}\"\ninternal_url = \"http://{backend}/\"\npreauth = \"passthrough\"\n{extra}"
+    )
+}
+
+impl EdgeBuilder {
+    /// Starts the edge and opens a verified TLS connection with SNI `name`.
+    pub fn start_and_connect(
+        self,
+        name: &str,
+    ) -> (
+        Edge,
+        rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    ) {
+        let roots = self.pki.root_store();
+        let edge = self.start();
+        let s = client::tls(edge.https, name, roots);
+        (edge, s)
+    }
+}
+
 impl Default for EdgeBuilder {
     fn default() -> Self {
         EdgeBuilder::new()

@@ -6,13 +6,7 @@ use std::time::{Duration, Instant};
 
 use postern_e2e::backend::{Backend, RawBackend, Reply};
 use postern_e2e::client::{self, get, read_response, request};
-use postern_e2e::EdgeBuilder;
-
-fn app(name: &str, ext: &str, backend: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        "name = \"{name}\"\nexternal_url = \"{ext}\"\ninternal_url = \"http://{backend}/\"\npreauth = \"passthrough\"\n{extra}"
-    )
-}
+use postern_e2e::{passthrough_app as app, EdgeBuilder};
 
 #[test]
 fn routes_by_exact_host_wildcard_and_longest_prefix() {
@@ -71,9 +65,7 @@ fn sni_and_host_mismatch_is_421() {
     let b = EdgeBuilder::new()
         .app(&app("a", "https://app.example.com/", be.addr, ""))
         .app(&app("b", "https://b.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let r = get(&mut s, "b.example.com", "/");
     assert_eq!(r.status, 421);
     assert_eq!(be.count(), 0);
@@ -122,9 +114,7 @@ fn forwarding_headers_and_hop_by_hop_removal() {
         be.addr,
         "hsts = true",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let r = request(
         &mut s,
         "GET /p HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: keep-alive, X-Drop-Me\r\nX-Drop-Me: 1\r\nTE: trailers\r\nX-Postern-User: forged\r\nX_Postern_Email: forged\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nX-Request-Id: client-chosen\r\n\r\n",
@@ -174,9 +164,7 @@ fn translate_headers_off_keeps_the_external_host() {
         be.addr,
         "translate_headers = false",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     get(&mut s, "app.example.com", "/");
     assert_eq!(be.last().header("host"), Some("app.example.com"));
 }
@@ -190,9 +178,7 @@ fn location_of_the_internal_url_is_translated() {
             .header("Location", &format!("http://{own}/next?a=1"))
     });
     let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let r = get(&mut s, "app.example.com", "/");
     assert_eq!(
         r.header("location").as_deref(),
@@ -209,9 +195,7 @@ fn disabled_app_answers_503() {
         be.addr,
         "enabled = false",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     assert_eq!(get(&mut s, "app.example.com", "/").status, 503);
     assert_eq!(be.count(), 0);
 }
@@ -220,9 +204,7 @@ fn disabled_app_answers_503() {
 fn keep_alive_and_pipelining_answer_in_order() {
     let be = Backend::start(|s| Reply::ok(s.target.clone()));
     let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let mut batch = String::new();
     for i in 0..20 {
         batch.push_str(&format!(
@@ -255,9 +237,7 @@ fn keep_alive_and_pipelining_answer_in_order() {
 fn chunked_request_and_response_bodies_stream_through() {
     let be = Backend::start(|s| Reply::ok(s.body.clone()).chunked());
     let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let r = request(
         &mut s,
         "POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
@@ -271,9 +251,7 @@ fn chunked_request_and_response_bodies_stream_through() {
 fn expect_100_continue() {
     let be = Backend::start(|s| Reply::ok(s.body.clone()));
     let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     s.write_all(b"PUT /x HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         .unwrap();
     let mut pending = Vec::new();
@@ -291,9 +269,7 @@ fn unreachable_backend_is_502_with_request_id() {
     let b = EdgeBuilder::new().app(&format!(
         "name = \"a\"\nexternal_url = \"https://app.example.com/\"\ninternal_url = \"http://127.0.0.1:{port}/\"\npreauth = \"passthrough\""
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let r = get(&mut s, "app.example.com", "/");
     assert_eq!(r.status, 502);
     let id = r.header("x-request-id").unwrap();
@@ -312,9 +288,7 @@ fn silent_backend_is_504_after_backend_timeout() {
         be.addr,
         "backend_timeout = 1",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     let start = Instant::now();
     let r = get(&mut s, "app.example.com", "/");
     assert_eq!(r.status, 504);
@@ -363,9 +337,7 @@ fn websocket_upgrade_relays_after_101_and_keeps_cookies() {
             .header("Set-Cookie", "affinity=1; Path=/")
     });
     let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (_edge, mut s) = b.start_and_connect("app.example.com");
     s.write_all(
         b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )

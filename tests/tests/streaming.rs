@@ -5,8 +5,8 @@
 use std::io::{Read, Write};
 
 use postern_e2e::backend::{pattern, Backend, Checksum, Reply};
-use postern_e2e::client::{self, get, read_response};
-use postern_e2e::EdgeBuilder;
+use postern_e2e::client::{get, read_response};
+use postern_e2e::{passthrough_app, EdgeBuilder};
 
 const SIZE: u64 = 512 * 1024 * 1024;
 const RSS_BUDGET_KIB: u64 = 64 * 1024;
@@ -14,14 +14,14 @@ const RSS_BUDGET_KIB: u64 = 64 * 1024;
 #[test]
 fn half_a_gigabyte_each_way_in_bounded_memory() {
     let be = Backend::start(|_| Reply::ok("warm"));
-    let b = EdgeBuilder::new().app(&format!(
-        "name = \"a\"\nexternal_url = \"https://app.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"",
-        be.addr
+    let b = EdgeBuilder::new().app(&passthrough_app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
+    let (edge, mut s) = b.start_and_connect("app.example.com");
 
-    let mut s = client::tls(edge.https, "app.example.com", roots);
     assert_eq!(get(&mut s, "app.example.com", "/").text(), "warm");
     let baseline = edge.memory_kib("VmRSS:");
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use postern_e2e::backend::Backend;
 use postern_e2e::client::{self, get};
-use postern_e2e::{Edge, EdgeBuilder};
+use postern_e2e::{passthrough_app, Edge, EdgeBuilder};
 
 fn edge() -> (Edge, Backend) {
     let be = Backend::hello();
@@ -115,13 +115,13 @@ fn sni_picks_exact_then_wildcard_certificate() {
 #[test]
 fn verified_clients_reach_the_app_and_resume_sessions() {
     let be = Backend::hello();
-    let b = EdgeBuilder::new().app(&format!(
-        "name = \"a\"\nexternal_url = \"https://app.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"",
-        be.addr
+    let b = EdgeBuilder::new().app(&passthrough_app(
+        "a",
+        "https://app.example.com/",
+        be.addr,
+        "",
     ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let (edge, mut s) = b.start_and_connect("app.example.com");
     assert_eq!(get(&mut s, "app.example.com", "/").text(), "hello");
     let dir = postern_e2e::TempDir::new("sess");
     let sess = dir.path().join("sess.pem");
