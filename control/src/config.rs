@@ -98,6 +98,13 @@ pub struct EdgeSettings {
     pub access_log_json: bool,
     /// When connectors count as inactive, and are removed.
     pub connector_lifetimes: crate::registry::Lifetimes,
+    /// Where connectors dial in. When set, every app is relayed through a
+    /// connector of its group; when not, the edge proxies straight to
+    /// internal URLs (an edge that sits inside the private network).
+    pub tunnel_address: Option<SocketAddr>,
+    /// Lifetime of the client certificates issued to connectors; they
+    /// renew at two thirds of it.
+    pub connector_cert_lifetime: Duration,
 }
 
 /// A public listener (`[[listener]]`).
@@ -440,6 +447,26 @@ impl Validator<'_> {
                     false
                 }
             },
+            tunnel_address: match e.tunnel_address.as_deref().map(str::parse::<SocketAddr>) {
+                None => None,
+                Some(Ok(a)) => Some(a),
+                Some(Err(_)) => {
+                    self.problem(format!(
+                        "edge.tunnel_address: `{}` is not an IP:port address",
+                        e.tunnel_address.as_deref().unwrap_or_default()
+                    ));
+                    None
+                }
+            },
+            connector_cert_lifetime: {
+                let secs = e.connector_cert_lifetime.unwrap_or(30 * 24 * 3600);
+                if secs < 60 {
+                    self.problem(format!(
+                        "edge.connector_cert_lifetime: {secs} s is too short (at least 60)"
+                    ));
+                }
+                self.secs("connector_cert_lifetime", secs, 365 * 24 * 3600)
+            },
             admin_address: match e
                 .admin_address
                 .as_deref()
@@ -499,6 +526,24 @@ impl Validator<'_> {
         }
         if listeners.is_empty() {
             self.problem("listener: at least one [[listener]] is needed".into());
+        }
+        if let Some(t) = edge.tunnel_address {
+            let clash = |a: SocketAddr| {
+                a.port() == t.port()
+                    && (a.ip() == t.ip() || a.ip().is_unspecified() || t.ip().is_unspecified())
+            };
+            if clash(edge.admin_address) {
+                self.problem(format!(
+                    "edge.tunnel_address: {t} overlaps the admin address {}",
+                    edge.admin_address
+                ));
+            }
+            for l in listeners.iter().filter(|l| clash(l.address)) {
+                self.problem(format!(
+                    "edge.tunnel_address: {t} overlaps the public listener {}; connectors need a listener of their own",
+                    l.address
+                ));
+            }
         }
         let mut seen = HashSet::new();
         for l in &listeners {

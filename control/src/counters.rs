@@ -32,16 +32,19 @@ pub enum FailReason {
     Disabled,
     AuthRequired,
     ClientError,
+    /// No connector of the app's group holds a tunnel.
+    NoConnector,
 }
 
 impl FailReason {
-    pub const ALL: [FailReason; 6] = [
+    pub const ALL: [FailReason; 7] = [
         FailReason::BackendUnreachable,
         FailReason::BackendTimeout,
         FailReason::BackendError,
         FailReason::Disabled,
         FailReason::AuthRequired,
         FailReason::ClientError,
+        FailReason::NoConnector,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +54,7 @@ impl FailReason {
             FailReason::Disabled => "disabled",
             FailReason::AuthRequired => "auth_required",
             FailReason::ClientError => "client_error",
+            FailReason::NoConnector => "no_connector",
         }
     }
 }
@@ -114,7 +118,7 @@ impl LatencyBuckets {
 #[derive(Default)]
 pub struct AppCounters {
     pub requests: AtomicU64,
-    pub failed: [AtomicU64; 6],
+    pub failed: [AtomicU64; 7],
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub backend_latency: LatencyBuckets,
@@ -142,6 +146,10 @@ pub struct EdgeCounters {
     /// Requests answered without reaching an app (unknown host, 421, 4xx).
     pub requests_unrouted: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Requests relayed over a tunnel another worker holds.
+    pub cross_core_relays: AtomicU64,
+    /// Requests sent over a tunnel (any worker's).
+    pub tunnel_requests: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -209,6 +217,8 @@ pub struct EdgeTotals {
     pub tls_handshake_failures: u64,
     pub requests_unrouted: u64,
     pub bad_requests: u64,
+    pub cross_core_relays: u64,
+    pub tunnel_requests: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -241,6 +251,8 @@ impl Registry {
             t.edge.tls_handshake_failures += e.tls_handshake_failures.load(Relaxed);
             t.edge.requests_unrouted += e.requests_unrouted.load(Relaxed);
             t.edge.bad_requests += e.bad_requests.load(Relaxed);
+            t.edge.cross_core_relays += e.cross_core_relays.load(Relaxed);
+            t.edge.tunnel_requests += e.tunnel_requests.load(Relaxed);
             let apps: Vec<(String, Arc<AppCounters>)> = core
                 .apps
                 .lock()

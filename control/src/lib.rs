@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ca;
 pub mod config;
 pub mod counters;
 pub mod enroll;

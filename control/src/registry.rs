@@ -82,6 +82,34 @@ impl Registry {
         store::save_json(dir, CONNECTORS_FILE, self)
     }
 
+    pub fn get(&self, id: &str) -> Option<&ConnectorRecord> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+
+    /// Adds a newly registered connector.
+    pub fn add(&mut self, record: ConnectorRecord) {
+        self.connectors.retain(|c| c.id != record.id);
+        self.connectors.push(record);
+    }
+
+    /// Marks `id` revoked; returns whether it exists.
+    pub fn revoke(&mut self, id: &str) -> bool {
+        match self.connectors.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.revoked = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records that `id` was seen at `now` (tunnel opened or closed).
+    pub fn touch(&mut self, id: &str, now: u64) {
+        if let Some(c) = self.connectors.iter_mut().find(|c| c.id == id) {
+            c.last_seen = now;
+        }
+    }
+
     /// The state of `c` at `now`, given how many tunnels it holds.
     pub fn state(c: &ConnectorRecord, tunnels: u32, now: u64, l: Lifetimes) -> State {
         if c.revoked {

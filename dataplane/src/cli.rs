@@ -169,10 +169,28 @@ pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
 pub enum ConnectorsCommand {
     /// List registered connectors with their group and state.
     List,
+    /// Revoke a connector: its tunnels close now and it can never
+    /// reconnect or renew its certificate.
+    Revoke {
+        /// Connector id (from `postern connectors list`).
+        id: String,
+    },
 }
 
 pub fn connectors(t: &Target, cmd: ConnectorsCommand) -> ExitCode {
-    let ConnectorsCommand::List = cmd;
+    if let ConnectorsCommand::Revoke { id } = &cmd {
+        return match run_call(t, "POST", &format!("/v1/connectors/{id}/revoke"), None) {
+            Ok(v) if t.json => {
+                println!("{v:#}");
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                println!("connector {id} revoked; its tunnels are closed");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        };
+    }
     match run_call(t, "GET", "/v1/connectors", None) {
         Ok(v) if t.json => {
             println!("{v:#}");
@@ -428,6 +446,12 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
         "_Total",
         "Unrouted Requests/sec",
         "/edge/requests_unrouted".into(),
+        true,
+    );
+    add(
+        "_Total",
+        "Cross-Core Relays/sec",
+        "/edge/cross_core_relays".into(),
         true,
     );
     add("_Total", "Config Version", "/config_version".into(), false);

@@ -9,6 +9,7 @@ mod accesslog;
 mod admin;
 mod cli;
 mod clock;
+mod connector;
 mod http1;
 mod io;
 mod pages;
@@ -18,6 +19,7 @@ mod route;
 mod runtime;
 mod snapshot;
 mod tls;
+mod tunnel;
 mod upstream;
 mod worker;
 
@@ -59,6 +61,8 @@ enum Command {
         #[command(subcommand)]
         command: cli::AppsCommand,
     },
+    /// Run a connector (inside the private network), or register one.
+    Connector(ConnectorArgs),
     /// Connectors registered with this edge.
     Connectors {
         #[command(flatten)]
@@ -88,6 +92,79 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ConnectorArgs {
+    #[command(subcommand)]
+    command: Option<ConnectorCommand>,
+    /// Where the connector's identity (from `register`) is kept.
+    #[arg(long, env = "POSTERN_CONNECTOR_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Optional connector settings (TOML, `[connector]` table).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Register with an edge using a one-time enrollment token.
+    Register {
+        /// The edge's tunnel listener, HOST:PORT.
+        #[arg(long)]
+        edge: String,
+        /// The token printed by `postern tokens create`.
+        #[arg(long, env = "POSTERN_ENROLLMENT_TOKEN")]
+        token: String,
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+fn connector(args: ConnectorArgs) -> ExitCode {
+    match args.command {
+        Some(ConnectorCommand::Register {
+            edge,
+            token,
+            state_dir,
+        }) => match connector::register(&edge, &token, &state_dir) {
+            Ok(id) => {
+                println!(
+                    "registered connector {} in group \"{}\" with edge {}\nrun it with: postern connector --state-dir {}",
+                    id.id,
+                    id.group,
+                    id.edge,
+                    state_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("postern: {e}");
+                ExitCode::from(1)
+            }
+        },
+        None => {
+            let Some(state_dir) = args.state_dir else {
+                eprintln!("postern: connector: --state-dir is required (the directory given to `postern connector register`)");
+                return ExitCode::from(2);
+            };
+            let settings = match connector::Settings::load(args.config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("postern: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match connector::run(&state_dir, settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("postern: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -104,6 +181,10 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Apps { target, command } => cli::apps(&target, command),
         Command::Tokens { target, command } => cli::tokens(&target, command),
+        Command::Connector(args) => {
+            init_logging();
+            connector(args)
+        }
         Command::Connectors { target, command } => cli::connectors(&target, command),
         Command::Counters {
             target,
@@ -150,12 +231,7 @@ fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<Str
         );
         return ExitCode::from(1);
     }
-    match runtime::start(
-        &cfg,
-        control.published(),
-        &control.counters,
-        control.resolver(),
-    ) {
+    match runtime::start(&cfg, &control) {
         Ok(running) => {
             control.set_serving(running.serving.clone());
             let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {
@@ -170,6 +246,9 @@ fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<Str
             };
             for (scheme, addr) in &running.addresses {
                 tracing::info!(%scheme, %addr, workers = running.workers, io_uring = running.io_uring, "listening");
+            }
+            if let Some(addr) = running.tunnel_address {
+                tracing::info!(%addr, "tunnel listener for connectors");
             }
             tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
             if let Err(e) = reload_on_sighup(config_path.to_path_buf(), control.clone()) {

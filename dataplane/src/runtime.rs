@@ -15,6 +15,7 @@ use std::time::Duration;
 use monoio::net::{ListenerOpts, TcpListener};
 use postern_control::{EdgeConfig, Scheme};
 
+use crate::admin::Control;
 use crate::http1::server::{self, ConnInfo};
 use crate::io::{Io, Stream};
 use crate::snapshot::Published;
@@ -48,6 +49,7 @@ pub enum StartError {
 /// A running edge: its resolved listen addresses.
 pub struct Running {
     pub addresses: Vec<(Scheme, SocketAddr)>,
+    pub tunnel_address: Option<SocketAddr>,
     pub workers: usize,
     pub io_uring: bool,
     /// Per worker: the app-table version it serves.
@@ -65,12 +67,10 @@ impl Running {
 }
 
 /// Starts the workers on the published snapshot and certificates.
-pub fn start(
-    cfg: &EdgeConfig,
-    published: Arc<Published>,
-    counters: &postern_control::counters::Registry,
-    resolver: Option<Arc<tls::LiveResolver>>,
-) -> Result<Running, StartError> {
+pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartError> {
+    let published: Arc<Published> = control.published();
+    let counters = &control.counters;
+    let resolver = control.resolver();
     let server_tls = if cfg.listeners.iter().any(|l| l.scheme == Scheme::Https) {
         let resolver = resolver
             .ok_or_else(|| tls::TlsSetupError::Config("no certificate configured".into()))?;
@@ -100,6 +100,18 @@ pub fn start(
         }
         addresses.push((l.scheme, addr));
     }
+    let tunnel_address = match cfg.edge.tunnel_address {
+        Some(addr) if addr.port() == 0 => {
+            let probe =
+                std::net::TcpListener::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
+            Some(
+                probe
+                    .local_addr()
+                    .map_err(|err| StartError::Bind { addr, err })?,
+            )
+        }
+        other => other,
+    };
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::new();
@@ -107,6 +119,7 @@ pub fn start(
     for index in 0..workers {
         let addresses = addresses.clone();
         let published = published.clone();
+        let control = control.clone();
         let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
         serving.push(version.clone());
         let core_counters = counters.add_core();
@@ -135,7 +148,14 @@ pub fn start(
                     }
                 };
                 rt.block_on(async move {
-                    let worker = Worker::new(index, published, version, core_counters);
+                    let worker = Worker::new(
+                        index,
+                        workers,
+                        published,
+                        version,
+                        core_counters,
+                        control.tunnels.clone(),
+                    );
                     // Idle workers pick up a new app table within 10 ms too,
                     // so "every worker serves version N" is observable.
                     let refresher = worker.clone();
@@ -156,9 +176,27 @@ pub fn start(
                             }
                         }
                     }
+                    let mut tunnel_listener = None;
+                    if let Some(addr) = tunnel_address {
+                        let opts = ListenerOpts::new().reuse_port(true).backlog(1024);
+                        match TcpListener::bind_with_config(addr, &opts) {
+                            Ok(l) => tunnel_listener = Some(l),
+                            Err(err) => {
+                                let _ = ready.send(Err(StartError::Bind { addr, err }));
+                                return;
+                            }
+                        }
+                    }
                     let _ = ready.send(Ok(()));
                     drop(ready);
                     let mut tasks = Vec::new();
+                    if let Some(l) = tunnel_listener {
+                        tasks.push(monoio::spawn(crate::tunnel::edge::accept_loop(
+                            worker.clone(),
+                            l,
+                            control.clone(),
+                        )));
+                    }
                     for (scheme, listener) in listeners {
                         let tls = match scheme {
                             Scheme::Https => server_tls.clone(),
@@ -195,6 +233,7 @@ pub fn start(
         }
     }
     Ok(Running {
+        tunnel_address,
         addresses,
         workers,
         io_uring,

@@ -24,6 +24,8 @@ pub struct AppRuntime {
     /// Client TLS settings for https backends.
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
     pub hsts: Option<String>,
+    /// The app's backend CA file as sent to connectors (`postern-ca`).
+    pub backend_ca_header: Option<String>,
 }
 
 pub struct Snapshot {
@@ -47,7 +49,15 @@ impl Snapshot {
                 )?),
                 Scheme::Http => None,
             };
+            let backend_ca_header = match (&app.backend_ca_file, app.internal_url.scheme) {
+                (Some(path), Scheme::Https) => Some(crate::tunnel::pem_to_header(
+                    &std::fs::read_to_string(path)
+                        .map_err(|e| TlsSetupError::Config(format!("{}: {e}", path.display())))?,
+                )),
+                _ => None,
+            };
             apps.push(AppRuntime {
+                backend_ca_header,
                 backend_tls,
                 hsts: app.hsts.as_ref().map(|h| h.header_value()),
                 app: app.clone(),

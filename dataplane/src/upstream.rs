@@ -38,6 +38,9 @@ pub struct Target {
     pub port: u16,
     /// TLS settings of the app, `None` for http backends.
     pub tls: Option<Arc<ClientConfig>>,
+    /// A forward proxy to go through: HTTP CONNECT for TLS backends; plain
+    /// backends get absolute-form requests on a connection to the proxy.
+    pub proxy: Option<Arc<(String, u16)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +49,7 @@ struct PoolKey {
     port: u16,
     /// Identity of the TLS configuration (apps differ in validation).
     tls: usize,
+    proxy: Option<Arc<(String, u16)>>,
 }
 
 impl Target {
@@ -54,6 +58,7 @@ impl Target {
             host: self.host.clone(),
             port: self.port,
             tls: self.tls.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
+            proxy: self.proxy.clone(),
         }
     }
 }
@@ -78,6 +83,8 @@ pub enum UpstreamError {
     ConnectTimeout,
     #[error("TLS with the backend failed: {0}")]
     Tls(io::Error),
+    #[error("the forward proxy refused the tunnel: {0}")]
+    Proxy(String),
 }
 
 /// Resolved addresses per (host, port), with when they were resolved.
@@ -170,7 +177,11 @@ impl Upstream {
     }
 
     async fn connect(&self, target: &Target, key: PoolKey) -> Result<UpstreamConn, UpstreamError> {
-        let addrs = self.resolve(&target.host, target.port)?;
+        let (dial_host, dial_port) = match &target.proxy {
+            Some(p) => (p.0.as_str(), p.1),
+            None => (target.host.as_str(), target.port),
+        };
+        let addrs = self.resolve(dial_host, dial_port)?;
         let mut last = None;
         let deadline = Instant::now() + self.connect_timeout;
         for addr in addrs {
@@ -179,8 +190,15 @@ impl Upstream {
                 return Err(UpstreamError::ConnectTimeout);
             }
             match monoio::time::timeout(left, TcpStream::connect_addr(addr)).await {
-                Ok(Ok(tcp)) => {
+                Ok(Ok(mut tcp)) => {
                     let _ = tcp.set_nodelay(true);
+                    if let (Some(_), Some(_)) = (&target.proxy, &target.tls) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match monoio::time::timeout(left, proxy_connect(&mut tcp, target)).await {
+                            Ok(r) => r?,
+                            Err(_) => return Err(UpstreamError::ConnectTimeout),
+                        }
+                    }
                     let io = match &target.tls {
                         None => Stream::Tcp(tcp),
                         Some(cfg) => {
@@ -216,5 +234,42 @@ impl Upstream {
             }
         }
         Err(last.unwrap_or(UpstreamError::Resolve(target.host.clone())))
+    }
+}
+
+/// Asks a forward proxy for a tunnel to the target (HTTP CONNECT).
+async fn proxy_connect(tcp: &mut TcpStream, target: &Target) -> Result<(), UpstreamError> {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let authority = if target.host.contains(':') && !target.host.starts_with('[') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let (res, _) = tcp.write_all(req.into_bytes()).await;
+    res.map_err(UpstreamError::Connect)?;
+    // Read the proxy's answer byte-exactly up to the blank line, so no
+    // byte of the TLS stream that follows is consumed here.
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(UpstreamError::Proxy("answer head too long".into()));
+        }
+        let (res, byte) = tcp.read(vec![0u8; 1]).await;
+        match res {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => return Err(UpstreamError::Proxy("closed the connection".into())),
+            Err(e) => return Err(UpstreamError::Connect(e)),
+        }
+    }
+    let mut buf = BytesMut::from(&head[..]);
+    match crate::http1::parse_response(&mut buf, true) {
+        Ok(Some(r)) if (200..300).contains(&r.status) => Ok(()),
+        Ok(Some(r)) => Err(UpstreamError::Proxy(format!(
+            "{} {}",
+            r.status,
+            String::from_utf8_lossy(&r.reason)
+        ))),
+        _ => Err(UpstreamError::Proxy("unreadable answer".into())),
     }
 }

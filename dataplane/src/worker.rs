@@ -9,6 +9,7 @@ use std::sync::Arc;
 use postern_control::counters::{AppCounters, CoreCounters};
 
 use crate::snapshot::{Published, Snapshot};
+use crate::tunnel::edge::{TunnelList, Tunnels};
 use crate::upstream::Upstream;
 
 pub struct Worker {
@@ -16,6 +17,8 @@ pub struct Worker {
     // thread-local count instead of bouncing the Arc's cache line between
     // cores on every request.
     pub index: usize,
+    /// How many workers the edge runs.
+    pub workers: usize,
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     published: Arc<Published>,
@@ -29,14 +32,19 @@ pub struct Worker {
     pub counters: Arc<CoreCounters>,
     /// Per-app counter blocks for the snapshot version in `.0`, by app id.
     app_counters: RefCell<(u64, Vec<Arc<AppCounters>>)>,
+    /// Every open tunnel, and this worker's copy of the list.
+    pub tunnels: Arc<Tunnels>,
+    tunnel_cache: RefCell<(u64, TunnelList)>,
 }
 
 impl Worker {
     pub fn new(
         index: usize,
+        workers: usize,
         published: Arc<Published>,
         serving: Arc<AtomicU64>,
         counters: Arc<CoreCounters>,
+        tunnels: Arc<Tunnels>,
     ) -> Rc<Worker> {
         let snapshot = published.current();
         serving.store(snapshot.version, Ordering::Release);
@@ -49,6 +57,9 @@ impl Worker {
         );
         Rc::new(Worker {
             index,
+            workers,
+            tunnel_cache: RefCell::new((u64::MAX, Default::default())),
+            tunnels,
             snapshot: RefCell::new(Rc::new(snapshot)),
             published,
             serving,
@@ -71,6 +82,16 @@ impl Worker {
             *self.snapshot.borrow_mut() = Rc::new(fresh);
         }
         self.snapshot.borrow().clone()
+    }
+
+    /// The open tunnels, as of the last change (no lock unless it changed).
+    pub fn tunnel_list(&self) -> TunnelList {
+        let v = self.tunnels.version();
+        let mut cache = self.tunnel_cache.borrow_mut();
+        if cache.0 != v {
+            *cache = (v, self.tunnels.list());
+        }
+        cache.1.clone()
     }
 
     /// The counters of app `id` in `snapshot`.

@@ -55,6 +55,10 @@ pub struct Edge {
     pub connector_removed_after: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector_cert_lifetime: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

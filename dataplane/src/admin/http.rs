@@ -316,6 +316,14 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             Ok(list) => (200, json!({ "connectors": list })),
             Err(e) => (503, json!({ "error": e.to_string() })),
         },
+        ("POST", ["v1", "connectors", id, "revoke"]) => match control.revoke_connector(id) {
+            Ok(true) => (200, json!({ "id": id, "state": "revoked" })),
+            Ok(false) => (
+                404,
+                json!({ "error": format!("no connector has the id \"{id}\"") }),
+            ),
+            Err(e) => (503, json!({ "error": e.to_string() })),
+        },
         ("GET", ["v1", "connector-groups"]) => {
             let (_, apps) = control.apps();
             let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -466,6 +474,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         | (_, ["v1", "counters"])
         | (_, ["v1", "connector-groups"])
         | (_, ["v1", "connectors"])
+        | (_, ["v1", "connectors", _, "revoke"])
         | (_, ["v1", "certificates"])
         | (_, ["v1", "certificates", _])
         | (_, ["v1", "enrollment-tokens"])
@@ -635,6 +644,18 @@ fn prometheus_text(control: &Control) -> String {
             "counter",
             "Requests refused as malformed.",
             e.bad_requests.to_string(),
+        ),
+        (
+            "postern_tunnel_requests_total",
+            "counter",
+            "Requests relayed over connector tunnels.",
+            e.tunnel_requests.to_string(),
+        ),
+        (
+            "postern_cross_core_relays_total",
+            "counter",
+            "Requests relayed over a tunnel held by another worker.",
+            e.cross_core_relays.to_string(),
         ),
         (
             "postern_config_version",

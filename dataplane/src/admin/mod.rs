@@ -15,11 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use postern_control::ca::{self, Ca};
 use postern_control::enroll;
+use postern_control::registry::{ConnectorRecord, Registry};
 use postern_control::store::{self, AppTable};
 use postern_control::{AppSpec, EdgeConfig};
 
 use crate::snapshot::{Published, Snapshot};
+use crate::tunnel::edge::Tunnels;
+use crate::tunnel::Reply;
 
 /// Name of the admin bearer token file in the state directory.
 pub const TOKEN_FILE: &str = "admin.token";
@@ -49,6 +53,8 @@ pub enum OpenError {
     },
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("{0}")]
+    Ca(#[from] ca::CaError),
     #[error("{path}: {source}")]
     Token {
         path: PathBuf,
@@ -74,6 +80,16 @@ pub struct Control {
     /// The listeners' certificates (admin path only; handshakes read the
     /// resolver).
     pub certs: Mutex<certs::Certificates>,
+    /// Open tunnels (shared with every worker).
+    pub tunnels: Arc<Tunnels>,
+    ca: Ca,
+    /// Hex SHA-256 prefix of the CA certificate, appended to enrollment
+    /// tokens so a registering connector can pin the CA before it trusts
+    /// the edge with the token.
+    ca_pin: String,
+    tunnel_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serialises changes to the connector registry.
+    registry: Mutex<()>,
 }
 
 impl Control {
@@ -106,6 +122,20 @@ impl Control {
         let token = load_or_create_token(state_dir)?;
         let certificates = certs::Certificates::open(&cfg.certificates, state_dir)?;
         let snapshot = Arc::new(Snapshot::build(&cfg, version)?);
+        let ca = Ca::load_or_create(state_dir, enroll::now())?;
+        let ca_pin = ca_pin(&ca.cert_pem);
+        let tunnel_tls = match cfg.edge.tunnel_address {
+            Some(_) => Some(crate::tls::tunnel_server_config(&ca)?),
+            None => None,
+        };
+        let tunnels = Arc::new(Tunnels::default());
+        for c in Registry::load(state_dir)?
+            .connectors
+            .iter()
+            .filter(|c| c.revoked)
+        {
+            tunnels.revoke(&c.id);
+        }
         let control = Arc::new(Control {
             counters: Default::default(),
             current: Mutex::new(Current {
@@ -118,6 +148,11 @@ impl Control {
             token,
             tokens: Mutex::new(()),
             certs: Mutex::new(certificates),
+            tunnels,
+            ca,
+            ca_pin,
+            tunnel_tls,
+            registry: Mutex::new(()),
         });
         Ok((control, cfg))
     }
@@ -194,17 +229,17 @@ impl Control {
         ttl_secs: u64,
     ) -> Result<(enroll::TokenRecord, String), enroll::EnrollError> {
         let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        enroll::create(&self.state_dir, group, ttl_secs)
+        let (record, token) = enroll::create(&self.state_dir, group, ttl_secs)?;
+        Ok((record, format!("{token}_{}", self.ca_pin)))
     }
 
-    /// Registered connectors and their state (open tunnels are counted by
-    /// the tunnel listener; none exist yet in this release).
+    /// Registered connectors, their state and open tunnels.
     pub fn connectors(
         &self,
     ) -> Result<Vec<postern_control::registry::ConnectorInfo>, store::StoreError> {
         let lifetimes = self.lock().cfg.edge.connector_lifetimes;
-        let registry = postern_control::registry::Registry::load(&self.state_dir)?;
-        Ok(registry.list(enroll::now(), lifetimes, |_| 0))
+        let registry = Registry::load(&self.state_dir)?;
+        Ok(registry.list(enroll::now(), lifetimes, |id| self.tunnels.count(id)))
     }
 
     pub fn list_tokens(&self) -> Result<Vec<enroll::TokenInfo>, enroll::EnrollError> {
@@ -216,6 +251,171 @@ impl Control {
         let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         enroll::revoke(&self.state_dir, id)
     }
+}
+
+/// The tunnel side of the control plane: enrollment, renewal, revocation.
+impl Control {
+    pub fn tunnel_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tunnel_tls.clone()
+    }
+
+    fn registry_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lifetime(&self) -> std::time::Duration {
+        self.lock().cfg.edge.connector_cert_lifetime
+    }
+
+    /// Registers a connector: spends the token, signs its request, adds
+    /// it to the registry.
+    pub fn enroll(&self, req: &crate::tunnel::EnrollRequest, peer: std::net::SocketAddr) -> Reply {
+        let refuse = |error: String| {
+            tracing::warn!(%peer, "connector registration refused: {error}");
+            Reply {
+                error: Some(error),
+                ..Default::default()
+            }
+        };
+        let host_ok =
+            |s: &str| !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_graphic());
+        if !host_ok(&req.host_name) || !host_ok(&req.version) || req.version.len() > 64 {
+            return refuse(
+                "host_name and version must be 1 to 253 visible ASCII characters".into(),
+            );
+        }
+        // The CA pin is public; only the first three parts are the secret.
+        let token: String = {
+            let parts: Vec<&str> = req.token.trim().split('_').collect();
+            parts[..parts.len().min(3)].join("_")
+        };
+        let group = {
+            let _serial = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            match enroll::consume(&self.state_dir, &token) {
+                Ok(g) => g,
+                Err(e) => return refuse(e.to_string()),
+            }
+        };
+        let mut raw = [0u8; 8];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).is_err() {
+            return refuse("no randomness available".into());
+        }
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let now = enroll::now();
+        let certificate = match self.ca.issue_connector(&req.csr, &id, now, self.lifetime()) {
+            Ok(c) => c,
+            Err(e) => return refuse(e.to_string()),
+        };
+        {
+            let _serial = self.registry_lock();
+            let saved = Registry::load(&self.state_dir).and_then(|mut r| {
+                r.add(ConnectorRecord {
+                    id: id.clone(),
+                    host_name: req.host_name.clone(),
+                    version: req.version.clone(),
+                    group: group.clone(),
+                    registered_at: now,
+                    last_seen: now,
+                    revoked: false,
+                });
+                r.save(&self.state_dir)
+            });
+            if let Err(e) = saved {
+                return refuse(format!("the edge could not record the connector: {e}"));
+            }
+        }
+        tracing::info!(connector = %id, %group, host = %req.host_name, %peer, "connector registered");
+        Reply {
+            error: None,
+            id,
+            group,
+            certificate,
+            ca: self.ca.cert_pem.clone(),
+            lifetime_secs: self.lifetime().as_secs(),
+        }
+    }
+
+    /// A fresh certificate for a registered, unrevoked connector.
+    pub fn renew(&self, id: &str, csr: &str) -> Reply {
+        if let Err(error) = self.tunnel_group(id) {
+            return Reply {
+                error: Some(error),
+                ..Default::default()
+            };
+        }
+        match self
+            .ca
+            .issue_connector(csr, id, enroll::now(), self.lifetime())
+        {
+            Ok(certificate) => {
+                tracing::info!(connector = %id, "connector certificate renewed");
+                Reply {
+                    id: id.to_string(),
+                    certificate,
+                    ca: self.ca.cert_pem.clone(),
+                    lifetime_secs: self.lifetime().as_secs(),
+                    ..Default::default()
+                }
+            }
+            Err(e) => Reply {
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The group of connector `id`, or why it may not open a tunnel.
+    pub fn tunnel_group(&self, id: &str) -> Result<String, String> {
+        if self.tunnels.is_revoked(id) {
+            return Err(format!("connector {id} is revoked"));
+        }
+        let registry = Registry::load(&self.state_dir).map_err(|e| e.to_string())?;
+        match registry.get(id) {
+            Some(c) if c.revoked => Err(format!("connector {id} is revoked")),
+            Some(c) => Ok(c.group.clone()),
+            None => Err(format!(
+                "connector {id} is not registered (removed after being inactive?)"
+            )),
+        }
+    }
+
+    /// Notes that connector `id` opened or closed a tunnel just now.
+    pub fn connector_seen(&self, id: &str) {
+        let _serial = self.registry_lock();
+        let res = Registry::load(&self.state_dir).and_then(|mut r| {
+            r.touch(id, enroll::now());
+            r.save(&self.state_dir)
+        });
+        if let Err(e) = res {
+            tracing::warn!(connector = %id, error = %e, "cannot record connector activity");
+        }
+    }
+
+    /// Revokes connector `id`: its tunnels close now and it can neither
+    /// reconnect nor renew. `Ok(false)` when there is no such connector.
+    pub fn revoke_connector(&self, id: &str) -> Result<bool, store::StoreError> {
+        let _serial = self.registry_lock();
+        let mut registry = Registry::load(&self.state_dir)?;
+        if !registry.revoke(id) {
+            return Ok(false);
+        }
+        registry.save(&self.state_dir)?;
+        self.tunnels.revoke(id);
+        tracing::info!(connector = %id, "connector revoked");
+        Ok(true)
+    }
+}
+
+/// First 16 bytes of the SHA-256 of the CA certificate, hex.
+fn ca_pin(cert_pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map(|d| d.to_vec())
+        .unwrap_or_default();
+    ring::digest::digest(&ring::digest::SHA256, &der).as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The admin token: 32 random bytes, hex, in a 0600 file.

@@ -27,6 +27,8 @@ use crate::snapshot::{AppRuntime, Snapshot};
 use crate::upstream::{Target, Upstream, UpstreamConn, UpstreamError};
 use crate::worker::Worker;
 
+mod tunnel;
+
 /// What the client connection learned about itself at accept time.
 pub struct ConnInfo {
     pub peer: SocketAddr,
@@ -340,7 +342,11 @@ async fn route_and_serve(
         counters: &counters,
         id,
     };
-    proxy(&ctx, io, buf, out, head).await
+    if snapshot.settings.tunnel_address.is_some() {
+        tunnel::proxy(&ctx, io, buf, out, head).await
+    } else {
+        proxy(&ctx, io, buf, out, head).await
+    }
 }
 
 /// What one proxied request needs besides the streams.
@@ -494,6 +500,7 @@ async fn proxy(
         host: internal_host.clone(),
         port: app.app.internal_url.port,
         tls: app.backend_tls.clone(),
+        proxy: None,
     };
     let backend_timeout = app.app.backend_timeout.duration();
     let upstream: &Upstream = &worker.upstream;
@@ -673,72 +680,9 @@ async fn proxy(
         return Box::pin(relay_upgraded(app, io, buf, out, up, &resp, &head)).await;
     }
 
-    // Response head for the client.
-    let client_chunked =
-        matches!(resp.framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
-    let keep_alive = head.keep_alive && (resp.framing != Framing::UntilClose || client_chunked);
     info.note(|o| o.status = resp.status);
-    out.clear();
-    out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
-    out.extend_from_slice(&resp.reason);
-    out.extend_from_slice(b"\r\n");
-    for h in &resp.headers {
-        if is_hop_by_hop(h) || listed_in_connection(h, &resp.connection_tokens) {
-            // HEAD and 304 answers describe a body they do not carry.
-            if h.is("content-length")
-                && resp.framing == Framing::Empty
-                && (head.is_head() || resp.status == 304)
-            {
-                push_header(out, &h.name, &h.value);
-            }
-            continue;
-        }
-        if app.hsts.is_some() && h.is("strict-transport-security") {
-            continue;
-        }
-        if app.app.translate_headers && (h.is("location") || h.is("content-location")) {
-            if let Some(v) = translate_location(app, &h.value, &internal_host, &head.host) {
-                push_header(out, &h.name, &v);
-                continue;
-            }
-        }
-        push_header(out, &h.name, &h.value);
-    }
-    if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
-        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
-    }
-    // The id users quote and operators search for, unless the backend
-    // has its own.
-    if !resp.headers.iter().any(|h| h.is("x-request-id")) {
-        push_header(out, b"X-Request-Id", id.as_bytes());
-    }
-    let encoder = match resp.framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-            Encoder::Identity
-        }
-        Framing::Empty => {
-            if !head.is_head()
-                && resp.status != 304
-                && resp.status != 204
-                && !(100..200).contains(&resp.status)
-            {
-                out.extend_from_slice(b"Content-Length: 0\r\n");
-            }
-            Encoder::Identity
-        }
-        _ if client_chunked => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-            Encoder::Chunked
-        }
-        _ => Encoder::Identity,
-    };
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if head.minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let (encoder, keep_alive) =
+        client_response_head(app, info, &head, &resp, &internal_host, id, out);
 
     // Body, backend → client, the head riding with the first piece.
     let mut reader = BodyReader::new(resp.framing);
@@ -798,6 +742,89 @@ async fn proxy(
     } else {
         Next::Close
     }
+}
+
+/// Writes the head of the response to the client into `out`: hop-by-hop
+/// headers dropped, Location translated, HSTS and the request id added,
+/// framing chosen for the client. Returns (body encoder, keep-alive).
+pub(super) fn client_response_head(
+    app: &AppRuntime,
+    info: &ConnInfo,
+    head: &RequestHead,
+    resp: &ResponseHead,
+    internal_host: &str,
+    id: &str,
+    out: &mut Vec<u8>,
+) -> (Encoder, bool) {
+    let client_chunked =
+        matches!(resp.framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
+    // A body without a length reaches an HTTP/1.0 client delimited by
+    // the connection's end.
+    let delimited = matches!(resp.framing, Framing::Length(_) | Framing::Empty);
+    let keep_alive = head.keep_alive && (delimited || client_chunked);
+    out.clear();
+    out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
+    out.extend_from_slice(&resp.reason);
+    out.extend_from_slice(b"\r\n");
+    for h in &resp.headers {
+        if is_hop_by_hop(h) || listed_in_connection(h, &resp.connection_tokens) {
+            // HEAD and 304 answers describe a body they do not carry.
+            if h.is("content-length")
+                && resp.framing == Framing::Empty
+                && (head.is_head() || resp.status == 304)
+            {
+                push_header(out, &h.name, &h.value);
+            }
+            continue;
+        }
+        if app.hsts.is_some() && h.is("strict-transport-security") {
+            continue;
+        }
+        if app.app.translate_headers && (h.is("location") || h.is("content-location")) {
+            if let Some(v) = translate_location(app, &h.value, internal_host, &head.host) {
+                push_header(out, &h.name, &v);
+                continue;
+            }
+        }
+        push_header(out, &h.name, &h.value);
+    }
+    if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
+        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
+    }
+    // The id users quote and operators search for, unless the backend
+    // has its own.
+    if !resp.headers.iter().any(|h| h.is("x-request-id")) {
+        push_header(out, b"X-Request-Id", id.as_bytes());
+    }
+    let encoder = match resp.framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            Encoder::Identity
+        }
+        Framing::Empty => {
+            if !head.is_head()
+                && resp.status != 304
+                && resp.status != 204
+                && !(100..200).contains(&resp.status)
+            {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+            Encoder::Identity
+        }
+        _ if client_chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            Encoder::Chunked
+        }
+        _ => Encoder::Identity,
+    };
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if head.minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    (encoder, keep_alive)
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -261,27 +261,231 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// The tunnel listener: TLS 1.3 only (both ends are Postern), a server
+/// certificate from the internal CA, and client certificates verified
+/// against that CA. A client without a certificate may only enroll; the
+/// listener checks that after the handshake.
+pub fn tunnel_server_config(
+    ca: &postern_control::ca::Ca,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    use rustls_pki_types::pem::PemObject;
+    let err = |e: String| TlsSetupError::Config(format!("tunnel listener: {e}"));
+    let now = postern_control::enroll::now();
+    let (cert_pem, key_pem) = ca
+        .issue_tunnel_server(now, std::time::Duration::from_secs(10 * 365 * 24 * 3600))
+        .map_err(|e| err(e.to_string()))?;
+    // The CA rides along so a registering connector can match it against
+    // the pin in its token.
+    let chain = vec![
+        CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| err(e.to_string()))?,
+        CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).map_err(|e| err(e.to_string()))?,
+    ];
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            CertificateDer::from_pem_slice(ca.cert_pem.as_bytes())
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .map_err(|e| err(e.to_string()))?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| err(e.to_string()))?;
+    cfg.alpn_protocols = vec![
+        crate::tunnel::ALPN_TUNNEL.to_vec(),
+        crate::tunnel::ALPN_ENROLL.to_vec(),
+        crate::tunnel::ALPN_RENEW.to_vec(),
+    ];
+    Ok(Arc::new(cfg))
+}
+
+/// A connector's client configuration for the tunnel listener: trusts only
+/// the pinned CA; presents `identity` (certificate, key PEM) when it has one.
+pub fn tunnel_client_config(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    use rustls_pki_types::pem::PemObject;
+    let err = |e: String| TlsSetupError::Config(format!("tunnel: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| err(e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| err(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A registering connector does not know the CA yet: it accepts the
+/// edge's certificate only if it chains to a CA whose SHA-256 starts with
+/// the pin carried in the enrollment token.
+pub fn enroll_client_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsSetupError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            pin: pin.to_ascii_lowercase(),
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![crate::tunnel::ALPN_ENROLL.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Verifies a chain [leaf, CA] by the CA's hash and the leaf's signature.
+#[derive(Debug)]
+struct PinnedCa {
+    pin: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The listener sends [leaf, CA]: find the CA the token pinned and
+        // verify the leaf against it alone, name included.
+        let ca = intermediates
+            .iter()
+            .find(|c| {
+                let hash = ring::digest::digest(&ring::digest::SHA256, c.as_ref());
+                let hex: String = hash.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                hex == self.pin
+            })
+            .ok_or_else(|| {
+                rustls::Error::General(
+                    "the edge's CA does not match the enrollment token (wrong edge, or someone in between)"
+                        .into(),
+                )
+            })?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(ca.clone())
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?
+        .verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// Client configuration for HTTPS backends of one app.
 pub fn backend_client_config(
     validate: bool,
     ca_file: Option<&Path>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let roots = match ca_file {
+        Some(path) if validate => {
+            let certs = read_certs(path)?;
+            let mut store = rustls::RootCertStore::empty();
+            for cert in &certs {
+                store
+                    .add(cert.clone())
+                    .map_err(|e| file_err(path, format!("not a usable CA certificate: {e}")))?;
+            }
+            Some(certs)
+        }
+        _ => None,
+    };
+    backend_client_config_with(validate, roots)
+}
+
+/// Backend client configuration trusting `roots` (or the public roots
+/// when `None`); `validate = false` checks signatures only.
+pub fn backend_client_config_with(
+    validate: bool,
+    roots: Option<Vec<CertificateDer<'static>>>,
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsSetupError::Config(e.to_string()))?;
     let mut cfg = if validate {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_file {
-            Some(path) => {
-                for cert in read_certs(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| file_err(path, format!("not a usable CA certificate: {e}")))?;
+        let mut store = rustls::RootCertStore::empty();
+        match roots {
+            Some(certs) => {
+                for cert in certs {
+                    store.add(cert).map_err(|e| {
+                        TlsSetupError::Config(format!("not a usable CA certificate: {e}"))
+                    })?;
                 }
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(store).with_no_client_auth()
     } else {
         builder
             .dangerous()

@@ -1,0 +1,620 @@
+//! One relayed request on the connector: an HTTP/2 stream from the edge
+//! becomes an HTTP/1.1 exchange with the internal server, and back.
+//!
+//! The request body is written to the backend as it arrives and its
+//! window returned only once written, and the response body is sent no
+//! faster than the edge's window allows, so a slow client on the far side
+//! slows its own stream and nothing else. A failure before the response
+//! head is answered with a status and a `postern-error` header, which the
+//! edge turns into its error page (with the request id); a failure after
+//! it resets the stream, so the client never sees a truncated body as a
+//! complete one.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+
+use super::Local;
+use crate::http1::body::{self, BodyError, BodyReader, Encoder, Framing};
+use crate::http1::parse_response;
+use crate::tunnel::{self, meta};
+use crate::upstream::{Target, UpstreamConn, UpstreamError};
+
+const STICKY_COOKIE: &str = "postern-affinity";
+/// How long a server that refused a connection is skipped.
+const DOWN_FOR: Duration = Duration::from_secs(10);
+
+struct Plan {
+    app: String,
+    timeout: Duration,
+    https: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    servers: Vec<(String, u16)>,
+    sticky: bool,
+    host_header: String,
+    websocket: bool,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn fail(mut respond: h2::server::SendResponse<Bytes>, status: u16, msg: &str) {
+    let resp = Response::builder()
+        .status(status)
+        .header(meta::ERROR, msg)
+        .body(())
+        .unwrap_or_default();
+    let _ = respond.send_response(resp, true);
+}
+
+fn plan(local: &Local, req: &Request<h2::RecvStream>) -> Result<Plan, String> {
+    let h = req.headers();
+    let uri = req.uri();
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("the request names no backend scheme".into()),
+    };
+    let authority = uri.authority().ok_or("the request names no backend")?;
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let mut servers = vec![(host, port)];
+    for s in header(h, meta::SERVERS)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (host, port) =
+            postern_control::url::split_host_port(s).map_err(|_| format!("bad server `{s}`"))?;
+        servers.push((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port.unwrap_or(if https { 443 } else { 80 }),
+        ));
+    }
+    let tls = if https {
+        Some(local.tls_config(header(h, meta::TLS) != "skip", header(h, meta::CA))?)
+    } else {
+        None
+    };
+    let timeout = header(h, meta::TIMEOUT)
+        .parse::<u64>()
+        .unwrap_or(85)
+        .clamp(1, 3600);
+    let host_header = match header(h, meta::HOST) {
+        "" => authority.as_str().to_string(),
+        v => v.to_string(),
+    };
+    let websocket = req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    Ok(Plan {
+        app: header(h, meta::APP).to_string(),
+        timeout: Duration::from_secs(timeout),
+        https,
+        tls,
+        servers,
+        sticky: header(h, meta::STICKY) == "cookie",
+        host_header,
+        websocket,
+    })
+}
+
+/// A short, stable, non-revealing id of a server for the affinity cookie.
+fn server_tag(s: &(String, u16)) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, format!("{}:{}", s.0, s.1).as_bytes());
+    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn affinity(h: &HeaderMap) -> Option<String> {
+    for v in h.get_all(http::header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=') {
+                if k == STICKY_COOKIE {
+                    return Some(val.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Order in which to try the app's servers: the sticky one first, then
+/// round-robin, servers that failed lately last.
+fn order(local: &Local, plan: &Plan, req_headers: &HeaderMap) -> Vec<usize> {
+    let n = plan.servers.len();
+    let start = {
+        let mut rr = local.rr.borrow_mut();
+        let e = rr.entry(plan.app.clone()).or_insert(0);
+        *e = e.wrapping_add(1);
+        *e % n
+    };
+    let mut idx: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+    if plan.sticky {
+        if let Some(tag) = affinity(req_headers) {
+            if let Some(p) = plan.servers.iter().position(|s| server_tag(s) == tag) {
+                idx.retain(|&i| i != p);
+                idx.insert(0, p);
+            }
+        }
+    }
+    let down = local.down.borrow();
+    let is_down = |i: &usize| {
+        down.get(&plan.servers[*i])
+            .is_some_and(|at| at.elapsed() < DOWN_FOR)
+    };
+    let (mut up, downs): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|i| !is_down(i));
+    up.extend(downs);
+    up
+}
+
+fn head_for_backend(
+    plan: &Plan,
+    req: &http::request::Parts,
+    end_stream: bool,
+    server: &(String, u16),
+    proxied: bool,
+    out: &mut Vec<u8>,
+) -> bool {
+    let method = if plan.websocket {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    if proxied && !plan.https {
+        // Absolute form for a forward proxy.
+        out.extend_from_slice(format!("http://{}:{}", bracket(&server.0), server.1).as_bytes());
+    }
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(plan.host_header.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    for (name, value) in &req.headers {
+        let n = name.as_str();
+        if n.starts_with(meta::PREFIX) || n == "host" {
+            continue;
+        }
+        if n == "content-length" {
+            has_length = true;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let chunked = !plan.websocket && !has_length && !end_stream;
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if plan.websocket {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    chunked
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+pub async fn handle(
+    local: Rc<Local>,
+    req: Request<h2::RecvStream>,
+    respond: h2::server::SendResponse<Bytes>,
+) {
+    local.in_flight.set(local.in_flight.get() + 1);
+    let plan = match plan(&local, &req) {
+        Ok(p) => p,
+        Err(e) => {
+            fail(
+                respond,
+                502,
+                &format!("the connector could not read the request: {e}"),
+            );
+            local.in_flight.set(local.in_flight.get() - 1);
+            return;
+        }
+    };
+    Box::pin(exchange(&local, plan, req, respond)).await;
+    local.in_flight.set(local.in_flight.get() - 1);
+}
+
+async fn exchange(
+    local: &Rc<Local>,
+    plan: Plan,
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let started = Instant::now();
+    let proxy = local.shared.settings.forward_proxy.clone();
+    // Connect: a server that refuses is skipped (nothing was sent yet).
+    let mut chosen = None;
+    let mut last_err = None;
+    for i in order(local, &plan, req.headers()) {
+        let server = &plan.servers[i];
+        let target = Target {
+            host: server.0.clone(),
+            port: server.1,
+            tls: plan.tls.clone(),
+            proxy: proxy.clone(),
+        };
+        match local.upstream.open(&target).await {
+            Ok(c) => {
+                local.down.borrow_mut().remove(server);
+                chosen = Some((i, c));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(app = %plan.app, server = %format!("{}:{}", server.0, server.1), error = %e, "backend server unavailable");
+                local
+                    .down
+                    .borrow_mut()
+                    .insert(server.clone(), Instant::now());
+                last_err = Some(e);
+            }
+        }
+    }
+    let Some((index, mut up)) = chosen else {
+        let (status, msg) = match last_err {
+            Some(UpstreamError::ConnectTimeout) => (
+                504,
+                "the application's server did not accept a connection in time".to_string(),
+            ),
+            Some(e) => (
+                502,
+                format!("the application's server could not be reached: {e}"),
+            ),
+            None => (502, "the application has no server".to_string()),
+        };
+        fail(respond, status, &msg);
+        return;
+    };
+    up.io.write_timeout = plan.timeout;
+    let server = plan.servers[index].clone();
+    let (parts, mut body) = req.into_parts();
+    let mut out = Vec::with_capacity(1024);
+    let chunked = head_for_backend(
+        &plan,
+        &parts,
+        body.is_end_stream(),
+        &server,
+        proxy.is_some(),
+        &mut out,
+    );
+    let request_headers = parts.headers;
+    let encoder = if chunked {
+        Encoder::Chunked
+    } else {
+        Encoder::Identity
+    };
+
+    if plan.websocket {
+        return websocket(local, plan, out, up, body, respond, &server).await;
+    }
+
+    // Head, then the body as it arrives.
+    if write(&mut up, &mut out).await.is_err() {
+        fail(
+            respond,
+            502,
+            "the connection to the application's server failed",
+        );
+        return;
+    }
+    if !body.is_end_stream() {
+        loop {
+            match monoio::time::timeout(plan.timeout, tunnel::recv_data(&mut body)).await {
+                Err(_) => {
+                    fail(respond, 408, "the request body did not arrive in time");
+                    return;
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) => return, // the edge gave up on this request
+                Ok(Some(Ok(data))) => {
+                    let n = data.len();
+                    encoder.encode(&data, &mut out);
+                    if write(&mut up, &mut out).await.is_err() {
+                        fail(
+                            respond,
+                            502,
+                            "the connection to the application's server failed",
+                        );
+                        return;
+                    }
+                    tunnel::release(&mut body, n);
+                }
+            }
+        }
+        encoder.finish(&mut out);
+        if !out.is_empty() && write(&mut up, &mut out).await.is_err() {
+            fail(
+                respond,
+                502,
+                "the connection to the application's server failed",
+            );
+            return;
+        }
+    }
+
+    // Response head; informational answers are dropped.
+    let is_head = false;
+    let resp = loop {
+        match parse_response(&mut up.buf, is_head) {
+            Ok(Some(r)) if (100..200).contains(&r.status) => continue,
+            Ok(Some(r)) => break r,
+            Ok(None) => {}
+            Err(e) => {
+                fail(respond, 502, e.reason);
+                return;
+            }
+        }
+        match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
+            Ok(0) | Err(BodyError::Io(_)) => {
+                fail(
+                    respond,
+                    502,
+                    "the application's server closed the connection without answering",
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(BodyError::Timeout) => {
+                fail(
+                    respond,
+                    504,
+                    "the application's server did not answer in time",
+                );
+                return;
+            }
+            Err(_) => {
+                fail(respond, 502, "the application's server failed");
+                return;
+            }
+        }
+    };
+    let _ = started;
+    let mut builder = Response::builder().status(resp.status);
+    for h in &resp.headers {
+        if is_hop_by_hop(&h.name)
+            || resp
+                .connection_tokens
+                .iter()
+                .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
+        {
+            continue;
+        }
+        builder = builder.header(&h.name[..], &h.value[..]);
+    }
+    if let Framing::Length(n) = resp.framing {
+        builder = builder.header(http::header::CONTENT_LENGTH, n);
+    }
+    if plan.sticky && affinity(&request_headers).as_deref() != Some(server_tag(&server).as_str()) {
+        builder = builder.header(
+            http::header::SET_COOKIE,
+            format!(
+                "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+                server_tag(&server)
+            ),
+        );
+    }
+    let response = match builder.body(()) {
+        Ok(r) => r,
+        Err(_) => {
+            fail(
+                respond,
+                502,
+                "the application's server sent a header the tunnel cannot carry",
+            );
+            return;
+        }
+    };
+    let is_empty = resp.framing == Framing::Empty;
+    let mut send = match respond.send_response(response, is_empty) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    if is_empty {
+        if resp.keep_alive {
+            local.upstream.release(up);
+        }
+        return;
+    }
+    let mut reader = BodyReader::new(resp.framing);
+    loop {
+        match reader.next(&mut up.io, &mut up.buf, plan.timeout).await {
+            Ok(Some(data)) => {
+                let done = reader.is_done();
+                if tunnel::send_data(&mut send, data, done).await.is_err() {
+                    return; // the edge reset the stream
+                }
+                if done {
+                    break;
+                }
+            }
+            Ok(None) => {
+                let _ = send.send_data(Bytes::new(), true);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(app = %plan.app, error = ?e, "backend failed mid-response");
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                return;
+            }
+        }
+    }
+    if resp.keep_alive && reader.is_done() {
+        local.upstream.release(up);
+    }
+}
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "http2-settings",
+    ]
+    .iter()
+    .any(|x| name.eq_ignore_ascii_case(x.as_bytes()))
+}
+
+async fn write(up: &mut UpstreamConn, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let data = std::mem::take(out);
+    let (res, mut data) = up.io.write_all(data).await;
+    data.clear();
+    *out = data;
+    res
+}
+
+/// WebSocket: the backend's 101 becomes a 200 to the edge's extended
+/// CONNECT, then bytes flow both ways until either side ends.
+async fn websocket(
+    local: &Rc<Local>,
+    plan: Plan,
+    mut out: Vec<u8>,
+    mut up: UpstreamConn,
+    mut body: h2::RecvStream,
+    respond: h2::server::SendResponse<Bytes>,
+    server: &(String, u16),
+) {
+    let _ = (local, server);
+    let mut respond = respond;
+    if write(&mut up, &mut out).await.is_err() {
+        fail(
+            respond,
+            502,
+            "the connection to the application's server failed",
+        );
+        return;
+    }
+    let resp = loop {
+        match parse_response(&mut up.buf, false) {
+            Ok(Some(r)) => break r,
+            Ok(None) => {}
+            Err(e) => {
+                fail(respond, 502, e.reason);
+                return;
+            }
+        }
+        match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
+            Ok(n) if n > 0 => {}
+            Err(BodyError::Timeout) => {
+                fail(
+                    respond,
+                    504,
+                    "the application's server did not answer in time",
+                );
+                return;
+            }
+            _ => {
+                fail(
+                    respond,
+                    502,
+                    "the application's server closed the connection without answering",
+                );
+                return;
+            }
+        }
+    };
+    if resp.status != 101 {
+        // Refused upgrade: pass the answer on as a plain response.
+        fail(
+            respond,
+            502,
+            "the application's server refused the WebSocket upgrade",
+        );
+        return;
+    }
+    let mut builder = Response::builder().status(StatusCode::OK);
+    for h in &resp.headers {
+        if is_hop_by_hop(&h.name) {
+            continue;
+        }
+        builder = builder.header(&h.name[..], &h.value[..]);
+    }
+    let Ok(response) = builder.body(()) else {
+        fail(
+            respond,
+            502,
+            "the application's server sent a header the tunnel cannot carry",
+        );
+        return;
+    };
+    let Ok(mut send) = respond.send_response(response, false) else {
+        return;
+    };
+    let mut pending = BytesMut::new();
+    if !up.buf.is_empty() {
+        pending = up.buf.split();
+    }
+    if !pending.is_empty()
+        && tunnel::send_data(&mut send, pending.freeze(), false)
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if up.io.has_buffered() {
+            // Fall through to the read below.
+        } else {
+            let from_backend = monoio::select! {
+                r = up.io.readable() => { if r.is_err() { break; } true }
+                d = tunnel::recv_data(&mut body) => {
+                    match d {
+                        Some(Ok(data)) => {
+                            let n = data.len();
+                            let (res, _) = up.io.write_all(data).await;
+                            if res.is_err() { break; }
+                            tunnel::release(&mut body, n);
+                            false
+                        }
+                        _ => break,
+                    }
+                }
+            };
+            if !from_backend {
+                continue;
+            }
+        }
+        match up.io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tunnel::send_data(&mut send, buf.split().freeze(), false)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send.send_data(Bytes::new(), true);
+    up.io.shutdown().await;
+}

@@ -1,0 +1,550 @@
+//! The connector role: runs inside the private network, dials out to the
+//! edge and forwards the requests that arrive on its tunnels.
+//!
+//! `postern connector register` spends an enrollment token once and
+//! stores the connector's identity (id, group, edge address, pinned CA,
+//! certificate and key) in its state directory, readable by the connector
+//! alone. `postern connector` then runs one monoio runtime per CPU; each
+//! keeps some of the tunnels (TLS 1.3, client certificate, HTTP/2 with
+//! the connector as server) and forwards their streams to internal URLs.
+//!
+//! How many tunnels: the edge tells each tunnel which of its workers holds
+//! it. With `tunnels = 0` (the default) the connector opens one per local
+//! runtime (at least two), then keeps dialing, up to four per edge worker,
+//! until every edge worker holds at least one, so no edge worker has to
+//! relay through another core. A fixed `tunnels = N` opens exactly N.
+//!
+//! Certificates renew at two thirds of their lifetime over a renewal
+//! connection authenticated by the current certificate. SIGTERM sends
+//! GOAWAY on every tunnel, lets in-flight streams finish within
+//! `drain_timeout`, then exits.
+
+mod forward;
+pub mod state;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::tunnel::{self, meta};
+use crate::upstream::Upstream;
+use state::Identity;
+
+/// `[connector]` in the connector's TOML file; every key is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorFile {
+    #[serde(default)]
+    pub connector: ConnectorSettingsRaw,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSettingsRaw {
+    /// Tunnels to keep; 0 = enough for every edge worker.
+    pub tunnels: Option<usize>,
+    /// Local runtimes; default one per CPU.
+    pub workers: Option<usize>,
+    /// `http://host:port` forward proxy for reaching internal servers.
+    pub forward_proxy: Option<String>,
+    pub backend_connect_timeout: Option<u64>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub drain_timeout: Option<u64>,
+    pub upstream_pool_size: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tunnels: usize,
+    pub workers: usize,
+    pub forward_proxy: Option<Arc<(String, u16)>>,
+    pub backend_connect_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub upstream_pool_size: usize,
+}
+
+impl Settings {
+    /// Reads and checks the optional TOML file; errors name the key.
+    pub fn load(path: Option<&Path>) -> Result<Settings, String> {
+        let raw = match path {
+            None => ConnectorFile::default(),
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                toml::from_str::<ConnectorFile>(&text)
+                    .map_err(|e| format!("{}: {}", p.display(), e.to_string().trim_end()))?
+            }
+        };
+        let c = raw.connector;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let forward_proxy = match c.forward_proxy.as_deref() {
+            None | Some("") => None,
+            Some(url) => {
+                Some(Arc::new(parse_proxy(url).map_err(|e| {
+                    format!("connector.forward_proxy: `{url}` {e}")
+                })?))
+            }
+        };
+        let secs = |name: &str, v: Option<u64>, default: u64, max: u64| {
+            let v = v.unwrap_or(default);
+            if v == 0 || v > max {
+                Err(format!(
+                    "connector.{name}: {v} is out of range (1..={max} seconds)"
+                ))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        let workers = c.workers.unwrap_or(cpus);
+        if workers == 0 || workers > 1024 {
+            return Err(format!(
+                "connector.workers: {workers} is out of range (1..=1024)"
+            ));
+        }
+        let tunnels = c.tunnels.unwrap_or(0);
+        if tunnels > 1024 {
+            return Err(format!(
+                "connector.tunnels: {tunnels} is out of range (0..=1024)"
+            ));
+        }
+        Ok(Settings {
+            tunnels,
+            workers,
+            forward_proxy,
+            backend_connect_timeout: secs(
+                "backend_connect_timeout",
+                c.backend_connect_timeout,
+                10,
+                300,
+            )?,
+            drain_timeout: secs("drain_timeout", c.drain_timeout, 30, 3600)?,
+            upstream_pool_size: c.upstream_pool_size.unwrap_or(64),
+        })
+    }
+}
+
+/// `http://host:port[/]` → (host, port).
+fn parse_proxy(url: &str) -> Result<(String, u16), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("must start with http://")?
+        .trim_end_matches('/');
+    if rest.contains('/') || rest.contains('@') || rest.is_empty() {
+        return Err("must be http://host:port");
+    }
+    let (host, port) =
+        postern_control::url::split_host_port(rest).map_err(|_| "must be http://host:port")?;
+    Ok((host.to_string(), port.unwrap_or(80)))
+}
+
+/// State shared by every runtime of the connector.
+pub struct Shared {
+    pub identity: RwLock<Identity>,
+    pub client_tls: RwLock<Arc<rustls::ClientConfig>>,
+    pub settings: Settings,
+    pub state_dir: PathBuf,
+    draining: AtomicBool,
+    /// Tunnels currently open, by slot: the edge worker each landed on.
+    coverage: Mutex<Coverage>,
+    pub open_tunnels: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Coverage {
+    edge_workers: usize,
+    by_slot: HashMap<usize, usize>,
+    slots: usize,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn covered(&self) -> bool {
+        let c = self.coverage.lock().unwrap_or_else(|e| e.into_inner());
+        c.edge_workers == 0 || (0..c.edge_workers).all(|w| c.by_slot.values().any(|&x| x == w))
+    }
+}
+
+/// Per-runtime state.
+pub struct Local {
+    pub shared: Arc<Shared>,
+    pub upstream: Rc<Upstream>,
+    /// Backend TLS configurations by (validate, extra CA header).
+    tls_configs: RefCell<HashMap<(bool, String), Arc<rustls::ClientConfig>>>,
+    /// Round-robin position per app.
+    pub rr: RefCell<HashMap<String, usize>>,
+    /// Servers that failed recently, and since when.
+    pub down: RefCell<HashMap<(String, u16), Instant>>,
+    pub in_flight: Cell<usize>,
+}
+
+impl Local {
+    /// Backend TLS settings for `validate` and the app's extra CA (the
+    /// value of the `postern-ca` header), built once per runtime.
+    pub fn tls_config(
+        &self,
+        validate: bool,
+        ca: &str,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let key = (validate, ca.to_string());
+        if let Some(c) = self.tls_configs.borrow().get(&key) {
+            return Ok(c.clone());
+        }
+        let roots = if ca.is_empty() {
+            None
+        } else {
+            let mut v = Vec::new();
+            for part in ca.split(',') {
+                let der = tunnel::base64_decode(part).ok_or("the app's CA is not base64")?;
+                v.push(rustls_pki_types::CertificateDer::from(der));
+            }
+            Some(v)
+        };
+        let cfg =
+            crate::tls::backend_client_config_with(validate, roots).map_err(|e| e.to_string())?;
+        let mut cache = self.tls_configs.borrow_mut();
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        cache.insert(key, cfg.clone());
+        Ok(cfg)
+    }
+}
+
+/// `postern connector register`.
+pub fn register(edge: &str, token: &str, state_dir: &Path) -> Result<Identity, String> {
+    let parts: Vec<&str> = token.trim().split('_').collect();
+    if parts.len() != 4 || parts[0] != "pet" || parts[3].len() != 32 {
+        return Err(
+            "the token is malformed: expected the whole text printed by `postern tokens create` (pet_<id>_<secret>_<ca>)"
+                .into(),
+        );
+    }
+    let pin = parts[3];
+    let host_name = state::host_name();
+    let (key_pem, csr) = postern_control::ca::new_request(&host_name).map_err(|e| e.to_string())?;
+    let cfg = crate::tls::enroll_client_config(pin).map_err(|e| e.to_string())?;
+    let req = tunnel::EnrollRequest {
+        token: parts[..3].join("_"),
+        csr,
+        host_name,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let reply: tunnel::Reply = state::exchange(edge, cfg, &req)?;
+    if let Some(e) = reply.error {
+        return Err(format!("the edge refused the registration: {e}"));
+    }
+    let identity = Identity {
+        id: reply.id,
+        group: reply.group,
+        edge: edge.to_string(),
+        ca: reply.ca,
+        certificate: reply.certificate,
+        key: key_pem,
+        issued_at: postern_control::enroll::now(),
+        lifetime_secs: reply.lifetime_secs,
+    };
+    identity.check_ca_pin(pin)?;
+    identity.save(state_dir)?;
+    Ok(identity)
+}
+
+/// `postern connector`: runs until SIGTERM (then drains) or SIGINT.
+pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
+    let identity = Identity::load(state_dir)?;
+    let client_tls = identity.client_config()?;
+    tracing::info!(connector = %identity.id, group = %identity.group, edge = %identity.edge, "connector starting");
+    let shared = Arc::new(Shared {
+        identity: RwLock::new(identity),
+        client_tls: RwLock::new(client_tls),
+        settings: settings.clone(),
+        state_dir: state_dir.to_path_buf(),
+        draining: AtomicBool::new(false),
+        coverage: Mutex::new(Coverage::default()),
+        open_tunnels: AtomicUsize::new(0),
+    });
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())
+        .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("postern-renew".into())
+            .spawn(move || state::renew_loop(shared))
+            .map_err(|e| e.to_string())?;
+    }
+    let workers = settings.workers;
+    let initial = if settings.tunnels == 0 {
+        workers.max(2)
+    } else {
+        settings.tunnels
+    };
+    shared
+        .coverage
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .slots = initial;
+    let mut threads = Vec::new();
+    for index in 0..workers {
+        let shared = shared.clone();
+        let slots: Vec<usize> = (0..initial).filter(|s| s % workers == index).collect();
+        let t = std::thread::Builder::new()
+            .name(format!("postern-c{index}"))
+            .spawn(move || {
+                let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .with_entries(1024)
+                    .enable_timer()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a connector runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let local = Rc::new(Local {
+                        upstream: Upstream::new(
+                            shared.settings.upstream_pool_size,
+                            shared.settings.backend_connect_timeout,
+                        ),
+                        shared: shared.clone(),
+                        tls_configs: RefCell::new(HashMap::new()),
+                        rr: RefCell::new(HashMap::new()),
+                        down: RefCell::new(HashMap::new()),
+                        in_flight: Cell::new(0),
+                    });
+                    let mut tasks = Vec::new();
+                    for slot in slots {
+                        tasks.push(monoio::spawn(slot_loop(local.clone(), slot)));
+                    }
+                    if index == 0 && shared.settings.tunnels == 0 {
+                        tasks.push(monoio::spawn(cover_edge_workers(local.clone())));
+                    }
+                    for t in tasks {
+                        t.await;
+                    }
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    // Wait for SIGTERM, then drain: the tunnels send GOAWAY and finish.
+    while !term.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        if threads.iter().all(|t| t.is_finished()) {
+            return Err("every connector runtime stopped".into());
+        }
+    }
+    tracing::info!("SIGTERM: draining tunnels");
+    shared.draining.store(true, Ordering::Release);
+    let deadline = Instant::now() + settings.drain_timeout + Duration::from_secs(1);
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    tracing::info!("connector stopped");
+    Ok(())
+}
+
+/// Keeps dialing until every edge worker holds a tunnel (auto mode).
+async fn cover_edge_workers(local: Rc<Local>) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(250)).await;
+        if local.shared.draining() {
+            return;
+        }
+        let slot = {
+            let mut c = local
+                .shared
+                .coverage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let open = c.by_slot.len();
+            // Only once every existing slot has landed somewhere.
+            if c.edge_workers == 0 || open < c.slots || c.slots >= 4 * c.edge_workers {
+                continue;
+            }
+            drop(c);
+            if local.shared.covered() {
+                continue;
+            }
+            c = local
+                .shared
+                .coverage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            c.slots += 1;
+            c.slots - 1
+        };
+        monoio::spawn(slot_loop(local.clone(), slot));
+    }
+}
+
+/// One tunnel, redialed with jittered exponential backoff until draining.
+async fn slot_loop(local: Rc<Local>, slot: usize) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if local.shared.draining() {
+            return;
+        }
+        let started = Instant::now();
+        match tunnel_once(&local, slot).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(slot, error = %e, "tunnel failed"),
+        }
+        local
+            .shared
+            .coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_slot
+            .remove(&slot);
+        if local.shared.draining() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(100);
+        }
+        let jitter = jitter_ms(backoff.as_millis() as u64 / 2 + 1);
+        monoio::time::sleep(backoff / 2 + Duration::from_millis(jitter)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn jitter_ms(max: u64) -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b) % max.max(1)
+}
+
+async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<(), String> {
+    let shared = &local.shared;
+    let edge = shared
+        .identity
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .edge
+        .clone();
+    let addr = state::resolve(&edge)?;
+    let tcp = monoio::time::timeout(
+        Duration::from_secs(10),
+        monoio::net::TcpStream::connect_addr(addr),
+    )
+    .await
+    .map_err(|_| format!("timed out connecting to the edge {edge}"))?
+    .map_err(|e| format!("cannot connect to the edge {edge}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
+    let cfg = shared
+        .client_tls
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let name = rustls_pki_types::ServerName::try_from(postern_control::ca::TUNNEL_SERVER_NAME)
+        .map_err(|e| e.to_string())?;
+    let tls = monoio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "TLS handshake with the edge timed out".to_string())?
+    .map_err(|e| format!("TLS with the edge failed: {e}"))?;
+    let mut conn = h2::server::Builder::new()
+        .initial_window_size(tunnel::STREAM_WINDOW)
+        .initial_connection_window_size(tunnel::CONNECTION_WINDOW)
+        .max_header_list_size(tunnel::MAX_HEADER_LIST)
+        .max_concurrent_streams(tunnel::MAX_STREAMS)
+        .enable_connect_protocol()
+        .handshake::<_, Bytes>(tls)
+        .await
+        .map_err(|e| {
+            format!("the edge closed the tunnel while setting it up (revoked or unregistered connector?): {e}")
+        })?;
+    shared.open_tunnels.fetch_add(1, Ordering::AcqRel);
+    let _open = OpenGuard(shared.clone());
+    tracing::info!(slot, %edge, "tunnel open");
+    let ping = conn.ping_pong();
+    let mut heartbeat = std::pin::pin!(async {
+        match ping {
+            Some(p) => tunnel::heartbeat(p).await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut draining = false;
+    let mut drain_deadline = None;
+    loop {
+        if !draining && shared.draining() {
+            draining = true;
+            conn.graceful_shutdown();
+            drain_deadline = Some(Instant::now() + shared.settings.drain_timeout);
+        }
+        if let Some(d) = drain_deadline {
+            if Instant::now() >= d {
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                return Ok(());
+            }
+        }
+        let tick = monoio::time::sleep(Duration::from_millis(100));
+        monoio::select! {
+            next = conn.accept() => match next {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(format!("tunnel error: {e}")),
+                Some(Ok((req, respond))) => {
+                    if req.uri().path() == tunnel::HELLO_PATH {
+                        hello(&local.shared, slot, &req, respond);
+                        continue;
+                    }
+                    monoio::spawn(forward::handle(local.clone(), req, respond));
+                }
+            },
+            _ = heartbeat.as_mut() => return Err("the edge stopped answering heartbeats".into()),
+            _ = tick => {}
+        }
+    }
+}
+
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open_tunnels.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The edge says which of its workers holds this tunnel.
+fn hello(
+    shared: &Shared,
+    slot: usize,
+    req: &http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let parsed = req
+        .headers()
+        .get(meta::WORKER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('/'))
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    if let Some((index, count)) = parsed.filter(|(i, n)| i < n && *n <= 4096) {
+        let mut c = shared.coverage.lock().unwrap_or_else(|e| e.into_inner());
+        c.edge_workers = count;
+        c.by_slot.insert(slot, index);
+        tracing::debug!(
+            slot,
+            edge_worker = index,
+            edge_workers = count,
+            "tunnel placed"
+        );
+    }
+    let _ = respond.send_response(http::Response::new(()), true);
+}

@@ -1,0 +1,344 @@
+//! The edge's side of the tunnels: the listener connectors dial, and the
+//! registry of open tunnels every worker picks from.
+//!
+//! Each worker accepts tunnels on its own SO_REUSEPORT socket and drives
+//! their HTTP/2 connections on its own runtime. The registry is shared:
+//! it changes only when a tunnel opens or closes (a mutex and a version
+//! bump), and each worker keeps its own copy of the list, refreshed when
+//! the version moves, so picking a tunnel takes no lock. A worker prefers
+//! its own tunnels; when it has none for a group it uses another
+//! worker's (the h2 handles are thread-safe and monoio wakes across
+//! threads), and counts a cross-core relay.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use monoio::net::{TcpListener, TcpStream};
+
+use super::{meta, Reply};
+use crate::admin::Control;
+use crate::worker::Worker;
+
+/// One open tunnel.
+pub struct Tunnel {
+    pub serial: u64,
+    pub connector: String,
+    pub group: String,
+    /// The edge worker whose runtime drives the connection.
+    pub worker: usize,
+    pub send: h2::client::SendRequest<Bytes>,
+    /// Streams in flight (least-outstanding balancing).
+    pub outstanding: AtomicUsize,
+    /// Requests relayed over this tunnel.
+    pub requests: AtomicU64,
+    /// No new streams: the connector said GOAWAY, was revoked, or died.
+    closing: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Tunnel {
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Stops new streams; with `kill`, also ends the connection.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+    }
+
+    /// Stops new streams if `e` says the connection is going away.
+    pub fn close_if_going_away(&self, e: &h2::Error) {
+        if e.is_go_away() || e.is_io() {
+            self.close_soft();
+        }
+    }
+
+    /// Marks the tunnel unusable for new streams without ending it.
+    fn close_soft(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        if self.is_closing() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Counts a stream against its tunnel while it lives.
+pub struct Lease(pub Arc<Tunnel>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub type TunnelList = Arc<Vec<Arc<Tunnel>>>;
+
+/// Every open tunnel of this edge.
+#[derive(Default)]
+pub struct Tunnels {
+    version: AtomicU64,
+    list: Mutex<TunnelList>,
+    serial: AtomicU64,
+    /// Connectors revoked while this edge runs (the registry file holds
+    /// the durable list).
+    revoked: Mutex<HashSet<String>>,
+}
+
+impl Tunnels {
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn list(&self) -> TunnelList {
+        self.list.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Vec<Arc<Tunnel>>)) {
+        let mut guard = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<Arc<Tunnel>> = guard.as_ref().clone();
+        f(&mut next);
+        *guard = Arc::new(next);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Open tunnels of connector `id`.
+    pub fn count(&self, id: &str) -> u32 {
+        self.list().iter().filter(|t| t.connector == id).count() as u32
+    }
+
+    /// Ends every tunnel of `id` now and refuses new ones.
+    pub fn revoke(&self, id: &str) {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+        for t in self.list().iter().filter(|t| t.connector == id) {
+            t.close();
+        }
+    }
+
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+}
+
+/// Picks the tunnel for a request of `group`: the least busy healthy one
+/// on this worker, else on any worker (`cross` = true). `skip` holds
+/// tunnels that already refused this request.
+pub fn pick(
+    list: &[Arc<Tunnel>],
+    group: &str,
+    worker: usize,
+    skip: &[u64],
+) -> Option<(Lease, bool)> {
+    let mut best: Option<&Arc<Tunnel>> = None;
+    let mut best_key = (true, usize::MAX);
+    for t in list {
+        if t.group != group || t.is_closing() || skip.contains(&t.serial) {
+            continue;
+        }
+        let key = (t.worker != worker, t.outstanding.load(Ordering::Relaxed));
+        if key < best_key {
+            best_key = key;
+            best = Some(t);
+        }
+    }
+    let t = best?;
+    t.outstanding.fetch_add(1, Ordering::AcqRel);
+    t.requests.fetch_add(1, Ordering::Relaxed);
+    Some((Lease(t.clone()), t.worker != worker))
+}
+
+/// Accepts tunnels (and enrollments) on one worker.
+pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, control: Arc<Control>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(worker = worker.index, error = %e, "tunnel accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let worker = worker.clone();
+        let control = control.clone();
+        monoio::spawn(async move {
+            if let Err(e) = serve(worker, tcp, peer, control).await {
+                tracing::debug!(%peer, error = %e, "tunnel connection ended");
+            }
+        });
+    }
+}
+
+async fn serve(
+    worker: Rc<Worker>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    control: Arc<Control>,
+) -> std::io::Result<()> {
+    let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
+    let Some(tls_config) = control.tunnel_tls() else {
+        return Ok(());
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let mut tls = monoio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+        .await
+        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+    let (_, conn) = tls.get_ref();
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let connector = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::tls::der::dns_names(c).ok())
+        .and_then(|names| {
+            names
+                .iter()
+                .find_map(|n| postern_control::ca::connector_id(n).map(str::to_string))
+        });
+    match (alpn.as_deref(), connector) {
+        (Some(super::ALPN_ENROLL), _) => {
+            let reply = match super::read_json::<super::EnrollRequest, _>(&mut tls).await {
+                Ok(req) => control.enroll(&req, peer),
+                Err(e) => Reply {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            };
+            super::write_json(&mut tls, &reply).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut tls).await
+        }
+        (Some(super::ALPN_RENEW), Some(id)) => {
+            let reply = match super::read_json::<super::RenewRequest, _>(&mut tls).await {
+                Ok(req) => control.renew(&id, &req.csr),
+                Err(e) => Reply {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            };
+            super::write_json(&mut tls, &reply).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut tls).await
+        }
+        (Some(super::ALPN_TUNNEL), Some(id)) => {
+            let group = match control.tunnel_group(&id) {
+                Ok(g) => g,
+                Err(why) => {
+                    tracing::warn!(connector = %id, %peer, "tunnel refused: {why}");
+                    return Ok(());
+                }
+            };
+            run_tunnel(worker, tls, id, group, peer, control).await
+        }
+        _ => {
+            tracing::debug!(%peer, "tunnel connection without a known protocol or certificate");
+            Ok(())
+        }
+    }
+}
+
+type TunnelIo = tokio_rustls::server::TlsStream<monoio::net::tcp::stream_poll::TcpStreamPoll>;
+
+async fn run_tunnel(
+    worker: Rc<Worker>,
+    tls: TunnelIo,
+    connector: String,
+    group: String,
+    peer: SocketAddr,
+    control: Arc<Control>,
+) -> std::io::Result<()> {
+    let (send, mut conn) = h2::client::Builder::new()
+        .initial_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONNECTION_WINDOW)
+        .max_header_list_size(super::MAX_HEADER_LIST)
+        .max_concurrent_reset_streams(256)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .map_err(std::io::Error::other)?;
+    let ping = conn.ping_pong();
+    let tunnels = control.tunnels.clone();
+    let tunnel = Arc::new(Tunnel {
+        serial: tunnels.serial.fetch_add(1, Ordering::Relaxed) + 1,
+        connector: connector.clone(),
+        group: group.clone(),
+        worker: worker.index,
+        send: send.clone(),
+        outstanding: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        closing: AtomicBool::new(false),
+        waker: Mutex::new(None),
+    });
+    // Tell the connector where this tunnel landed before serving on it.
+    let hello = hello(send, worker.index, worker.workers);
+    let mut conn = std::pin::pin!(conn);
+    let hello_ok = monoio::select! {
+        r = hello => r,
+        r = conn.as_mut() => { tracing::debug!(error = ?r.err(), "tunnel closed during hello"); false }
+    };
+    if !hello_ok {
+        return Ok(());
+    }
+    tunnels.edit(|l| l.push(tunnel.clone()));
+    control.connector_seen(&connector);
+    tracing::info!(%connector, %group, %peer, worker = worker.index, "tunnel open");
+    let closed = std::future::poll_fn(|cx| tunnel.poll_closed(cx));
+    let heartbeat = async {
+        match ping {
+            Some(p) => super::heartbeat(p).await,
+            None => std::future::pending().await,
+        }
+    };
+    let why = monoio::select! {
+        r = conn.as_mut() => match r { Ok(()) => "closed by the connector".to_string(), Err(e) => e.to_string() },
+        _ = heartbeat => "heartbeat unanswered".to_string(),
+        _ = closed => "revoked".to_string(),
+    };
+    tunnel.close();
+    tunnels.edit(|l| l.retain(|t| t.serial != tunnel.serial));
+    control.connector_seen(&connector);
+    tracing::info!(%connector, %peer, reason = %why, "tunnel closed");
+    Ok(())
+}
+
+async fn hello(send: h2::client::SendRequest<Bytes>, index: usize, count: usize) -> bool {
+    let req = match http::Request::builder()
+        .method("POST")
+        .uri(format!("https://postern{}", super::HELLO_PATH))
+        .header(meta::WORKER, format!("{index}/{count}"))
+        .body(())
+    {
+        Ok(r) => r,
+        Err(_) => return false,
+    };
+    let Ok(send_ready) = monoio::time::timeout(Duration::from_secs(10), send.clone().ready()).await
+    else {
+        return false;
+    };
+    let Ok(mut ready) = send_ready else {
+        return false;
+    };
+    let Ok((resp, _)) = ready.send_request(req, true) else {
+        return false;
+    };
+    matches!(
+        monoio::time::timeout(Duration::from_secs(10), resp).await,
+        Ok(Ok(r)) if r.status() == 200
+    )
+}
