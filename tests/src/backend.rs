@@ -86,6 +86,7 @@ pub struct Backend {
     /// Every request seen, in arrival order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub connections: Arc<AtomicUsize>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The pattern byte at offset `i` of a streamed body.
@@ -143,20 +144,31 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let seen = seen.clone();
             let connections = connections.clone();
+            let stopped = stopped.clone();
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
                     connections.fetch_add(1, Ordering::SeqCst);
                     let (handler, seen, tls) = (handler.clone(), seen.clone(), tls.clone());
+                    let stopped = stopped.clone();
                     std::thread::spawn(move || {
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
                         let _ = match tls {
-                            None => serve(stream, &*handler, &seen),
+                            None => serve(stream, &*handler, &seen, &stopped),
                             Some(cfg) => {
                                 let conn = rustls::ServerConnection::new(cfg).unwrap();
-                                serve(rustls::StreamOwned::new(conn, stream), &*handler, &seen)
+                                serve(
+                                    rustls::StreamOwned::new(conn, stream),
+                                    &*handler,
+                                    &seen,
+                                    &stopped,
+                                )
                             }
                         };
                     });
@@ -167,6 +179,7 @@ impl Backend {
             addr,
             seen,
             connections,
+            stopped,
         }
     }
 
@@ -187,17 +200,33 @@ impl Backend {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// Stops the server: the listener closes, and each open connection
+    /// closes instead of answering its next request.
+    pub fn stop(self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        // The accept thread returns (dropping the listener) on that
+        // connection; wait until the port refuses.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(self.addr).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn serve<S: Read + Write>(
     stream: S,
     handler: &Handler,
     seen: &Mutex<Vec<Seen>>,
+    stopped: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
     loop {
         let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
+        if r.read_line(&mut line)? == 0 || stopped.load(Ordering::SeqCst) {
             return Ok(());
         }
         let line = line.trim_end().to_string();
@@ -455,4 +484,86 @@ pub fn header_map(head: &str) -> HashMap<String, Vec<String>> {
         }
     }
     m
+}
+
+/// A minimal forward proxy: `CONNECT host:port` tunnels, and absolute-form
+/// requests (`GET http://host:port/path`) forwarded in origin form. It
+/// records every request line it handled.
+pub struct ForwardProxy {
+    pub addr: SocketAddr,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ForwardProxy {
+    pub fn start() -> ForwardProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(client, &seen);
+                });
+            }
+        });
+        ForwardProxy { addr, lines }
+    }
+}
+
+fn proxy_one(client: std::net::TcpStream, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    let mut r = BufReader::new(client.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end().to_string();
+    let mut head = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 {
+            return Ok(());
+        }
+        if h.trim_end().is_empty() {
+            break;
+        }
+        head.push(h);
+    }
+    seen.lock().unwrap().push(line.clone());
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (upstream_addr, first) = if method == "CONNECT" {
+        (target.to_string(), None)
+    } else {
+        let rest = target.strip_prefix("http://").unwrap_or(target);
+        let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut req = format!(
+            "{method} {} HTTP/1.1\r\n",
+            if path.is_empty() { "/" } else { path }
+        );
+        for h in &head {
+            req.push_str(h);
+        }
+        req.push_str("\r\n");
+        (auth.to_string(), Some(req))
+    };
+    let mut upstream = std::net::TcpStream::connect(&upstream_addr)?;
+    let mut client_w = client;
+    match first {
+        None => client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?,
+        Some(req) => upstream.write_all(req.as_bytes())?,
+    }
+    // Whatever the client sent after the head, then relay both ways.
+    let pending = r.buffer().to_vec();
+    upstream.write_all(&pending)?;
+    let mut up_r = upstream.try_clone()?;
+    let mut cl_w = client_w.try_clone()?;
+    let t = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut up_r, &mut cl_w);
+        let _ = cl_w.shutdown(std::net::Shutdown::Write);
+    });
+    let mut cl_r = r.into_inner();
+    let _ = std::io::copy(&mut cl_r, &mut upstream);
+    let _ = upstream.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+    Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod connector;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -216,6 +217,13 @@ impl EdgeBuilder {
         self.apps.push_str(body);
         self.apps.push('\n');
         self
+    }
+
+    /// Relays every app through connectors (a tunnel listener on a free
+    /// port).
+    pub fn tunnel(self) -> Self {
+        let port = free_port();
+        self.edge(&format!("tunnel_address = \"127.0.0.1:{port}\""))
     }
 
     pub fn edge(mut self, extra: &str) -> Self {

@@ -17,7 +17,7 @@ fn the_openapi_document_matches_the_admin_api() {
     .unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     let be = Backend::hello();
-    let b = EdgeBuilder::new();
+    let b = EdgeBuilder::new().tunnel();
     let (cert, key) = b.pki.issue("probe", &["probe.example.org"]);
     let upload =
         serde_json::json!({ "name": "probe", "cert_pem": cert, "key_pem": key }).to_string();
@@ -36,6 +36,15 @@ fn the_openapi_document_matches_the_admin_api() {
     );
     assert_eq!(status, 201);
     let token_id = token["id"].as_str().unwrap().to_string();
+    let dir = postern_e2e::TempDir::new("openapi-connector");
+    let (ok, text) = postern_e2e::connector::register(
+        edge.tunnel(),
+        &edge.enrollment_token("probe"),
+        dir.path(),
+    );
+    assert!(ok, "{text}");
+    let (_, list) = edge.admin("GET", "/v1/connectors", None);
+    let connector_id = list["connectors"][0]["id"].as_str().unwrap().to_string();
 
     let paths = doc["paths"].as_object().unwrap();
     let mut ops: Vec<(String, String, &Value)> = Vec::new();
@@ -50,7 +59,12 @@ fn the_openapi_document_matches_the_admin_api() {
     ops.sort_by_key(|(m, _, _)| m == "DELETE");
     assert!(ops.len() >= 9, "documented operations: {}", ops.len());
     for (method, path, op) in &ops {
-        let concrete = path.replace("{name}", "probe").replace("{id}", &token_id);
+        let id = if path.starts_with("/v1/connectors/") {
+            &connector_id
+        } else {
+            &token_id
+        };
+        let concrete = path.replace("{name}", "probe").replace("{id}", id);
         let body = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/apps") => Some(app("created")),
             ("POST", "/v1/certificates") => Some(upload.clone()),

@@ -313,7 +313,19 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             }
         }
         ("GET", ["v1", "connectors"]) => match control.connectors() {
-            Ok(list) => (200, json!({ "connectors": list })),
+            Ok(list) => {
+                let workers = control.serving().len();
+                let list: Vec<Value> = list
+                    .into_iter()
+                    .map(|c| {
+                        let by_worker = control.tunnels.by_worker(&c.record.id, workers);
+                        let mut v = json!(c);
+                        v["tunnels_by_worker"] = json!(by_worker);
+                        v
+                    })
+                    .collect();
+                (200, json!({ "connectors": list }))
+            }
             Err(e) => (503, json!({ "error": e.to_string() })),
         },
         ("POST", ["v1", "connectors", id, "revoke"]) => match control.revoke_connector(id) {

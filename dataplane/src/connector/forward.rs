@@ -243,110 +243,42 @@ async fn exchange(
     local: &Rc<Local>,
     plan: Plan,
     req: Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
+    respond: h2::server::SendResponse<Bytes>,
 ) {
-    let started = Instant::now();
+    let mut respond = respond;
     let proxy = local.shared.settings.forward_proxy.clone();
-    // Connect: a server that refuses is skipped (nothing was sent yet).
-    let mut chosen = None;
-    let mut last_err = None;
-    for i in order(local, &plan, req.headers()) {
-        let server = &plan.servers[i];
-        let target = Target {
-            host: server.0.clone(),
-            port: server.1,
-            tls: plan.tls.clone(),
-            proxy: proxy.clone(),
-        };
-        match local.upstream.open(&target).await {
-            Ok(c) => {
-                local.down.borrow_mut().remove(server);
-                chosen = Some((i, c));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(app = %plan.app, server = %format!("{}:{}", server.0, server.1), error = %e, "backend server unavailable");
-                local
-                    .down
-                    .borrow_mut()
-                    .insert(server.clone(), Instant::now());
-                last_err = Some(e);
-            }
-        }
-    }
-    let Some((index, mut up)) = chosen else {
-        let (status, msg) = match last_err {
-            Some(UpstreamError::ConnectTimeout) => (
-                504,
-                "the application's server did not accept a connection in time".to_string(),
-            ),
-            Some(e) => (
-                502,
-                format!("the application's server could not be reached: {e}"),
-            ),
-            None => (502, "the application has no server".to_string()),
-        };
-        fail(respond, status, &msg);
-        return;
-    };
-    up.io.write_timeout = plan.timeout;
-    let server = plan.servers[index].clone();
     let (parts, mut body) = req.into_parts();
-    let mut out = Vec::with_capacity(1024);
-    let chunked = head_for_backend(
-        &plan,
-        &parts,
-        body.is_end_stream(),
-        &server,
-        proxy.is_some(),
-        &mut out,
-    );
-    let request_headers = parts.headers;
-    let encoder = if chunked {
-        Encoder::Chunked
-    } else {
-        Encoder::Identity
-    };
-
-    if plan.websocket {
-        return websocket(local, plan, out, up, body, respond, &server).await;
-    }
-
-    // Head, then the body as it arrives.
-    if write(&mut up, &mut out).await.is_err() {
-        fail(
-            respond,
-            502,
-            "the connection to the application's server failed",
-        );
-        return;
-    }
-    if !body.is_end_stream() {
-        loop {
-            match monoio::time::timeout(plan.timeout, tunnel::recv_data(&mut body)).await {
-                Err(_) => {
-                    fail(respond, 408, "the request body did not arrive in time");
-                    return;
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return, // the edge gave up on this request
-                Ok(Some(Ok(data))) => {
-                    let n = data.len();
-                    encoder.encode(&data, &mut out);
-                    if write(&mut up, &mut out).await.is_err() {
-                        fail(
-                            respond,
-                            502,
-                            "the connection to the application's server failed",
-                        );
-                        return;
-                    }
-                    tunnel::release(&mut body, n);
-                }
+    let is_head = parts.method == Method::HEAD;
+    let no_body = body.is_end_stream();
+    let mut attempts = 0;
+    // A pooled connection the server closed while idle shows only on use;
+    // a request without a body is sent again on a fresh one.
+    let (server, mut up, resp) = loop {
+        attempts += 1;
+        let (server, mut up) = match connect(local, &plan, &parts.headers, &proxy).await {
+            Ok(c) => c,
+            Err((status, msg)) => {
+                fail(respond, status, &msg);
+                return;
             }
+        };
+        up.io.write_timeout = plan.timeout;
+        let reused = up.reused;
+        let mut out = Vec::with_capacity(1024);
+        let chunked = head_for_backend(&plan, &parts, no_body, &server, proxy.is_some(), &mut out);
+        if plan.websocket {
+            return websocket(plan, out, up, body, respond).await;
         }
-        encoder.finish(&mut out);
-        if !out.is_empty() && write(&mut up, &mut out).await.is_err() {
+        let encoder = if chunked {
+            Encoder::Chunked
+        } else {
+            Encoder::Identity
+        };
+        // Head, then the body as it arrives.
+        if write(&mut up, &mut out).await.is_err() {
+            if reused && no_body && attempts < 3 {
+                continue;
+            }
             fail(
                 respond,
                 502,
@@ -354,45 +286,72 @@ async fn exchange(
             );
             return;
         }
-    }
-
-    // Response head; informational answers are dropped.
-    let is_head = false;
-    let resp = loop {
-        match parse_response(&mut up.buf, is_head) {
-            Ok(Some(r)) if (100..200).contains(&r.status) => continue,
-            Ok(Some(r)) => break r,
-            Ok(None) => {}
-            Err(e) => {
-                fail(respond, 502, e.reason);
-                return;
+        if !no_body {
+            loop {
+                match monoio::time::timeout(plan.timeout, tunnel::recv_data(&mut body)).await {
+                    Err(_) => {
+                        fail(respond, 408, "the request body did not arrive in time");
+                        return;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) => return, // the edge gave up on this request
+                    Ok(Some(Ok(data))) => {
+                        let n = data.len();
+                        encoder.encode(&data, &mut out);
+                        if write(&mut up, &mut out).await.is_err() {
+                            fail(
+                                respond,
+                                502,
+                                "the connection to the application's server failed",
+                            );
+                            return;
+                        }
+                        tunnel::release(&mut body, n);
+                    }
+                }
             }
-        }
-        match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
-            Ok(0) | Err(BodyError::Io(_)) => {
+            encoder.finish(&mut out);
+            if !out.is_empty() && write(&mut up, &mut out).await.is_err() {
                 fail(
                     respond,
                     502,
-                    "the application's server closed the connection without answering",
+                    "the connection to the application's server failed",
                 );
                 return;
             }
-            Ok(_) => {}
-            Err(BodyError::Timeout) => {
-                fail(
-                    respond,
-                    504,
-                    "the application's server did not answer in time",
-                );
-                return;
+        }
+        // Response head; informational answers are dropped.
+        let resp = loop {
+            match parse_response(&mut up.buf, is_head) {
+                Ok(Some(r)) if (100..200).contains(&r.status) => continue,
+                Ok(Some(r)) => break Ok(r),
+                Ok(None) => {}
+                Err(e) => break Err((502, e.reason)),
             }
-            Err(_) => {
-                fail(respond, 502, "the application's server failed");
+            match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
+                Ok(0) | Err(BodyError::Io(_)) => {
+                    break Err((
+                        502,
+                        "the application's server closed the connection without answering",
+                    ))
+                }
+                Ok(_) => {}
+                Err(BodyError::Timeout) => {
+                    break Err((504, "the application's server did not answer in time"))
+                }
+                Err(_) => break Err((502, "the application's server failed")),
+            }
+        };
+        match resp {
+            Ok(r) => break (server, up, r),
+            Err((502, _)) if reused && no_body && up.buf.is_empty() && attempts < 3 => continue,
+            Err((status, msg)) => {
+                fail(respond, status, msg);
                 return;
             }
         }
     };
-    let _ = started;
+    let request_headers = parts.headers;
     let mut builder = Response::builder().status(resp.status);
     for h in &resp.headers {
         if is_hop_by_hop(&h.name)
@@ -467,6 +426,52 @@ async fn exchange(
     }
 }
 
+/// A connection to one of the app's servers: the sticky or next one
+/// first; a server that refuses is marked down and the next one tried
+/// (nothing was sent to it).
+async fn connect(
+    local: &Local,
+    plan: &Plan,
+    headers: &HeaderMap,
+    proxy: &Option<Arc<(String, u16)>>,
+) -> Result<((String, u16), UpstreamConn), (u16, String)> {
+    let mut last_err = None;
+    for i in order(local, plan, headers) {
+        let server = &plan.servers[i];
+        let target = Target {
+            host: server.0.clone(),
+            port: server.1,
+            tls: plan.tls.clone(),
+            proxy: proxy.clone(),
+        };
+        match local.upstream.open(&target).await {
+            Ok(c) => {
+                local.down.borrow_mut().remove(server);
+                return Ok((server.clone(), c));
+            }
+            Err(e) => {
+                tracing::warn!(app = %plan.app, server = %format!("{}:{}", server.0, server.1), error = %e, "backend server unavailable");
+                local
+                    .down
+                    .borrow_mut()
+                    .insert(server.clone(), Instant::now());
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(match last_err {
+        Some(UpstreamError::ConnectTimeout) => (
+            504,
+            "the application's server did not accept a connection in time".to_string(),
+        ),
+        Some(e) => (
+            502,
+            format!("the application's server could not be reached: {e}"),
+        ),
+        None => (502, "the application has no server".to_string()),
+    })
+}
+
 fn is_hop_by_hop(name: &[u8]) -> bool {
     [
         "connection",
@@ -494,16 +499,12 @@ async fn write(up: &mut UpstreamConn, out: &mut Vec<u8>) -> std::io::Result<()> 
 /// WebSocket: the backend's 101 becomes a 200 to the edge's extended
 /// CONNECT, then bytes flow both ways until either side ends.
 async fn websocket(
-    local: &Rc<Local>,
     plan: Plan,
     mut out: Vec<u8>,
     mut up: UpstreamConn,
     mut body: h2::RecvStream,
-    respond: h2::server::SendResponse<Bytes>,
-    server: &(String, u16),
+    mut respond: h2::server::SendResponse<Bytes>,
 ) {
-    let _ = (local, server);
-    let mut respond = respond;
     if write(&mut up, &mut out).await.is_err() {
         fail(
             respond,

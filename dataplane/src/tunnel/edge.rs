@@ -39,6 +39,8 @@ pub struct Tunnel {
     pub requests: AtomicU64,
     /// No new streams: the connector said GOAWAY, was revoked, or died.
     closing: AtomicBool,
+    /// Revoked: the connection task ends the tunnel.
+    killed: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -47,9 +49,10 @@ impl Tunnel {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Stops new streams; with `kill`, also ends the connection.
+    /// Ends the tunnel now (revocation).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
+        self.killed.store(true, Ordering::Release);
         if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             w.wake();
         }
@@ -58,18 +61,18 @@ impl Tunnel {
     /// Stops new streams if `e` says the connection is going away.
     pub fn close_if_going_away(&self, e: &h2::Error) {
         if e.is_go_away() || e.is_io() {
-            self.close_soft();
+            self.retire();
         }
     }
 
-    /// Marks the tunnel unusable for new streams without ending it.
-    fn close_soft(&self) {
+    /// No new streams; the ones in flight finish (a draining connector).
+    pub fn retire(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
     fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
         *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-        if self.is_closing() {
+        if self.killed.load(Ordering::Acquire) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -119,6 +122,17 @@ impl Tunnels {
     /// Open tunnels of connector `id`.
     pub fn count(&self, id: &str) -> u32 {
         self.list().iter().filter(|t| t.connector == id).count() as u32
+    }
+
+    /// Open tunnels of connector `id` per edge worker.
+    pub fn by_worker(&self, id: &str, workers: usize) -> Vec<u32> {
+        let mut v = vec![0u32; workers];
+        for t in self.list().iter().filter(|t| t.connector == id) {
+            if let Some(n) = v.get_mut(t.worker) {
+                *n += 1;
+            }
+        }
+        v
     }
 
     /// Ends every tunnel of `id` now and refuses new ones.
@@ -283,6 +297,7 @@ async fn run_tunnel(
         outstanding: AtomicUsize::new(0),
         requests: AtomicU64::new(0),
         closing: AtomicBool::new(false),
+        killed: AtomicBool::new(false),
         waker: Mutex::new(None),
     });
     // Tell the connector where this tunnel landed before serving on it.
@@ -310,7 +325,7 @@ async fn run_tunnel(
         _ = heartbeat => "heartbeat unanswered".to_string(),
         _ = closed => "revoked".to_string(),
     };
-    tunnel.close();
+    tunnel.retire();
     tunnels.edit(|l| l.retain(|t| t.serial != tunnel.serial));
     control.connector_seen(&connector);
     tracing::info!(%connector, %peer, reason = %why, "tunnel closed");

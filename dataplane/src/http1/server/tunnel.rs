@@ -28,6 +28,9 @@ use crate::route;
 use crate::tunnel::edge::pick;
 use crate::tunnel::{self, meta};
 
+/// Transmissions of one request: the first, plus retries of a request a
+/// connector refused unprocessed. Tunnels that never took the request at
+/// all (already going away) are skipped without counting.
 const MAX_ATTEMPTS: usize = 3;
 
 fn idempotent(method: &[u8]) -> bool {
@@ -181,6 +184,7 @@ pub(super) async fn proxy(
     let replayable = !has_body && idempotent(&head.method);
     let started = Instant::now();
     let mut skip = Vec::new();
+    let mut attempts = 0;
 
     let (lease, response, body_tx) = loop {
         let list = worker.tunnel_list();
@@ -211,14 +215,9 @@ pub(super) async fn proxy(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 // Never transmitted: any request may go elsewhere.
-                tunnel.close();
+                tunnel.retire();
                 tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel unusable");
-                if skip.len() < MAX_ATTEMPTS {
-                    continue;
-                }
-                counters.fail(FailReason::BackendError);
-                let msg = "the connector's tunnel failed";
-                return respond_error(info, io, out, &head, 502, msg, id).await;
+                continue;
             }
             Err(_) => {
                 counters.fail(FailReason::BackendTimeout);
@@ -230,17 +229,13 @@ pub(super) async fn proxy(
         let (response, mut body_tx) = match send.send_request(req, end) {
             Ok(pair) => pair,
             Err(e) => {
-                if e.is_go_away() {
-                    tunnel.close();
-                }
-                if skip.len() < MAX_ATTEMPTS {
-                    continue;
-                }
-                counters.fail(FailReason::BackendError);
-                let msg = "the connector's tunnel failed";
-                return respond_error(info, io, out, &head, 502, msg, id).await;
+                // Never transmitted: any request may go elsewhere.
+                tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel refused a new stream");
+                tunnel.retire();
+                continue;
             }
         };
+        attempts += 1;
         if websocket {
             match monoio::time::timeout(timeout, response).await {
                 Ok(Ok(r)) => break (lease, Ok(r), Some(body_tx)),
@@ -288,7 +283,7 @@ pub(super) async fn proxy(
         }
         match monoio::time::timeout(timeout, response).await {
             Ok(Ok(r)) => break (lease, Ok(r), None),
-            Ok(Err(e)) if unprocessed(&e) && replayable && skip.len() < MAX_ATTEMPTS => {
+            Ok(Err(e)) if unprocessed(&e) && replayable && attempts < MAX_ATTEMPTS => {
                 tunnel.close_if_going_away(&e);
                 continue;
             }

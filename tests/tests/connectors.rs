@@ -1,0 +1,216 @@
+//! Connectors end to end: registration, relaying through real tunnels,
+//! revocation, and the failure paths (no connector, a connector killed or
+//! restarted under load).
+
+use std::time::{Duration, Instant};
+
+use postern_e2e::backend::{pattern, Backend, Reply};
+use postern_e2e::client::{self, get, request};
+use postern_e2e::connector::{register, Connector};
+use postern_e2e::{passthrough_app, EdgeBuilder, TempDir};
+
+fn tunnel_edge(apps: &[String]) -> (postern_e2e::Edge, rustls::RootCertStore) {
+    let mut b = EdgeBuilder::new().tunnel();
+    for a in apps {
+        b = b.app(a);
+    }
+    let roots = b.pki.root_store();
+    (b.start(), roots)
+}
+
+#[test]
+fn registration_happy_path_and_every_refusal() {
+    let backend = Backend::hello();
+    let (edge, _) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    let token = edge.enrollment_token("emea");
+    let dir = TempDir::new("reg");
+    let (ok, text) = register(edge.tunnel(), &token, dir.path());
+    assert!(ok, "{text}");
+    assert!(text.contains("group \"emea\""), "{text}");
+    let identity = std::fs::read_to_string(dir.path().join("connector.json")).unwrap();
+    assert!(identity.contains("BEGIN CERTIFICATE") && identity.contains("PRIVATE KEY"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("connector.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the identity (with its key) is private");
+    }
+
+    // The same token again.
+    let (ok, text) = register(edge.tunnel(), &token, TempDir::new("reg2").path());
+    assert!(!ok && text.contains("already used"), "{text}");
+    // A forged secret with the right shape and CA pin.
+    let mut parts: Vec<String> = edge
+        .enrollment_token("emea")
+        .split('_')
+        .map(str::to_string)
+        .collect();
+    parts[2] = "0".repeat(64);
+    let (ok, text) = register(edge.tunnel(), &parts.join("_"), TempDir::new("reg3").path());
+    assert!(!ok && text.contains("not valid"), "{text}");
+    // A token whose CA pin is not this edge's: refused before the token
+    // is ever sent.
+    let mut parts: Vec<String> = edge
+        .enrollment_token("emea")
+        .split('_')
+        .map(str::to_string)
+        .collect();
+    let good = parts.join("_");
+    parts[3] = "ab".repeat(16);
+    let (ok, text) = register(edge.tunnel(), &parts.join("_"), TempDir::new("reg4").path());
+    assert!(!ok && text.contains("CA does not match"), "{text}");
+    // ... and that token still works afterwards, because it never left.
+    let (ok, text) = register(edge.tunnel(), &good, TempDir::new("reg5").path());
+    assert!(ok, "{text}");
+    // A revoked token, and a malformed one.
+    let revoked = edge.enrollment_token("emea");
+    let id = revoked.split('_').nth(1).unwrap();
+    let (status, _) = edge.admin("DELETE", &format!("/v1/enrollment-tokens/{id}"), None);
+    assert_eq!(status, 204);
+    let (ok, text) = register(edge.tunnel(), &revoked, TempDir::new("reg6").path());
+    assert!(!ok && text.contains("not valid"), "{text}");
+    let (ok, text) = register(edge.tunnel(), "pet_nonsense", TempDir::new("reg7").path());
+    assert!(!ok && text.contains("malformed"), "{text}");
+
+    let (_, list) = edge.admin("GET", "/v1/connectors", None);
+    let list = list["connectors"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|c| c["group"] == "emea"
+        && c["state"] == "active"
+        && c["version"] == env!("CARGO_PKG_VERSION")
+        && !c["host_name"].as_str().unwrap().is_empty()));
+}
+
+#[test]
+fn requests_travel_edge_tunnel_connector_backend() {
+    let backend = Backend::start(|seen| {
+        if seen.target.ends_with("/echo") {
+            Reply::ok(seen.body.clone()).header("Location", "http://ignored.invalid/x")
+        } else {
+            Reply::ok(format!("path={}", seen.target)).chunked()
+        }
+    });
+    let (edge, roots) = tunnel_edge(&[
+        format!(
+            "name = \"hello\"\nexternal_url = \"https://app.example.com/app/\"\ninternal_url = \"http://{}/base/\"\npreauth = \"passthrough\"",
+            backend.addr
+        ),
+        passthrough_app("files", "https://files.example.com/", backend.addr, ""),
+    ]);
+    let conn = Connector::start(&edge, "default", "", 2);
+    edge.wait_every_worker(&conn.id);
+    let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+    let r = get(&mut s, "app.example.com", "/app/x?q=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "path=/base/x?q=1");
+    let seen = backend.last();
+    assert_eq!(seen.header("host"), Some(backend.addr.to_string().as_str()));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("app.example.com"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    let rid = r.header("x-request-id").expect("request id");
+    assert_eq!(seen.header("x-request-id"), Some(rid.as_str()));
+    assert!(
+        seen.headers
+            .iter()
+            .all(|(k, _)| !k.to_ascii_lowercase().starts_with("postern-")),
+        "tunnel metadata never reaches the backend: {:?}",
+        seen.headers
+    );
+
+    // A request body, and client-sent tunnel metadata that must not steer
+    // the connector.
+    let body = "x".repeat(100_000);
+    let r = request(
+        &mut s,
+        &format!(
+            "POST /app/echo HTTP/1.1\r\nHost: app.example.com\r\npostern-servers: 127.0.0.1:9\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    let seen = backend.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
+
+    // A large download streams through intact, chunked or not.
+    let mut f = client::tls(edge.https, "files.example.com", roots);
+    let n: u64 = 8 * 1024 * 1024 + 17;
+    let r = get(&mut f, "files.example.com", &format!("/__stream/{n}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len() as u64, n);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == pattern(i as u64)));
+    // Both edge workers hold a tunnel of their own: nothing crossed cores.
+    let (_, c) = edge.admin("GET", "/v1/counters", None);
+    assert_eq!(c["edge"]["cross_core_relays"], 0, "{c}");
+    assert!(c["edge"]["tunnel_requests"].as_u64().unwrap() >= 3, "{c}");
+    drop(conn);
+}
+
+#[test]
+fn a_group_without_connectors_answers_502_quickly() {
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "lonely",
+        "https://app.example.com/",
+        backend.addr,
+        "connector_group = \"nobody\"",
+    )]);
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    let started = Instant::now();
+    let r = get(&mut s, "app.example.com", "/");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(r.status, 502);
+    let text = r.text();
+    assert!(text.contains("no connector of the group"), "{text}");
+    assert!(text.contains("nobody"), "{text}");
+    assert!(
+        text.contains(&r.header("x-request-id").unwrap_or_default()) || text.contains("request")
+    );
+    assert_eq!(backend.count(), 0);
+}
+
+#[test]
+fn revoking_disconnects_at_once_and_refuses_for_good() {
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    let conn = Connector::start(&edge, "default", "", 2);
+    let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+    let (status, v) = edge.admin("POST", &format!("/v1/connectors/{}/revoke", conn.id), None);
+    assert_eq!(status, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while edge.tunnels_of(&conn.id) > 0 {
+        assert!(Instant::now() < deadline, "tunnels still open after revoke");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 502);
+    // The connector keeps trying; the edge keeps refusing.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(edge.tunnels_of(&conn.id), 0);
+    let (_, list) = edge.admin("GET", "/v1/connectors", None);
+    assert_eq!(list["connectors"][0]["state"], "revoked");
+    let (status, _) = edge.admin("POST", "/v1/connectors/doesnotexist/revoke", None);
+    assert_eq!(status, 404);
+    // Revocation survives an edge restart.
+    let edge = edge.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(edge.tunnels_of(&conn.id), 0);
+}

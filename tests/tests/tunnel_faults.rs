@@ -1,0 +1,226 @@
+//! Connector faults under load: one of two connectors killed, both
+//! restarted one after the other, and a slow reader sharing a tunnel.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postern_e2e::backend::{Backend, Checksum, Reply};
+use postern_e2e::client::{self, get};
+use postern_e2e::connector::Connector;
+use postern_e2e::{passthrough_app, EdgeBuilder};
+
+/// The body a request with id `n` must get back: its id, then bytes that
+/// depend on it, then their checksum.
+fn body_for(n: u64) -> Vec<u8> {
+    let mut v = format!("id={n};").into_bytes();
+    let len = 20_000 + (n as usize * 37) % 30_000;
+    v.extend((0..len).map(|i| (i as u64 ^ n.wrapping_mul(0x9e37)) as u8));
+    let mut sum = Checksum::default();
+    sum.update(&v);
+    v.extend_from_slice(format!(";sum={:016x}", sum.hash).as_bytes());
+    v
+}
+
+fn id_backend(delay: Duration) -> Backend {
+    Backend::start(move |seen| {
+        let n: u64 = seen
+            .target
+            .strip_prefix("/id/")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Reply::ok(body_for(n)).delay(delay)
+    })
+}
+
+#[test]
+fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
+    let backend = id_backend(Duration::from_millis(300));
+    let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
+        "ids",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut a = Connector::start(&edge, "default", "", 2);
+    let b2 = Connector::start(&edge, "default", "", 2);
+    edge.wait_every_worker(&a.id);
+    edge.wait_every_worker(&b2.id);
+
+    let ok = Arc::new(AtomicUsize::new(0));
+    let bad_gateway = Arc::new(AtomicUsize::new(0));
+    let wrong = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..200u64)
+        .map(|n| {
+            let (roots, ok, bg, wrong) = (
+                roots.clone(),
+                ok.clone(),
+                bad_gateway.clone(),
+                wrong.clone(),
+            );
+            let addr = edge.https;
+            std::thread::spawn(move || {
+                let mut s = client::tls(addr, "app.example.com", roots);
+                s.sock
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let r = get(&mut s, "app.example.com", &format!("/id/{n}"));
+                match r.status {
+                    200 if r.body == body_for(n) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    502 => {
+                        assert!(r.text().contains(&r.header("x-request-id").unwrap()));
+                        bg.fetch_add(1, Ordering::SeqCst);
+                    }
+                    s => wrong.lock().unwrap().push((n, s, r.body.len())),
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    a.kill();
+    for t in threads {
+        t.join()
+            .expect("a client thread failed (hang or torn response)");
+    }
+    let (ok, bg) = (
+        ok.load(Ordering::SeqCst),
+        bad_gateway.load(Ordering::SeqCst),
+    );
+    eprintln!("after SIGKILL of one connector: {ok} correct bodies, {bg} answered 502");
+    assert!(
+        wrong.lock().unwrap().is_empty(),
+        "{:?}",
+        wrong.lock().unwrap()
+    );
+    assert!(bg > 0, "the kill landed while requests were in flight");
+    assert_eq!(ok + bg, 200);
+    assert!(
+        ok >= 50,
+        "the surviving connector served the rest: ok={ok} 502={bg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // After the kill every request goes to the survivor.
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    for n in 0..20 {
+        let r = get(&mut s, "app.example.com", &format!("/id/{n}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body_for(n));
+    }
+}
+
+#[test]
+fn rolling_restart_of_two_connectors_fails_no_request() {
+    let backend = id_backend(Duration::from_millis(20));
+    let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
+        "ids",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut a = Connector::start(&edge, "default", "drain_timeout = 10", 2);
+    let mut c = Connector::start(&edge, "default", "drain_timeout = 10", 2);
+    edge.wait_every_worker(&a.id);
+    edge.wait_every_worker(&c.id);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (roots, stop, done, failures) =
+                (roots.clone(), stop.clone(), done.clone(), failures.clone());
+            let addr = edge.https;
+            std::thread::spawn(move || {
+                let mut s = client::tls(addr, "app.example.com", roots);
+                let mut n = t * 100_000;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let r = get(&mut s, "app.example.com", &format!("/id/{n}"));
+                    if r.status != 200 || r.body != body_for(n) {
+                        failures.lock().unwrap().push((n, r.status, r.text()));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for conn in [&mut a, &mut c] {
+        let status = conn
+            .terminate(Duration::from_secs(15))
+            .expect("drained and exited");
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status:?}\n{}",
+            conn.log_text()
+        );
+        assert!(conn.log_text().contains("draining"), "{}", conn.log_text());
+        conn.spawn();
+        edge.wait_every_worker(&conn.id);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    eprintln!(
+        "rolling restart: {} requests, none failed",
+        done.load(Ordering::SeqCst)
+    );
+    assert!(done.load(Ordering::SeqCst) > 100, "the load ran");
+}
+
+#[test]
+fn a_slow_reader_does_not_stall_its_tunnel() {
+    let backend = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("workers = 1")
+        .tunnel()
+        .app(&passthrough_app(
+            "app",
+            "https://app.example.com/",
+            backend.addr,
+            "",
+        ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    // One tunnel: everything shares it.
+    let _c = Connector::start(&edge, "default", "tunnels = 1\nworkers = 1", 1);
+    // A client asks for 64 MiB and reads none of it.
+    let mut slow = client::tls(edge.https, "app.example.com", roots.clone());
+    slow.write_all(b"GET /__stream/67108864 HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    let _ = slow.read(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Others on the same tunnel are served promptly.
+    let started = Instant::now();
+    for _ in 0..20 {
+        let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+        let r = get(&mut s, "app.example.com", "/");
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The stalled response is bounded by flow control, not buffered whole.
+    let rss_kib = edge.memory_kib("VmRSS");
+    assert!(rss_kib < 200 * 1024, "edge RSS {rss_kib} KiB");
+}
