@@ -476,6 +476,21 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
             );
         }
     }
+    if let Some(connectors) = doc["connectors"].as_object() {
+        for id in connectors.keys() {
+            for (name, field, rate) in [
+                ("Active Tunnels", "tunnels", false),
+                ("Requests/sec", "requests", true),
+                ("Requests In Flight", "streams_in_flight", false),
+            ] {
+                list.push(PerfCounter {
+                    path: format!("\\Postern Connector({id})\\{name}"),
+                    pointer: format!("/connectors/{id}/{field}"),
+                    rate,
+                });
+            }
+        }
+    }
     list
 }
 

@@ -155,6 +155,28 @@ fn requests_travel_edge_tunnel_connector_backend() {
     let (_, c) = edge.admin("GET", "/v1/counters", None);
     assert_eq!(c["edge"]["cross_core_relays"], 0, "{c}");
     assert!(c["edge"]["tunnel_requests"].as_u64().unwrap() >= 3, "{c}");
+    let mine = &c["connectors"][&conn.id];
+    assert!(mine["requests"].as_u64().unwrap() >= 3, "{c}");
+    assert!(mine["tunnels"].as_u64().unwrap() >= 2, "{c}");
+    assert_eq!(mine["group"], "default");
+    let metrics = {
+        let mut s = client::tcp(edge.admin);
+        let r = request(
+            &mut s,
+            &format!(
+                "GET /metrics HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                edge.admin_token()
+            ),
+        );
+        r.text()
+    };
+    assert!(
+        metrics.contains(&format!(
+            "postern_connector_tunnels{{connector=\"{}\",group=\"default\"}}",
+            conn.id
+        )),
+        "{metrics}"
+    );
     drop(conn);
 }
 
@@ -213,4 +235,111 @@ fn revoking_disconnects_at_once_and_refuses_for_good() {
     let edge = edge.restart();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(edge.tunnels_of(&conn.id), 0);
+}
+
+#[test]
+fn a_worker_without_a_tunnel_relays_through_another_workers_tunnel() {
+    let backend = Backend::start(|s| Reply::ok(format!("seen {}", s.target)));
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    // One tunnel for two edge workers: half the connections land on the
+    // worker that has none.
+    let _c = Connector::start(&edge, "default", "tunnels = 1", 1);
+    for n in 0..40 {
+        let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+        let r = get(&mut s, "app.example.com", &format!("/n/{n}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), format!("seen /n/{n}"));
+        // A large body crosses cores intact too.
+        if n % 10 == 0 {
+            let r = get(&mut s, "app.example.com", "/__stream/3000000");
+            assert_eq!(r.body.len(), 3_000_000);
+            assert!(r
+                .body
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == pattern(i as u64)));
+        }
+    }
+    let (_, c) = edge.admin("GET", "/v1/counters", None);
+    let cross = c["edge"]["cross_core_relays"].as_u64().unwrap();
+    assert!(cross > 0, "some requests crossed cores: {c}");
+    assert!(cross < c["edge"]["tunnel_requests"].as_u64().unwrap());
+}
+
+#[test]
+fn backend_timeouts_and_unreachable_servers_through_the_tunnel() {
+    let slow = Backend::start(|_| Reply::ok("late").delay(Duration::from_secs(3)));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (edge, roots) = tunnel_edge(&[
+        passthrough_app(
+            "slow",
+            "https://app.example.com/",
+            slow.addr,
+            "backend_timeout = 1",
+        ),
+        passthrough_app("dead", "https://dead.example.com/", dead_addr, ""),
+    ]);
+    let _c = Connector::start(&edge, "default", "", 2);
+    let mut s = client::tls(edge.https, "app.example.com", roots.clone());
+    let started = Instant::now();
+    let r = get(&mut s, "app.example.com", "/");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(r.text().contains(&r.header("x-request-id").unwrap()));
+    let mut s = client::tls(edge.https, "dead.example.com", roots);
+    let r = get(&mut s, "dead.example.com", "/");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("could not be reached"), "{}", r.text());
+    let (_, c) = edge.admin("GET", "/v1/counters", None);
+    assert_eq!(
+        c["apps"]["slow"]["failed_by_reason"]["backend_timeout"], 1,
+        "{c}"
+    );
+    assert_eq!(
+        c["apps"]["dead"]["failed_by_reason"]["backend_unreachable"], 1,
+        "{c}"
+    );
+}
+
+#[test]
+fn a_frozen_connector_is_noticed_within_15_seconds() {
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    let frozen = Connector::start(&edge, "default", "", 2);
+    let alive = Connector::start(&edge, "default", "", 2);
+    std::process::Command::new("kill")
+        .args(["-STOP", &frozen.pid().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    while edge.tunnels_of(&frozen.id) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the frozen connector's tunnels are still listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("frozen connector dropped after {:?}", started.elapsed());
+    // Meanwhile and afterwards, the live connector serves everything.
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    for _ in 0..10 {
+        assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+    }
+    assert!(edge.tunnels_of(&alive.id) >= 2);
+    std::process::Command::new("kill")
+        .args(["-CONT", &frozen.pid().to_string()])
+        .status()
+        .unwrap();
 }

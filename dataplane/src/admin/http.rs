@@ -242,7 +242,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             let totals = control.counters.totals();
             (
                 200,
-                json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps }),
+                json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps, "connectors": control.tunnels.counters() }),
             )
         }
         ("GET", ["v1", "certificates"]) => {
@@ -695,6 +695,40 @@ fn prometheus_text(control: &Control) -> String {
     );
     for (i, v) in control.serving().iter().enumerate() {
         let _ = writeln!(o, "postern_worker_config_version{{worker=\"{i}\"}} {v}");
+    }
+    let connectors = control.tunnels.counters();
+    type PerConnector = fn(&crate::tunnel::edge::ConnectorCounters) -> u64;
+    let per_connector: [(&str, &str, &str, PerConnector); 3] = [
+        (
+            "postern_connector_tunnels",
+            "gauge",
+            "Tunnels a connector holds to this edge now.",
+            |c| c.tunnels,
+        ),
+        (
+            "postern_connector_requests_total",
+            "counter",
+            "Requests relayed to a connector since the edge started.",
+            |c| c.requests,
+        ),
+        (
+            "postern_connector_streams_in_flight",
+            "gauge",
+            "Requests a connector is handling now.",
+            |c| c.streams_in_flight,
+        ),
+    ];
+    for (name, kind, help, get) in per_connector {
+        family(&mut o, name, kind, help);
+        for (id, c) in &connectors {
+            let _ = writeln!(
+                o,
+                "{name}{{connector=\"{}\",group=\"{}\"}} {}",
+                label(id),
+                label(&c.group),
+                get(c)
+            );
+        }
     }
     o
 }

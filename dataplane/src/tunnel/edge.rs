@@ -100,6 +100,17 @@ pub struct Tunnels {
     /// Connectors revoked while this edge runs (the registry file holds
     /// the durable list).
     revoked: Mutex<HashSet<String>>,
+    /// Requests carried by tunnels that have since closed, per connector.
+    retired_requests: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// One connector's tunnel counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConnectorCounters {
+    pub group: String,
+    pub tunnels: u64,
+    pub requests: u64,
+    pub streams_in_flight: u64,
 }
 
 impl Tunnels {
@@ -122,6 +133,34 @@ impl Tunnels {
     /// Open tunnels of connector `id`.
     pub fn count(&self, id: &str) -> u32 {
         self.list().iter().filter(|t| t.connector == id).count() as u32
+    }
+
+    /// Per-connector counters: open tunnels, requests relayed (since the
+    /// edge started), streams in flight.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, ConnectorCounters> {
+        let mut out: std::collections::BTreeMap<String, ConnectorCounters> = self
+            .retired_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, n)| {
+                (
+                    id.clone(),
+                    ConnectorCounters {
+                        requests: *n,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        for t in self.list().iter() {
+            let c = out.entry(t.connector.clone()).or_default();
+            c.group = t.group.clone();
+            c.tunnels += 1;
+            c.requests += t.requests.load(Ordering::Relaxed);
+            c.streams_in_flight += t.outstanding.load(Ordering::Relaxed) as u64;
+        }
+        out
     }
 
     /// Open tunnels of connector `id` per edge worker.
@@ -327,6 +366,12 @@ async fn run_tunnel(
     };
     tunnel.retire();
     tunnels.edit(|l| l.retain(|t| t.serial != tunnel.serial));
+    *tunnels
+        .retired_requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(connector.clone())
+        .or_default() += tunnel.requests.load(Ordering::Relaxed);
     control.connector_seen(&connector);
     tracing::info!(%connector, %peer, reason = %why, "tunnel closed");
     Ok(())
