@@ -343,3 +343,44 @@ fn a_frozen_connector_is_noticed_within_15_seconds() {
         .status()
         .unwrap();
 }
+
+#[test]
+fn certificates_renew_at_two_thirds_of_their_lifetime() {
+    let backend = Backend::hello();
+    let b = EdgeBuilder::new()
+        .tunnel()
+        .edge("connector_cert_lifetime = 60")
+        .app(&passthrough_app("hello", "https://app.example.com/", backend.addr, ""));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut c = Connector::start(&edge, "default", "", 2);
+    let path = c.dir.path().join("connector.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let first = read();
+    assert_eq!(first["lifetime_secs"], 60);
+    let issued = first["issued_at"].as_u64().unwrap();
+    // Renewal is due 40 s after issue; allow a little slack either side.
+    std::thread::sleep(Duration::from_secs(36));
+    assert_eq!(read()["certificate"], first["certificate"], "not renewed early");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let renewed = loop {
+        let now = read();
+        if now["certificate"] != first["certificate"] {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no renewal: {}", c.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let renewed_after = renewed["issued_at"].as_u64().unwrap() - issued;
+    assert!((39..=45).contains(&renewed_after), "renewed after {renewed_after} s");
+    assert_ne!(renewed["key"], first["key"], "a fresh key with each certificate");
+    assert_eq!(renewed["id"], first["id"]);
+    // The renewed identity opens tunnels on its own.
+    c.kill();
+    c.spawn();
+    edge.wait_tunnels(&c.id, 2);
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+}
