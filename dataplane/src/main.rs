@@ -201,7 +201,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(&cfg, &config, None)
+            run(&cfg, &config, None, None)
         }
         Command::Quickstart(args) => {
             init_logging();
@@ -210,8 +210,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs once the edge listens, before it declares itself ready.
+type OnReady =
+    Box<dyn FnOnce(&std::sync::Arc<admin::Control>, &runtime::Running) -> Result<(), String>>;
+
 /// Starts the edge and blocks; `banner` is printed once it is ready.
-fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<String>) -> ExitCode {
+fn run(
+    cfg: &postern_control::EdgeConfig,
+    config_path: &Path,
+    banner: Option<String>,
+    on_ready: Option<OnReady>,
+) -> ExitCode {
     let state_dir = cfg
         .edge
         .state_dir
@@ -253,6 +262,12 @@ fn run(cfg: &postern_control::EdgeConfig, config_path: &Path, banner: Option<Str
             tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
             if let Err(e) = reload_on_sighup(config_path.to_path_buf(), control.clone()) {
                 tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with the admin API instead");
+            }
+            if let Some(f) = on_ready {
+                if let Err(e) = f(&control, &running) {
+                    eprintln!("postern: {e}");
+                    return ExitCode::from(1);
+                }
             }
             if let Some(b) = banner {
                 println!("{b}");

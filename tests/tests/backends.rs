@@ -80,6 +80,7 @@ fn validation_off_accepts_a_self_signed_backend() {
 fn quickstart_serves_the_sample_app_over_https() {
     let dir = TempDir::new("quickstart");
     let (https, http, app) = (free_port(), free_port(), free_port());
+    let (admin, tunnel) = (free_port(), free_port());
     let mut child = Command::new(postern_e2e::postern_bin())
         .args([
             "quickstart",
@@ -92,7 +93,9 @@ fn quickstart_serves_the_sample_app_over_https() {
             "--app-port",
             &app.to_string(),
             "--admin-port",
-            &free_port().to_string(),
+            &admin.to_string(),
+            "--tunnel-port",
+            &tunnel.to_string(),
             "--state-dir",
         ])
         .arg(dir.path())
@@ -150,6 +153,28 @@ fn quickstart_serves_the_sample_app_over_https() {
         let mut plain = client::tcp(format!("127.0.0.1:{http}").parse().unwrap());
         let r = get(&mut plain, "localhost", "/");
         assert_eq!(r.status, 301);
+        // Those requests took the tunnel to the in-process connector.
+        assert!(banner.contains("connector"), "{banner}");
+        let token = std::fs::read_to_string(dir.path().join("state/admin.token")).unwrap();
+        let admin_get = |path: &str| {
+            let mut s = client::tcp(format!("127.0.0.1:{admin}").parse().unwrap());
+            let r = postern_e2e::client::request(
+                &mut s,
+                &format!(
+                    "GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                    token.trim()
+                ),
+            );
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()
+        };
+        let c = admin_get("/v1/counters");
+        assert!(c["edge"]["tunnel_requests"].as_u64().unwrap() >= 2, "{c}");
+        let list = admin_get("/v1/connectors");
+        assert_eq!(list["connectors"][0]["state"], "active", "{list}");
+        assert!(
+            list["connectors"][0]["tunnels"].as_u64().unwrap() >= 2,
+            "{list}"
+        );
     });
     let _ = child.kill();
     let _ = child.wait();

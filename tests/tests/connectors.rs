@@ -350,7 +350,12 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
     let b = EdgeBuilder::new()
         .tunnel()
         .edge("connector_cert_lifetime = 60")
-        .app(&passthrough_app("hello", "https://app.example.com/", backend.addr, ""));
+        .app(&passthrough_app(
+            "hello",
+            "https://app.example.com/",
+            backend.addr,
+            "",
+        ));
     let roots = b.pki.root_store();
     let edge = b.start();
     let mut c = Connector::start(&edge, "default", "", 2);
@@ -363,7 +368,11 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
     let issued = first["issued_at"].as_u64().unwrap();
     // Renewal is due 40 s after issue; allow a little slack either side.
     std::thread::sleep(Duration::from_secs(36));
-    assert_eq!(read()["certificate"], first["certificate"], "not renewed early");
+    assert_eq!(
+        read()["certificate"],
+        first["certificate"],
+        "not renewed early"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let renewed = loop {
         let now = read();
@@ -374,8 +383,14 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let renewed_after = renewed["issued_at"].as_u64().unwrap() - issued;
-    assert!((39..=45).contains(&renewed_after), "renewed after {renewed_after} s");
-    assert_ne!(renewed["key"], first["key"], "a fresh key with each certificate");
+    assert!(
+        (39..=45).contains(&renewed_after),
+        "renewed after {renewed_after} s"
+    );
+    assert_ne!(
+        renewed["key"], first["key"],
+        "a fresh key with each certificate"
+    );
     assert_eq!(renewed["id"], first["id"]);
     // The renewed identity opens tunnels on its own.
     c.kill();

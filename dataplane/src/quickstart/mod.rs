@@ -2,8 +2,12 @@
 //!
 //! Generates a self-signed certificate, writes an ordinary edge
 //! configuration file (so what quickstart runs is exactly what `postern
-//! edge` would run from that file), starts the bundled sample app, and
-//! starts the edge in front of it.
+//! edge` would run from that file), starts the bundled sample app, starts
+//! the edge in front of it, and runs a connector in the same process:
+//! registered once with a token from the edge (its identity is kept under
+//! the quickstart directory), then dialing the edge's tunnel listener like
+//! any other connector. A request therefore takes the real path: edge →
+//! tunnel → connector → sample app.
 
 mod sample_app;
 
@@ -25,6 +29,9 @@ pub struct Args {
     /// Port of the admin API (on 127.0.0.1).
     #[arg(long, default_value_t = 9090)]
     admin_port: u16,
+    /// Port of the tunnel listener connectors dial (on 127.0.0.1).
+    #[arg(long, default_value_t = 8444)]
+    tunnel_port: u16,
     /// Where the generated certificate and configuration go.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -54,6 +61,7 @@ pub fn run(args: Args) -> ExitCode {
                  published app  https://localhost:{https}/  (self-signed certificate: use curl -k)\n  \
                  also on        http://localhost:{http}/  (redirects to https)\n  \
                  internal app   http://localhost:{app}/  (the bundled sample, served in-process)\n  \
+                 connector      in-process, tunnels to 127.0.0.1:{tunnel}  (postern connectors list)\n  \
                  configuration  {cfg}\n  \
                  admin API      http://127.0.0.1:{admin}/  (token in {state}/admin.token)\n\n  \
                  try: curl -k https://localhost:{https}/\n  \
@@ -64,15 +72,75 @@ pub fn run(args: Args) -> ExitCode {
                 app = args.app_port,
                 cfg = cfg_path.display(),
                 admin = args.admin_port,
+                tunnel = args.tunnel_port,
                 state = dir.join("state").display(),
             );
-            crate::run(&cfg, &cfg_path, Some(banner))
+            let connector_dir = dir.join("connector");
+            crate::run(
+                &cfg,
+                &cfg_path,
+                Some(banner),
+                Some(Box::new(move |control, running| {
+                    start_connector(control, running, &connector_dir)
+                })),
+            )
         }
         Err(e) => {
             eprintln!("postern: quickstart cannot prepare {}: {e}", dir.display());
             ExitCode::from(1)
         }
     }
+}
+
+/// Registers the in-process connector (first run only), starts it, and
+/// waits until it holds a tunnel to every edge worker.
+fn start_connector(
+    control: &std::sync::Arc<crate::admin::Control>,
+    running: &crate::runtime::Running,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let tunnel = running
+        .tunnel_address
+        .ok_or("the quickstart configuration has no tunnel listener")?;
+    let identity = match crate::connector::state::Identity::load(dir) {
+        Ok(id) => id,
+        Err(_) => {
+            let (_, token) = control
+                .create_token("default", 600)
+                .map_err(|e| format!("quickstart connector: {e}"))?;
+            crate::connector::register(&tunnel.to_string(), &token, dir)
+                .map_err(|e| format!("quickstart connector: {e}"))?
+        }
+    };
+    let settings = crate::connector::Settings::load(None)?;
+    let state_dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("postern-connector".into())
+        .spawn(move || {
+            let result = crate::connector::run(&state_dir, settings);
+            if let Err(e) = &result {
+                tracing::error!("quickstart connector stopped: {e}");
+            }
+            // SIGTERM drained the connector: the quickstart ends with it.
+            std::process::exit(i32::from(result.is_err()));
+        })
+        .map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while control
+        .tunnels
+        .by_worker(&identity.id, running.workers)
+        .contains(&0)
+    {
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "the quickstart connector {} did not connect (revoked? remove {} to register a new one)",
+                identity.id,
+                dir.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn prepare(dir: &std::path::Path, args: &Args) -> std::io::Result<PathBuf> {
@@ -87,6 +155,8 @@ fn prepare(dir: &std::path::Path, args: &Args) -> std::io::Result<PathBuf> {
 workers = 2
 admin_address = "127.0.0.1:{admin}"
 state_dir = "state"
+# Apps are relayed through connectors; quickstart runs one in-process.
+tunnel_address = "127.0.0.1:{tunnel}"
 
 [[listener]]
 address = "127.0.0.1:{https}"
@@ -113,6 +183,7 @@ translate_body = true
         http = args.http_port,
         app = args.app_port,
         admin = args.admin_port,
+        tunnel = args.tunnel_port,
     );
     let path = dir.join("edge.toml");
     std::fs::write(&path, cfg)?;
