@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side proxy benchmark (BENCH.md): Postern edge vs nginx proxying the
 # same nginx static backend, 1 KiB responses over HTTP and HTTPS, keep-alive.
+# Postern runs twice: edge straight to the backend, and the product's real
+# path, edge -> HTTP/2 tunnel -> connector -> backend, whose cost is the
+# edge's and the connector's CPU summed.
 #
 # The proxy under test is pinned to CPU 0; the load generator (wrk) and the
 # backend to CPU 1. Cost is proxy CPU time per request, read from
@@ -21,6 +24,9 @@ NGINX_HTTP=$((BASE_PORT + 2))
 NGINX_HTTPS=$((BASE_PORT + 3))
 POSTERN_HTTP=$((BASE_PORT + 4))
 POSTERN_HTTPS=$((BASE_PORT + 5))
+TUNNEL_HTTP=$((BASE_PORT + 6))
+TUNNEL_HTTPS=$((BASE_PORT + 7))
+TUNNEL_LISTENER=$((BASE_PORT + 8))
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -129,6 +135,14 @@ preauth = "passthrough"
 cookie = { secure = false }
 CONF
 
+# The same apps behind a second edge that relays through a connector.
+sed -e "s|^admin_address = .*|admin_address = \"127.0.0.1:$((BASE_PORT + 10))\"\ntunnel_address = \"127.0.0.1:$TUNNEL_LISTENER\"|" \
+    -e "s|^state_dir = .*|state_dir = \"$WORK/tstate\"|" \
+    -e "s|127.0.0.1:$POSTERN_HTTPS\"|127.0.0.1:$TUNNEL_HTTPS\"|; s|localhost:$POSTERN_HTTPS/|localhost:$TUNNEL_HTTPS/|" \
+    -e "s|127.0.0.1:$POSTERN_HTTP\"|127.0.0.1:$TUNNEL_HTTP\"|; s|localhost:$POSTERN_HTTP/|localhost:$TUNNEL_HTTP/|" \
+    "$WORK/edge.toml" > "$WORK/tunnel-edge.toml"
+printf '[connector]\nworkers = 1\n' > "$WORK/connector.toml"
+
 taskset -c 1 "$NGINX" -p "$WORK" -c "$WORK/backend.conf" & PIDS+=($!)
 taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" & PIDS+=($!)
 NGINX_MASTER=$!
@@ -145,14 +159,31 @@ wait_port() {
 for p in $BACKEND_PORT $NGINX_HTTP $NGINX_HTTPS $POSTERN_HTTP $POSTERN_HTTPS; do wait_port "$p"; done
 NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
 
-# One measured run: prints "rps cpu_us_per_req p50 p99 errors".
+POSTERN_LOG=warn taskset -c 0 "$POSTERN" edge --config "$WORK/tunnel-edge.toml" > "$WORK/logs/tunnel-edge.out" 2>&1 & PIDS+=($!)
+TUNNEL_EDGE_PID=$!
+for p in $TUNNEL_HTTP $TUNNEL_HTTPS $TUNNEL_LISTENER; do wait_port "$p"; done
+TOKEN=$("$POSTERN" tokens --admin "127.0.0.1:$((BASE_PORT + 10))" --state-dir "$WORK/tstate" --json create --group default \
+    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+"$POSTERN" connector register --edge "127.0.0.1:$TUNNEL_LISTENER" --token "$TOKEN" --state-dir "$WORK/connector" >/dev/null
+POSTERN_LOG=warn taskset -c 0 "$POSTERN" connector --state-dir "$WORK/connector" --config "$WORK/connector.toml" \
+    > "$WORK/logs/connector.out" 2>&1 & PIDS+=($!)
+CONNECTOR_PID=$!
+for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$TUNNEL_HTTP/1k")" = 200 ] && break
+    sleep 0.1
+done
+
+# One measured run: prints "rps cpu_us_per_req p50 p99 errors"; the CPU of
+# every PID given (edge and connector for the tunnel path) is summed.
 run() {
     local url=$1 pid=$2
     wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
     local before after out
-    before=$("$CPU" "$pid")
+    # shellcheck disable=SC2086 # $pid may hold several PIDs
+    before=$("$CPU" $pid)
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
-    after=$("$CPU" "$pid")
+    # shellcheck disable=SC2086
+    after=$("$CPU" $pid)
     local reqs rps p50 p99 errs
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -167,14 +198,20 @@ run() {
 printf '\nPostern vs nginx %s, 1 KiB, %s connections, %ss per run, proxy on CPU 0\n\n' \
     "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$CONNS" "$DURATION"
 printf '%-7s %-8s %12s %14s %10s %10s  %s\n' scheme proxy "req/s" "CPU-us/req" p50 p99 errors
+echo "(tunnel: edge -> HTTP/2 tunnel -> connector, both on CPU 0, their CPU summed)"
 for scheme in http https; do
-    if [ $scheme = http ]; then nport=$NGINX_HTTP; pport=$POSTERN_HTTP; else nport=$NGINX_HTTPS; pport=$POSTERN_HTTPS; fi
+    if [ $scheme = http ]; then nport=$NGINX_HTTP; pport=$POSTERN_HTTP; tport=$TUNNEL_HTTP
+    else nport=$NGINX_HTTPS; pport=$POSTERN_HTTPS; tport=$TUNNEL_HTTPS; fi
     read -r n_rps n_cpu n_p50 n_p99 n_err < <(run "$scheme://localhost:$nport/1k" "$NGINX_WORKER")
     read -r p_rps p_cpu p_p50 p_p99 p_err < <(run "$scheme://localhost:$pport/1k" "$POSTERN_PID")
+    read -r t_rps t_cpu t_p50 t_p99 t_err < <(run "$scheme://localhost:$tport/1k" "$TUNNEL_EDGE_PID $CONNECTOR_PID")
     printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme nginx "$n_rps" "$n_cpu" "$n_p50" "$n_p99" "$n_err"
     printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme postern "$p_rps" "$p_cpu" "$p_p50" "$p_p99" "$p_err"
+    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme tunnel "$t_rps" "$t_cpu" "$t_p50" "$t_p99" "$t_err"
     awk -v pc="$p_cpu" -v nc="$n_cpu" -v pr="$p_rps" -v nr="$n_rps" -v s=$scheme \
-        'BEGIN {printf "%-7s ratio postern/nginx: CPU per request %.2fx, throughput %.2fx\n\n", s, pc/nc, pr/nr}'
+        'BEGIN {printf "%-7s ratio postern/nginx: CPU per request %.2fx, throughput %.2fx\n", s, pc/nc, pr/nr}'
+    awk -v pc="$t_cpu" -v nc="$n_cpu" -v pr="$t_rps" -v nr="$n_rps" -v s=$scheme \
+        'BEGIN {printf "%-7s ratio tunnel (edge+connector)/nginx: CPU per request %.2fx, throughput %.2fx\n\n", s, pc/nc, pr/nr}'
     eval "with_counters_$scheme=$p_cpu"
 done
 
