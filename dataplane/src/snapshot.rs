@@ -24,8 +24,9 @@ pub struct AppRuntime {
     /// Client TLS settings for https backends.
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
     pub hsts: Option<String>,
-    /// The app's backend CA file as sent to connectors (`postern-ca`).
-    pub backend_ca_header: Option<String>,
+    /// The app's forwarding settings as tunnel metadata headers, built
+    /// once per snapshot and shared by every request.
+    pub tunnel_meta: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 pub struct Snapshot {
@@ -57,7 +58,8 @@ impl Snapshot {
                 _ => None,
             };
             apps.push(AppRuntime {
-                backend_ca_header,
+                tunnel_meta: crate::tunnel::app_metadata(app, backend_ca_header.as_deref())
+                    .map_err(|e| TlsSetupError::Config(format!("app \"{}\": {e}", app.name)))?,
                 backend_tls,
                 hsts: app.hsts.as_ref().map(|h| h.header_value()),
                 app: app.clone(),

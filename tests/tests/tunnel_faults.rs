@@ -172,12 +172,20 @@ fn rolling_restart_of_two_connectors_fails_no_request() {
         t.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    if !failures.is_empty() {
+        let log = edge.stderr();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
+            "{} failed: {:?}\nedge log (last lines, newest first):\n{}\nconnector {}:\n{}\nconnector {}:\n{}",
+            failures.len(),
+            &failures[..failures.len().min(5)],
+            tail.join("\n"),
+            a.id,
+            a.log_text(),
+            c.id,
+            c.log_text()
+        );
+    }
     eprintln!(
         "rolling restart: {} requests, none failed",
         done.load(Ordering::SeqCst)

@@ -352,33 +352,9 @@ async fn exchange(
         }
     };
     let request_headers = parts.headers;
-    let mut builder = Response::builder().status(resp.status);
-    for h in &resp.headers {
-        if is_hop_by_hop(&h.name)
-            || resp
-                .connection_tokens
-                .iter()
-                .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
-        {
-            continue;
-        }
-        builder = builder.header(&h.name[..], &h.value[..]);
-    }
-    if let Framing::Length(n) = resp.framing {
-        builder = builder.header(http::header::CONTENT_LENGTH, n);
-    }
-    if plan.sticky && affinity(&request_headers).as_deref() != Some(server_tag(&server).as_str()) {
-        builder = builder.header(
-            http::header::SET_COOKIE,
-            format!(
-                "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-                server_tag(&server)
-            ),
-        );
-    }
-    let response = match builder.body(()) {
-        Ok(r) => r,
-        Err(_) => {
+    let response = match response_for_edge(&resp, &plan, &request_headers, &server) {
+        Some(r) => r,
+        None => {
             fail(
                 respond,
                 502,
@@ -424,6 +400,46 @@ async fn exchange(
     if resp.keep_alive && reader.is_done() {
         local.upstream.release(up);
     }
+}
+
+/// The backend's response head as HTTP/2 (hop-by-hop headers dropped,
+/// values sharing the bytes read from the backend); `None` when a header
+/// cannot travel over HTTP/2.
+fn response_for_edge(
+    resp: &crate::http1::ResponseHead,
+    plan: &Plan,
+    request_headers: &HeaderMap,
+    server: &(String, u16),
+) -> Option<Response<()>> {
+    use http::header::{HeaderName, HeaderValue};
+    let mut out = Response::new(());
+    *out.status_mut() = StatusCode::from_u16(resp.status).ok()?;
+    let map = out.headers_mut();
+    map.reserve(resp.headers.len() + 2);
+    for h in &resp.headers {
+        if is_hop_by_hop(&h.name)
+            || resp
+                .connection_tokens
+                .iter()
+                .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
+        {
+            continue;
+        }
+        let name = HeaderName::from_bytes(&h.name).ok()?;
+        map.append(name, HeaderValue::from_maybe_shared(h.value.clone()).ok()?);
+    }
+    if let Framing::Length(n) = resp.framing {
+        map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let tag = server_tag(server);
+    if plan.sticky && affinity(request_headers).as_deref() != Some(tag.as_str()) {
+        let cookie = format!("{STICKY_COOKIE}={tag}; Path=/; HttpOnly; SameSite=Lax");
+        map.append(
+            http::header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).ok()?,
+        );
+    }
+    Some(out)
 }
 
 /// A connection to one of the app's servers: the sticky or next one

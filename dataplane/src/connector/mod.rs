@@ -185,6 +185,9 @@ pub struct Local {
     /// Servers that failed recently, and since when.
     pub down: RefCell<HashMap<(String, u16), Instant>>,
     pub in_flight: Cell<usize>,
+    /// Tunnel slots running on this runtime (including ones added to
+    /// cover edge workers); the runtime ends only when all have drained.
+    live_slots: Cell<usize>,
 }
 
 impl Local {
@@ -322,6 +325,7 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                         rr: RefCell::new(HashMap::new()),
                         down: RefCell::new(HashMap::new()),
                         in_flight: Cell::new(0),
+                        live_slots: Cell::new(0),
                     });
                     let mut tasks = Vec::new();
                     for slot in slots {
@@ -332,6 +336,11 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                     }
                     for t in tasks {
                         t.await;
+                    }
+                    // Slots added later are not in `tasks`: wait for them
+                    // too, so no tunnel is cut without its GOAWAY.
+                    while local.live_slots.get() > 0 {
+                        monoio::time::sleep(Duration::from_millis(10)).await;
                     }
                 });
             })
@@ -391,8 +400,18 @@ async fn cover_edge_workers(local: Rc<Local>) {
     }
 }
 
+struct SlotGuard(Rc<Local>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.live_slots.set(self.0.live_slots.get() - 1);
+    }
+}
+
 /// One tunnel, redialed with jittered exponential backoff until draining.
 async fn slot_loop(local: Rc<Local>, slot: usize) {
+    local.live_slots.set(local.live_slots.get() + 1);
+    let _live = SlotGuard(local.clone());
     let mut backoff = Duration::from_millis(100);
     loop {
         if local.shared.draining() {

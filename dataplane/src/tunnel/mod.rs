@@ -165,6 +165,65 @@ pub fn pem_to_header(pem: &str) -> String {
     out
 }
 
+/// An app's forwarding settings as [`meta`] headers.
+pub fn app_metadata(
+    app: &postern_control::App,
+    ca: Option<&str>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, http::header::InvalidHeaderValue> {
+    use http::{HeaderName, HeaderValue};
+    let mut v = vec![
+        (
+            HeaderName::from_static(meta::APP),
+            HeaderValue::from_str(&app.name)?,
+        ),
+        (
+            HeaderName::from_static(meta::TIMEOUT),
+            HeaderValue::from(app.backend_timeout.duration().as_secs()),
+        ),
+    ];
+    if app.internal_url.scheme == postern_control::Scheme::Https {
+        let mode = if app.validate_backend_tls {
+            "verify"
+        } else {
+            "skip"
+        };
+        v.push((
+            HeaderName::from_static(meta::TLS),
+            HeaderValue::from_static(mode),
+        ));
+        if let Some(ca) = ca {
+            v.push((
+                HeaderName::from_static(meta::CA),
+                HeaderValue::from_str(ca)?,
+            ));
+        }
+    }
+    if !app.internal_servers.is_empty() {
+        let list: Vec<String> = app
+            .internal_servers
+            .iter()
+            .map(|(h, p)| {
+                if h.contains(':') {
+                    format!("[{h}]:{p}")
+                } else {
+                    format!("{h}:{p}")
+                }
+            })
+            .collect();
+        v.push((
+            HeaderName::from_static(meta::SERVERS),
+            HeaderValue::from_str(&list.join(","))?,
+        ));
+    }
+    if app.sticky == postern_control::Sticky::Cookie {
+        v.push((
+            HeaderName::from_static(meta::STICKY),
+            HeaderValue::from_static("cookie"),
+        ));
+    }
+    Ok(v)
+}
+
 /// Sends `data` on an HTTP/2 stream no faster than the peer's window
 /// allows, so nothing piles up in h2's send buffer: a peer that stops
 /// reading stalls this stream only.

@@ -40,13 +40,16 @@ fn idempotent(method: &[u8]) -> bool {
     )
 }
 
-/// The HTTP/2 request for the connector (no body).
+/// The HTTP/2 request for the connector (no body). Headers go straight
+/// into the request's map (no builder moves); values share the client's
+/// bytes, and the app's tunnel metadata was built once per snapshot.
 fn build_request(
     ctx: &Exchange<'_>,
     head: &RequestHead,
     internal_host: &str,
     websocket: bool,
-) -> Result<http::Request<()>, http::Error> {
+) -> Result<http::Request<()>, String> {
+    use http::header::{HeaderName, HeaderValue};
     let app = ctx.app;
     let int = &app.app.internal_url;
     let ext_path = app.app.external_url.path.as_bytes();
@@ -63,14 +66,19 @@ fn build_request(
         .scheme(int.scheme.as_str())
         .authority(authority)
         .path_and_query(path)
-        .build()?;
-    let mut b = http::Request::builder().uri(uri);
-    b = if websocket {
-        b.method(http::Method::CONNECT)
-            .extension(h2::ext::Protocol::from_static("websocket"))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = http::Request::new(());
+    *req.uri_mut() = uri;
+    if websocket {
+        *req.method_mut() = http::Method::CONNECT;
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
     } else {
-        b.method(http::Method::from_bytes(&head.method)?)
-    };
+        *req.method_mut() = http::Method::from_bytes(&head.method).map_err(|e| e.to_string())?;
+    }
+    let map = req.headers_mut();
+    map.reserve(head.headers.len() + 8);
     let mut xff: Option<Vec<u8>> = None;
     for h in &head.headers {
         if is_hop_by_hop(h) || is_edge_owned(h) || listed_in_connection(h, &head.connection_tokens)
@@ -90,65 +98,45 @@ fn build_request(
             v.extend_from_slice(&h.value);
             continue;
         }
-        b = b.header(&h.name[..], &h.value[..]);
+        let name = HeaderName::from_bytes(&h.name).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_maybe_shared(h.value.clone()).map_err(|e| e.to_string())?;
+        map.append(name, value);
     }
-    let mut xff = xff.map(|mut v| {
-        v.extend_from_slice(b", ");
-        v
-    });
-    let xff = match xff.as_mut() {
-        Some(v) => {
+    let xff = match xff {
+        Some(mut v) => {
+            v.extend_from_slice(b", ");
             v.extend_from_slice(ctx.info.client_ip.as_bytes());
-            std::mem::take(v)
+            v
         }
         None => ctx.info.client_ip.as_bytes().to_vec(),
     };
-    b = b
-        .header("x-forwarded-for", xff)
-        .header("x-forwarded-proto", ctx.info.scheme.as_str())
-        .header("x-forwarded-host", &head.authority[..])
-        .header("x-request-id", ctx.id);
+    let value = |b: &[u8]| HeaderValue::from_bytes(b).map_err(|e| e.to_string());
+    map.append(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
+    map.append(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(ctx.info.scheme.as_str()),
+    );
+    map.append(
+        HeaderName::from_static("x-forwarded-host"),
+        HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
+    );
+    map.append(
+        HeaderName::from_static("x-request-id"),
+        value(ctx.id.as_bytes())?,
+    );
     if let Framing::Length(n) = head.framing {
-        b = b.header("content-length", n);
+        map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     if !app.app.translate_headers {
-        b = b.header(meta::HOST, &head.authority[..]);
-    }
-    b = b
-        .header(meta::APP, app.app.name.as_str())
-        .header(meta::TIMEOUT, app.app.backend_timeout.duration().as_secs());
-    if int.scheme == postern_control::Scheme::Https {
-        b = b.header(
-            meta::TLS,
-            if app.app.validate_backend_tls {
-                "verify"
-            } else {
-                "skip"
-            },
+        map.append(
+            HeaderName::from_static(meta::HOST),
+            HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
         );
-        if let Some(ca) = &app.backend_ca_header {
-            b = b.header(meta::CA, ca.as_str());
-        }
     }
-    if !app.app.internal_servers.is_empty() {
-        let list: Vec<String> = app
-            .app
-            .internal_servers
-            .iter()
-            .map(|(h, p)| {
-                if h.contains(':') {
-                    format!("[{h}]:{p}")
-                } else {
-                    format!("{h}:{p}")
-                }
-            })
-            .collect();
-        b = b.header(meta::SERVERS, list.join(","));
+    for (name, value) in &app.tunnel_meta {
+        map.append(name.clone(), value.clone());
     }
-    if app.app.sticky == postern_control::Sticky::Cookie {
-        b = b.header(meta::STICKY, "cookie");
-    }
-    b.body(())
+    Ok(req)
 }
 
 /// Whether the connector provably did not process the stream.
