@@ -215,6 +215,39 @@ for scheme in http https; do
     eval "with_counters_$scheme=$p_cpu"
 done
 
+# Throughput of the tunnel path on both cores (Entra application proxy
+# publishes 586 req/s for a 2-core connector): edge and connector each get
+# two workers, nothing is pinned, and wrk and the backend share the same
+# two cores, so this is a lower bound for a machine of its own.
+sed -e "s|^workers = 1|workers = 2|" -e "s|^pin_workers = true|pin_workers = false|" \
+    -e "s|$((BASE_PORT + 10))|$((BASE_PORT + 11))|" -e "s|$TUNNEL_LISTENER|$((BASE_PORT + 12))|" \
+    -e "s|$TUNNEL_HTTPS|$((BASE_PORT + 13))|g" -e "s|$TUNNEL_HTTP|$((BASE_PORT + 14))|g" \
+    -e "s|$WORK/tstate|$WORK/tstate2|" "$WORK/tunnel-edge.toml" > "$WORK/tunnel-edge2.toml"
+printf '[connector]\nworkers = 2\n' > "$WORK/connector2.toml"
+POSTERN_LOG=warn "$POSTERN" edge --config "$WORK/tunnel-edge2.toml" > "$WORK/logs/tunnel-edge2.out" 2>&1 & PIDS+=($!)
+EDGE2_PID=$!
+for p in $((BASE_PORT + 12)) $((BASE_PORT + 13)) $((BASE_PORT + 14)); do wait_port "$p"; done
+TOKEN=$("$POSTERN" tokens --admin "127.0.0.1:$((BASE_PORT + 11))" --state-dir "$WORK/tstate2" --json create --group default \
+    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+"$POSTERN" connector register --edge "127.0.0.1:$((BASE_PORT + 12))" --token "$TOKEN" --state-dir "$WORK/connector2" >/dev/null
+POSTERN_LOG=warn "$POSTERN" connector --state-dir "$WORK/connector2" --config "$WORK/connector2.toml" \
+    > "$WORK/logs/connector2.out" 2>&1 & PIDS+=($!)
+CONNECTOR2_PID=$!
+sleep 2
+printf 'tunnel path on 2 cores (edge 2 workers + connector 2 workers, unpinned, sharing the cores with wrk and the backend)\n'
+for scheme in http https; do
+    if [ $scheme = http ]; then tport=$((BASE_PORT + 14)); else tport=$((BASE_PORT + 13)); fi
+    wrk -t2 -c64 -d1s "$scheme://localhost:$tport/1k" >/dev/null 2>&1 || true
+    out=$(wrk -t2 -c64 -d"${DURATION}s" --latency "$scheme://localhost:$tport/1k")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 "; "} END {print (s=="" ? "0" : s)}')
+    awk -v r="$rps" -v s=$scheme -v p="$p99" -v e="$errs" \
+        'BEGIN {printf "%-7s %10.0f req/s (%.0fx the 586 req/s of a 2-core Entra connector), p99 %s, errors %s\n", s, r, r/586, p, e}'
+done
+kill "$EDGE2_PID" "$CONNECTOR2_PID" 2>/dev/null || true
+echo
+
 if [ "${BENCH_NO_COUNTERS:-0}" = 1 ]; then
     cargo build --release --quiet -p postern-dataplane --no-default-features --target-dir target/bench-no-counters
     kill "$POSTERN_PID"; wait "$POSTERN_PID" 2>/dev/null || true
