@@ -125,7 +125,8 @@ pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
                 } else {
                     println!("{}", v["token"].as_str().unwrap_or(""));
                     eprintln!(
-                        "single-use token {} for group \"{}\", valid for {ttl} s; it is shown only now",
+                        "single-use token {} for group \"{}\", valid for {ttl} s; it is shown only now\n\
+                         on the connector: postern connector register --edge EDGE_HOST:TUNNEL_PORT --token <the token above> --state-dir DIR",
                         v["id"].as_str().unwrap_or(""),
                         v["group"].as_str().unwrap_or("")
                     );

@@ -348,6 +348,14 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             l.scheme, l.address, l.public_port
         );
     }
+    match cfg.edge.tunnel_address {
+        Some(t) => println!(
+            "tunnel listener {t}: apps are relayed through connectors of their connector_group"
+        ),
+        None => println!(
+            "no tunnel_address: the edge proxies straight to internal URLs (no connectors)"
+        ),
+    }
     println!(
         "{:<20} {:<40} {:<40} {:<8} {:<12} {:<8}",
         "APP", "EXTERNAL URL", "INTERNAL URL", "ENABLED", "PREAUTH", "TIMEOUT"

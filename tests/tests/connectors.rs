@@ -399,3 +399,63 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
     let mut s = client::tls(edge.https, "app.example.com", roots);
     assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
 }
+
+#[test]
+fn connector_command_errors_say_what_to_do() {
+    let dir = TempDir::new("unregistered");
+    let out = std::process::Command::new(postern_e2e::postern_bin())
+        .args(["connector", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("not registered") && text.contains("connector register"),
+        "{text}"
+    );
+
+    let cfg = dir.path().join("connector.toml");
+    std::fs::write(&cfg, "[connector]\ntunels = 2\n").unwrap();
+    let out = std::process::Command::new(postern_e2e::postern_bin())
+        .args(["connector", "--state-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("connector.toml") && text.contains("tunels"),
+        "{text}"
+    );
+
+    std::fs::write(
+        &cfg,
+        "[connector]\nforward_proxy = \"socks5://proxy:1080\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(postern_e2e::postern_bin())
+        .args(["connector", "--state-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("connector.forward_proxy") && text.contains("http://"),
+        "{text}"
+    );
+
+    // An edge that is not there.
+    let token = format!(
+        "pet_{}_{}_{}",
+        "a".repeat(12),
+        "b".repeat(64),
+        "c".repeat(32)
+    );
+    let (ok, text) = register("127.0.0.1:1".parse().unwrap(), &token, dir.path());
+    assert!(!ok && text.contains("cannot connect to the edge"), "{text}");
+}

@@ -232,3 +232,55 @@ fn a_slow_reader_does_not_stall_its_tunnel() {
     let rss_kib = edge.memory_kib("VmRSS");
     assert!(rss_kib < 200 * 1024, "edge RSS {rss_kib} KiB");
 }
+
+#[test]
+fn a_post_held_by_a_dying_connector_is_answered_502_and_never_sent_twice() {
+    let backend = Backend::start(|_| Reply::ok("done").delay(Duration::from_millis(800)));
+    let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
+        "app",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    let mut a = Connector::start(&edge, "default", "", 2);
+    let c = Connector::start(&edge, "default", "", 2);
+    edge.wait_every_worker(&a.id);
+    edge.wait_every_worker(&c.id);
+    let threads: Vec<_> = (0..16u64)
+        .map(|n| {
+            let roots = roots.clone();
+            let addr = edge.https;
+            std::thread::spawn(move || {
+                let mut s = client::tls(addr, "app.example.com", roots);
+                let body = format!("order-{n}");
+                let r = postern_e2e::client::request(
+                    &mut s,
+                    &format!(
+                        "POST /orders HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    ),
+                );
+                r.status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&502),
+        "the kill caught some: {statuses:?}"
+    );
+    let seen = backend.seen.lock().unwrap();
+    let mut bodies: Vec<&[u8]> = seen.iter().map(|s| s.body.as_slice()).collect();
+    let all = bodies.len();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), all, "a POST reached the backend twice");
+}

@@ -129,11 +129,12 @@ impl Control {
             None => None,
         };
         let tunnels = Arc::new(Tunnels::default());
-        for c in Registry::load(state_dir)?
-            .connectors
-            .iter()
-            .filter(|c| c.revoked)
-        {
+        let mut registry = Registry::load(state_dir)?;
+        // Connectors inactive past `connector_removed_after` are forgotten.
+        if registry.prune(enroll::now(), cfg.edge.connector_lifetimes) {
+            registry.save(state_dir)?;
+        }
+        for c in registry.connectors.iter().filter(|c| c.revoked) {
             tunnels.revoke(&c.id);
         }
         let control = Arc::new(Control {
@@ -307,8 +308,10 @@ impl Control {
             Err(e) => return refuse(e.to_string()),
         };
         {
+            let lifetimes = self.lock().cfg.edge.connector_lifetimes;
             let _serial = self.registry_lock();
             let saved = Registry::load(&self.state_dir).and_then(|mut r| {
+                r.prune(now, lifetimes);
                 r.add(ConnectorRecord {
                     id: id.clone(),
                     host_name: req.host_name.clone(),
