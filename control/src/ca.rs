@@ -147,6 +147,14 @@ impl Ca {
         Ok(cert.pem())
     }
 
+    /// Checks a signing request (parse and signature) without issuing, so
+    /// a bad request is refused before an enrollment token is spent.
+    pub fn check_request(csr_pem: &str) -> Result<(), CaError> {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(|_| ())
+            .map_err(CaError::BadRequest)
+    }
+
     /// A fresh key and server certificate for the tunnel listener:
     /// (certificate PEM, key PEM).
     pub fn issue_tunnel_server(

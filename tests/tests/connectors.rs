@@ -459,3 +459,99 @@ fn connector_command_errors_say_what_to_do() {
     let (ok, text) = register("127.0.0.1:1".parse().unwrap(), &token, dir.path());
     assert!(!ok && text.contains("cannot connect to the edge"), "{text}");
 }
+
+/// A TLS client to the tunnel listener trusting the edge's CA, with `alpn`.
+fn tunnel_client(
+    edge: &postern_e2e::Edge,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(edge.dir.path().join("state/ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(cfg),
+        "tunnel.postern.internal".try_into().unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, client::tcp(edge.tunnel()))
+}
+
+#[test]
+fn hostile_clients_on_the_tunnel_listener_get_nothing() {
+    use std::io::{Read, Write};
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    // Not TLS at all.
+    let mut raw = client::tcp(edge.tunnel());
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = raw.read(&mut buf).unwrap_or(0);
+    assert!(n == 0 || buf[0] == 0x15, "a TLS alert or nothing");
+    // A tunnel without a client certificate: closed before any HTTP/2.
+    let mut s = tunnel_client(&edge, b"postern-tunnel/1");
+    let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "{got:?}");
+    // A renewal without a certificate: nothing.
+    let mut s = tunnel_client(&edge, b"postern-renew/1");
+    let _ = s.write_all(b"{\"csr\":\"x\"}\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "{got:?}");
+    // An enrollment line past 64 KiB: a clear refusal.
+    let mut s = tunnel_client(&edge, b"postern-enroll/1");
+    let mut big = b"{\"token\":\"".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70_000));
+    big.extend_from_slice(b"\"}\n");
+    let _ = s.write_all(&big);
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.contains("64 KiB"), "{got}");
+    // Malformed JSON and a bad CSR with a good token: refused, token kept.
+    let token = edge.enrollment_token("default");
+    let secret: Vec<&str> = token.split('_').collect();
+    let mut s = tunnel_client(&edge, b"postern-enroll/1");
+    let line = format!(
+        "{{\"token\":\"{}\",\"csr\":\"not a csr\",\"host_name\":\"h\",\"version\":\"1\"}}\n",
+        secret[..3].join("_")
+    );
+    s.write_all(line.as_bytes()).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.contains("signing request is not valid"), "{got}");
+    let (ok, text) = register(edge.tunnel(), &token, TempDir::new("after-bad-csr").path());
+    assert!(ok, "the token survived the bad request: {text}");
+    // A client that says nothing is dropped after the exchange timeout.
+    let started = Instant::now();
+    let mut s = tunnel_client(&edge, b"postern-enroll/1");
+    let _ = s.write_all(b"");
+    let _ = s.flush();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The edge is unharmed.
+    let _c = Connector::start(&edge, "default", "", 2);
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+}

@@ -285,6 +285,9 @@ impl Control {
                 "host_name and version must be 1 to 253 visible ASCII characters".into(),
             );
         }
+        if let Err(e) = Ca::check_request(&req.csr) {
+            return refuse(e.to_string());
+        }
         // The CA pin is public; only the first three parts are the secret.
         let token: String = {
             let parts: Vec<&str> = req.token.trim().split('_').collect();

@@ -269,26 +269,30 @@ async fn serve(
         });
     match (alpn.as_deref(), connector) {
         (Some(super::ALPN_ENROLL), _) => {
-            let reply = match super::read_json::<super::EnrollRequest, _>(&mut tls).await {
+            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, super::read_json(&mut tls));
+            let reply = match read.await.unwrap_or_else(|_| Err(timed_out())) {
                 Ok(req) => control.enroll(&req, peer),
                 Err(e) => Reply {
                     error: Some(e.to_string()),
                     ..Default::default()
                 },
             };
-            super::write_json(&mut tls, &reply).await?;
-            tokio::io::AsyncWriteExt::shutdown(&mut tls).await
+            finish(&mut tls, &reply).await
         }
         (Some(super::ALPN_RENEW), Some(id)) => {
-            let reply = match super::read_json::<super::RenewRequest, _>(&mut tls).await {
+            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, super::read_json(&mut tls));
+            let reply = match read
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
+                .map(|r: super::RenewRequest| r)
+            {
                 Ok(req) => control.renew(&id, &req.csr),
                 Err(e) => Reply {
                     error: Some(e.to_string()),
                     ..Default::default()
                 },
             };
-            super::write_json(&mut tls, &reply).await?;
-            tokio::io::AsyncWriteExt::shutdown(&mut tls).await
+            finish(&mut tls, &reply).await
         }
         (Some(super::ALPN_TUNNEL), Some(id)) => {
             let group = match control.tunnel_group(&id) {
@@ -305,6 +309,26 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// How long an enrollment or renewal exchange may take in all.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the request did not arrive in time",
+    )
+}
+
+/// Writes the reply and closes, within [`EXCHANGE_TIMEOUT`].
+async fn finish(tls: &mut TunnelIo, reply: &Reply) -> std::io::Result<()> {
+    monoio::time::timeout(EXCHANGE_TIMEOUT, async {
+        super::write_json(tls, reply).await?;
+        tokio::io::AsyncWriteExt::shutdown(tls).await
+    })
+    .await
+    .unwrap_or_else(|_| Err(timed_out()))
 }
 
 type TunnelIo = tokio_rustls::server::TlsStream<monoio::net::tcp::stream_poll::TcpStreamPoll>;
