@@ -409,7 +409,12 @@ impl Edge {
         // stay in the SO_REUSEPORT group and take (then reset) new
         // connections, so wait until nothing listens any more.
         let deadline = Instant::now() + Duration::from_secs(10);
-        for addr in [https, http, admin] {
+        let tunnel = std::fs::read_to_string(&config)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("tunnel_address = \""))
+            .and_then(|v| v.trim_end_matches('"').parse::<SocketAddr>().ok());
+        for addr in [https, http, admin].into_iter().chain(tunnel) {
             while TcpStream::connect(addr).is_ok() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

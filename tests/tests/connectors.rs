@@ -555,3 +555,25 @@ fn hostile_clients_on_the_tunnel_listener_get_nothing() {
     let mut s = client::tls(edge.https, "app.example.com", roots);
     assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
 }
+
+#[test]
+fn connectors_come_back_by_themselves_after_an_edge_restart() {
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    let c = Connector::start(&edge, "default", "", 2);
+    let edge = edge.restart();
+    let started = Instant::now();
+    edge.wait_every_worker(&c.id);
+    eprintln!("tunnels back {:?} after the restart", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+    // Same identity, same CA: no new registration was needed.
+    let (_, list) = edge.admin("GET", "/v1/connectors", None);
+    assert_eq!(list["connectors"].as_array().unwrap().len(), 1);
+}
