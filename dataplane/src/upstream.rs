@@ -73,6 +73,42 @@ pub struct UpstreamConn {
     key: PoolKey,
 }
 
+impl UpstreamConn {
+    /// Reads the backend's response head. Informational answers are
+    /// skipped, except a 101 when the request asked to `upgrade`. An error
+    /// is the status for the client and what to tell it.
+    pub async fn read_head(
+        &mut self,
+        is_head: bool,
+        upgrade: bool,
+        timeout: Duration,
+    ) -> Result<crate::http1::ResponseHead, (u16, &'static str)> {
+        use crate::http1::body::{read_with_timeout, BodyError};
+        loop {
+            match crate::http1::parse_response(&mut self.buf, is_head) {
+                Ok(Some(r)) if r.status == 101 && upgrade => return Ok(r),
+                Ok(Some(r)) if (100..200).contains(&r.status) => continue,
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => return Err((e.status, e.reason)),
+            }
+            match read_with_timeout(&mut self.io, &mut self.buf, timeout).await {
+                Ok(0) | Err(BodyError::Io(_)) => {
+                    return Err((
+                        502,
+                        "the application's server closed the connection without answering",
+                    ))
+                }
+                Ok(_) => {}
+                Err(BodyError::Timeout) => {
+                    return Err((504, "the application's server did not answer in time"))
+                }
+                Err(_) => return Err((502, "the application's server failed")),
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot resolve the backend host {0}")]

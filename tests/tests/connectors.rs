@@ -18,6 +18,19 @@ fn tunnel_edge(apps: &[String]) -> (postern_e2e::Edge, rustls::RootCertStore) {
     (b.start(), roots)
 }
 
+/// An edge with a tunnel listener publishing `app.example.com` in front of
+/// a backend that answers `hello`.
+fn hello_edge() -> (Backend, postern_e2e::Edge, rustls::RootCertStore) {
+    let backend = Backend::hello();
+    let (edge, roots) = tunnel_edge(&[passthrough_app(
+        "hello",
+        "https://app.example.com/",
+        backend.addr,
+        "",
+    )]);
+    (backend, edge, roots)
+}
+
 #[test]
 fn registration_happy_path_and_every_refusal() {
     let backend = Backend::hello();
@@ -205,13 +218,7 @@ fn a_group_without_connectors_answers_502_quickly() {
 
 #[test]
 fn revoking_disconnects_at_once_and_refuses_for_good() {
-    let backend = Backend::hello();
-    let (edge, roots) = tunnel_edge(&[passthrough_app(
-        "hello",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    )]);
+    let (_backend, edge, roots) = hello_edge();
     let conn = Connector::start(&edge, "default", "", 2);
     let mut s = client::tls(edge.https, "app.example.com", roots.clone());
     assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
@@ -310,13 +317,7 @@ fn backend_timeouts_and_unreachable_servers_through_the_tunnel() {
 
 #[test]
 fn a_frozen_connector_is_noticed_within_15_seconds() {
-    let backend = Backend::hello();
-    let (edge, roots) = tunnel_edge(&[passthrough_app(
-        "hello",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    )]);
+    let (_backend, edge, roots) = hello_edge();
     let frozen = Connector::start(&edge, "default", "", 2);
     let alive = Connector::start(&edge, "default", "", 2);
     std::process::Command::new("kill")
@@ -490,13 +491,7 @@ fn tunnel_client(
 #[test]
 fn hostile_clients_on_the_tunnel_listener_get_nothing() {
     use std::io::{Read, Write};
-    let backend = Backend::hello();
-    let (edge, roots) = tunnel_edge(&[passthrough_app(
-        "hello",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    )]);
+    let (_backend, edge, roots) = hello_edge();
     // Not TLS at all.
     let mut raw = client::tcp(edge.tunnel());
     raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -558,13 +553,7 @@ fn hostile_clients_on_the_tunnel_listener_get_nothing() {
 
 #[test]
 fn connectors_come_back_by_themselves_after_an_edge_restart() {
-    let backend = Backend::hello();
-    let (edge, roots) = tunnel_edge(&[passthrough_app(
-        "hello",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    )]);
+    let (_backend, edge, roots) = hello_edge();
     let c = Connector::start(&edge, "default", "", 2);
     let edge = edge.restart();
     let started = Instant::now();

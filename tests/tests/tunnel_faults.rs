@@ -34,21 +34,37 @@ fn id_backend(delay: Duration) -> Backend {
     })
 }
 
-#[test]
-fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
-    let backend = id_backend(Duration::from_millis(300));
+/// An edge with a tunnel listener publishing `app.example.com` in front of
+/// `backend`, and two connectors (with `config`) holding tunnels to every
+/// edge worker.
+fn edge_with_two_connectors(
+    backend: &Backend,
+    config: &str,
+) -> (
+    postern_e2e::Edge,
+    rustls::RootCertStore,
+    Connector,
+    Connector,
+) {
     let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
-        "ids",
+        "app",
         "https://app.example.com/",
         backend.addr,
         "",
     ));
     let roots = b.pki.root_store();
     let edge = b.start();
-    let mut a = Connector::start(&edge, "default", "", 2);
-    let b2 = Connector::start(&edge, "default", "", 2);
-    edge.wait_every_worker(&a.id);
-    edge.wait_every_worker(&b2.id);
+    let one = Connector::start(&edge, "default", config, 2);
+    let two = Connector::start(&edge, "default", config, 2);
+    edge.wait_every_worker(&one.id);
+    edge.wait_every_worker(&two.id);
+    (edge, roots, one, two)
+}
+
+#[test]
+fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
+    let backend = id_backend(Duration::from_millis(300));
+    let (edge, roots, mut a, _b2) = edge_with_two_connectors(&backend, "");
 
     let ok = Arc::new(AtomicUsize::new(0));
     let bad_gateway = Arc::new(AtomicUsize::new(0));
@@ -117,18 +133,7 @@ fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
 #[test]
 fn rolling_restart_of_two_connectors_fails_no_request() {
     let backend = id_backend(Duration::from_millis(20));
-    let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
-        "ids",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut a = Connector::start(&edge, "default", "drain_timeout = 10", 2);
-    let mut c = Connector::start(&edge, "default", "drain_timeout = 10", 2);
-    edge.wait_every_worker(&a.id);
-    edge.wait_every_worker(&c.id);
+    let (edge, roots, mut a, mut c) = edge_with_two_connectors(&backend, "drain_timeout = 10");
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
@@ -236,18 +241,7 @@ fn a_slow_reader_does_not_stall_its_tunnel() {
 #[test]
 fn a_post_held_by_a_dying_connector_is_answered_502_and_never_sent_twice() {
     let backend = Backend::start(|_| Reply::ok("done").delay(Duration::from_millis(800)));
-    let b = EdgeBuilder::new().tunnel().app(&passthrough_app(
-        "app",
-        "https://app.example.com/",
-        backend.addr,
-        "",
-    ));
-    let roots = b.pki.root_store();
-    let edge = b.start();
-    let mut a = Connector::start(&edge, "default", "", 2);
-    let c = Connector::start(&edge, "default", "", 2);
-    edge.wait_every_worker(&a.id);
-    edge.wait_every_worker(&c.id);
+    let (edge, roots, mut a, _c) = edge_with_two_connectors(&backend, "");
     let threads: Vec<_> = (0..16u64)
         .map(|n| {
             let roots = roots.clone();

@@ -18,8 +18,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::Local;
-use crate::http1::body::{self, BodyError, BodyReader, Encoder, Framing};
-use crate::http1::parse_response;
+use crate::http1::body::{BodyReader, Encoder, Framing};
 use crate::tunnel::{self, meta};
 use crate::upstream::{Target, UpstreamConn, UpstreamError};
 
@@ -321,27 +320,7 @@ async fn exchange(
             }
         }
         // Response head; informational answers are dropped.
-        let resp = loop {
-            match parse_response(&mut up.buf, is_head) {
-                Ok(Some(r)) if (100..200).contains(&r.status) => continue,
-                Ok(Some(r)) => break Ok(r),
-                Ok(None) => {}
-                Err(e) => break Err((502, e.reason)),
-            }
-            match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
-                Ok(0) | Err(BodyError::Io(_)) => {
-                    break Err((
-                        502,
-                        "the application's server closed the connection without answering",
-                    ))
-                }
-                Ok(_) => {}
-                Err(BodyError::Timeout) => {
-                    break Err((504, "the application's server did not answer in time"))
-                }
-                Err(_) => break Err((502, "the application's server failed")),
-            }
-        };
+        let resp = up.read_head(is_head, false, plan.timeout).await;
         match resp {
             Ok(r) => break (server, up, r),
             Err((502, _)) if reused && no_body && up.buf.is_empty() && attempts < 3 => continue,
@@ -529,33 +508,11 @@ async fn websocket(
         );
         return;
     }
-    let resp = loop {
-        match parse_response(&mut up.buf, false) {
-            Ok(Some(r)) => break r,
-            Ok(None) => {}
-            Err(e) => {
-                fail(respond, 502, e.reason);
-                return;
-            }
-        }
-        match body::read_with_timeout(&mut up.io, &mut up.buf, plan.timeout).await {
-            Ok(n) if n > 0 => {}
-            Err(BodyError::Timeout) => {
-                fail(
-                    respond,
-                    504,
-                    "the application's server did not answer in time",
-                );
-                return;
-            }
-            _ => {
-                fail(
-                    respond,
-                    502,
-                    "the application's server closed the connection without answering",
-                );
-                return;
-            }
+    let resp = match up.read_head(false, true, plan.timeout).await {
+        Ok(r) => r,
+        Err((status, msg)) => {
+            fail(respond, status, msg);
+            return;
         }
     };
     if resp.status != 101 {

@@ -18,7 +18,7 @@ use postern_control::counters::{bump, AppCounters, FailReason};
 use postern_control::{Preauth, Scheme};
 
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
-use super::{parse_request, parse_response, Header, RequestHead, ResponseHead};
+use super::{parse_request, Header, RequestHead, ResponseHead};
 use crate::accesslog;
 use crate::io::Io;
 use crate::pages;
@@ -359,6 +359,32 @@ struct Exchange<'a> {
     id: &'a str,
 }
 
+/// Calls `f` with each client header that travels on to the backend (not
+/// hop-by-hop, not named in `Connection`, not one the edge owns, not
+/// tunnel metadata) and returns the `X-Forwarded-For` value: the client's
+/// own chain, if any, with the client's address appended.
+fn forwarded_headers(head: &RequestHead, client_ip: &str, mut f: impl FnMut(&Header)) -> Vec<u8> {
+    let prefix = crate::tunnel::meta::PREFIX.as_bytes();
+    let mut xff = Vec::new();
+    for h in &head.headers {
+        if is_hop_by_hop(h)
+            || is_edge_owned(h)
+            || listed_in_connection(h, &head.connection_tokens)
+            || (h.name.len() >= prefix.len() && h.name[..prefix.len()].eq_ignore_ascii_case(prefix))
+        {
+            continue;
+        }
+        if h.is("x-forwarded-for") {
+            xff.extend_from_slice(&h.value);
+            xff.extend_from_slice(b", ");
+            continue;
+        }
+        f(h);
+    }
+    xff.extend_from_slice(client_ip.as_bytes());
+    xff
+}
+
 /// Builds the request head sent to the backend.
 fn backend_request_head(
     app: &AppRuntime,
@@ -385,31 +411,14 @@ fn backend_request_head(
         out.extend_from_slice(&head.authority);
     }
     out.extend_from_slice(b"\r\n");
-    let mut xff: Option<Vec<u8>> = None;
-    for h in &head.headers {
-        if is_hop_by_hop(h) || is_edge_owned(h) || listed_in_connection(h, &head.connection_tokens)
-        {
-            continue;
-        }
-        if h.is("x-forwarded-for") {
-            let v = xff.get_or_insert_with(Vec::new);
-            if !v.is_empty() {
-                v.extend_from_slice(b", ");
-            }
-            v.extend_from_slice(&h.value);
-            continue;
-        }
+    let xff = forwarded_headers(head, &info.client_ip, |h| {
         out.extend_from_slice(&h.name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(&h.value);
         out.extend_from_slice(b"\r\n");
-    }
+    });
     out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(v) = xff {
-        out.extend_from_slice(&v);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(info.client_ip.as_bytes());
+    out.extend_from_slice(&xff);
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(info.scheme.as_str().as_bytes());
     out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
@@ -628,28 +637,9 @@ async fn proxy(
             return respond_error(info, io, out, &head, 502, msg, id).await;
         }
         // Response head; informational responses other than 101 are dropped.
-        let resp = loop {
-            match parse_response(&mut up.buf, head.is_head()) {
-                Ok(Some(r)) if r.status == 101 && head.upgrade.is_some() => break Ok(r),
-                Ok(Some(r)) if (100..200).contains(&r.status) => continue,
-                Ok(Some(r)) => break Ok(r),
-                Ok(None) => {}
-                Err(e) => break Err((e.status, e.reason)),
-            }
-            match body::read_with_timeout(&mut up.io, &mut up.buf, backend_timeout).await {
-                Ok(0) | Err(BodyError::Io(_)) => {
-                    break Err((
-                        502,
-                        "the application's server closed the connection without answering",
-                    ))
-                }
-                Ok(_) => {}
-                Err(BodyError::Timeout) => {
-                    break Err((504, "the application's server did not answer in time"))
-                }
-                Err(_) => break Err((502, "the application's server failed")),
-            }
-        };
+        let resp = up
+            .read_head(head.is_head(), head.upgrade.is_some(), backend_timeout)
+            .await;
         match resp {
             Ok(r) => {
                 let waited = started.elapsed().as_micros() as u64;

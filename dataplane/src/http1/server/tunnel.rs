@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 use postern_control::counters::{bump, FailReason};
 
 use super::{
-    client_response_head, is_edge_owned, is_hop_by_hop, listed_in_connection, push_header,
-    respond_error, send_edge_response, write_out, Exchange, Next,
+    client_response_head, forwarded_headers, push_header, respond_error, send_edge_response,
+    write_out, Exchange, Next,
 };
 use crate::http1::body::{BodyError, BodyReader, Encoder, Framing};
 use crate::http1::{Header, RequestHead, ResponseHead};
@@ -79,37 +79,21 @@ fn build_request(
     }
     let map = req.headers_mut();
     map.reserve(head.headers.len() + 8);
-    let mut xff: Option<Vec<u8>> = None;
-    for h in &head.headers {
-        if is_hop_by_hop(h) || is_edge_owned(h) || listed_in_connection(h, &head.connection_tokens)
-        {
-            continue;
-        }
-        if h.name.len() >= meta::PREFIX.len()
-            && h.name[..meta::PREFIX.len()].eq_ignore_ascii_case(meta::PREFIX.as_bytes())
-        {
-            continue;
-        }
-        if h.is("x-forwarded-for") {
-            let v = xff.get_or_insert_with(Vec::new);
-            if !v.is_empty() {
-                v.extend_from_slice(b", ");
+    let mut bad = None;
+    let xff = forwarded_headers(head, &ctx.info.client_ip, |h| {
+        match (
+            HeaderName::from_bytes(&h.name),
+            HeaderValue::from_maybe_shared(h.value.clone()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
             }
-            v.extend_from_slice(&h.value);
-            continue;
+            _ => bad = Some(String::from_utf8_lossy(&h.name).into_owned()),
         }
-        let name = HeaderName::from_bytes(&h.name).map_err(|e| e.to_string())?;
-        let value = HeaderValue::from_maybe_shared(h.value.clone()).map_err(|e| e.to_string())?;
-        map.append(name, value);
+    });
+    if let Some(name) = bad {
+        return Err(format!("the header `{name}` cannot be relayed over HTTP/2"));
     }
-    let xff = match xff {
-        Some(mut v) => {
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ctx.info.client_ip.as_bytes());
-            v
-        }
-        None => ctx.info.client_ip.as_bytes().to_vec(),
-    };
     let value = |b: &[u8]| HeaderValue::from_bytes(b).map_err(|e| e.to_string());
     map.append(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
     map.append(
