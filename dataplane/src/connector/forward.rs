@@ -19,6 +19,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::Local;
 use crate::http1::body::{BodyReader, Encoder, Framing};
+use crate::http1::is_hop_by_hop;
 use crate::tunnel::{self, meta};
 use crate::upstream::{Target, UpstreamConn, UpstreamError};
 
@@ -465,22 +466,6 @@ async fn connect(
         ),
         None => (502, "the application has no server".to_string()),
     })
-}
-
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "http2-settings",
-    ]
-    .iter()
-    .any(|x| name.eq_ignore_ascii_case(x.as_bytes()))
 }
 
 async fn write(up: &mut UpstreamConn, out: &mut Vec<u8>) -> std::io::Result<()> {

@@ -425,6 +425,24 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
     result
 }
 
+/// Headers never forwarded in either direction (RFC 9110 §7.6.1), plus
+/// the framing ones each hop sets itself.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "http2-settings",
+    ]
+    .iter()
+    .any(|x| name.eq_ignore_ascii_case(x.as_bytes()))
+}
+
 pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;

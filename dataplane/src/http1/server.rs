@@ -61,23 +61,8 @@ impl ConnInfo {
     }
 }
 
-/// Headers never forwarded in either direction (RFC 9110 §7.6.1), plus the
-/// ones the edge sets itself.
 fn is_hop_by_hop(h: &Header) -> bool {
-    let n = &h.name;
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "http2-settings",
-    ]
-    .iter()
-    .any(|x| n.eq_ignore_ascii_case(x.as_bytes()))
+    super::is_hop_by_hop(&h.name)
 }
 
 /// Headers a client may not send to a backend: the edge's own identity and
