@@ -298,17 +298,31 @@ fn silent_backend_is_504_after_backend_timeout() {
 
 #[test]
 fn backend_closing_mid_body_never_looks_complete() {
+    backend_abort_mid_body(false);
+}
+
+#[test]
+fn backend_closing_mid_body_never_looks_complete_through_a_tunnel() {
+    backend_abort_mid_body(true);
+}
+
+fn backend_abort_mid_body(tunnel: bool) {
     // Promises 100 bytes, sends 5, closes.
     let be = RawBackend::start(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello", true);
     let chunked = RawBackend::start(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
         true,
     );
-    let b = EdgeBuilder::new()
+    let mut b = EdgeBuilder::new()
         .app(&app("a", "https://app.example.com/", be.addr, ""))
         .app(&app("b", "https://b.example.com/", chunked.addr, ""));
+    if tunnel {
+        b = b.tunnel();
+    }
     let roots = b.pki.root_store();
     let edge = b.start();
+    let _connector =
+        tunnel.then(|| postern_e2e::connector::Connector::start(&edge, "default", "", 2));
     let mut s = client::tls(edge.https, "app.example.com", roots.clone());
     s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
         .unwrap();
