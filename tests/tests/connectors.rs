@@ -367,8 +367,12 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
     let first = read();
     assert_eq!(first["lifetime_secs"], 60);
     let issued = first["issued_at"].as_u64().unwrap();
-    // Renewal is due 40 s after issue; allow a little slack either side.
-    std::thread::sleep(Duration::from_secs(36));
+    // Renewal is due 40 s after issue; look just before, then after.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::thread::sleep(Duration::from_secs((issued + 37).saturating_sub(now)));
     assert_eq!(
         read()["certificate"],
         first["certificate"],

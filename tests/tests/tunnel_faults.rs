@@ -34,6 +34,15 @@ fn id_backend(delay: Duration) -> Backend {
     })
 }
 
+/// Waits (10 s at most) until `cond` holds.
+fn wait_for(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached in 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// An edge with a tunnel listener publishing `app.example.com` in front of
 /// `backend`, and two connectors (with `config`) holding tunnels to every
 /// edge worker.
@@ -98,7 +107,9 @@ fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(150));
+    // Kill once requests are surely held: the backend has seen some, and
+    // each waits 300 ms there.
+    wait_for(|| backend.count() >= 40);
     a.kill();
     for t in threads {
         t.join()
@@ -260,7 +271,7 @@ fn a_post_held_by_a_dying_connector_is_answered_502_and_never_sent_twice() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(|| backend.count() >= 8);
     a.kill();
     let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(
