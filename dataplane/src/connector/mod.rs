@@ -163,14 +163,17 @@ struct Coverage {
     slots: usize,
 }
 
+impl Coverage {
+    /// Every edge worker holds at least one of our tunnels.
+    fn covered(&self) -> bool {
+        self.edge_workers == 0
+            || (0..self.edge_workers).all(|w| self.by_slot.values().any(|&x| x == w))
+    }
+}
+
 impl Shared {
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
-    }
-
-    fn covered(&self) -> bool {
-        let c = self.coverage.lock().unwrap_or_else(|e| e.into_inner());
-        c.edge_workers == 0 || (0..c.edge_workers).all(|w| c.by_slot.values().any(|&x| x == w))
     }
 }
 
@@ -331,8 +334,12 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                     for slot in slots {
                         tasks.push(monoio::spawn(slot_loop(local.clone(), slot)));
                     }
-                    if index == 0 && shared.settings.tunnels == 0 {
-                        tasks.push(monoio::spawn(cover_edge_workers(local.clone())));
+                    if shared.settings.tunnels == 0 {
+                        tasks.push(monoio::spawn(cover_edge_workers(
+                            local.clone(),
+                            index,
+                            workers,
+                        )));
                     }
                     for t in tasks {
                         t.await;
@@ -366,8 +373,10 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Keeps dialing until every edge worker holds a tunnel (auto mode).
-async fn cover_edge_workers(local: Rc<Local>) {
+/// Keeps dialing until every edge worker holds a tunnel (auto mode). Every
+/// runtime runs one of these; slot N belongs to runtime N mod runtimes, so
+/// added tunnels spread over the runtimes like the first ones.
+async fn cover_edge_workers(local: Rc<Local>, index: usize, runtimes: usize) {
     loop {
         monoio::time::sleep(Duration::from_millis(250)).await;
         if local.shared.draining() {
@@ -379,20 +388,16 @@ async fn cover_edge_workers(local: Rc<Local>) {
                 .coverage
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let open = c.by_slot.len();
-            // Only once every existing slot has landed somewhere.
-            if c.edge_workers == 0 || open < c.slots || c.slots >= 4 * c.edge_workers {
+            // Only once every existing slot has landed somewhere, and only
+            // the runtime the next slot belongs to.
+            if c.edge_workers == 0
+                || c.by_slot.len() < c.slots
+                || c.slots >= 4 * c.edge_workers
+                || c.slots % runtimes != index
+                || c.covered()
+            {
                 continue;
             }
-            drop(c);
-            if local.shared.covered() {
-                continue;
-            }
-            c = local
-                .shared
-                .coverage
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
             c.slots += 1;
             c.slots - 1
         };
