@@ -397,10 +397,16 @@ fn certificates_renew_at_two_thirds_of_their_lifetime() {
         "a fresh key with each certificate"
     );
     assert_eq!(renewed["id"], first["id"]);
-    // The renewed identity opens tunnels on its own.
+    // The renewed identity opens tunnels on its own (once the edge has
+    // seen the old process's tunnels close).
     c.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge.tunnels_of(&c.id) > 0 {
+        assert!(Instant::now() < deadline, "old tunnels still listed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     c.spawn();
-    edge.wait_tunnels(&c.id, 2);
+    edge.wait_every_worker(&c.id);
     let mut s = client::tls(edge.https, "app.example.com", roots);
     assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
 }

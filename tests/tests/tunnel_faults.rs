@@ -132,7 +132,9 @@ fn killing_one_of_two_connectors_under_load_loses_nothing_silently() {
         "the surviving connector served the rest: ok={ok} 502={bg}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    // After the kill every request goes to the survivor.
+    // After the kill (once the edge has seen its tunnels close) every
+    // request goes to the survivor.
+    wait_for(|| edge.tunnels_of(&a.id) == 0);
     let mut s = client::tls(edge.https, "app.example.com", roots);
     for n in 0..20 {
         let r = get(&mut s, "app.example.com", &format!("/id/{n}"));
