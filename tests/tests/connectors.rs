@@ -576,3 +576,34 @@ fn connectors_come_back_by_themselves_after_an_edge_restart() {
     let (_, list) = edge.admin("GET", "/v1/connectors", None);
     assert_eq!(list["connectors"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_connector_covers_every_one_of_many_edge_workers() {
+    let backend = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("workers = 8\npin_workers = false")
+        .tunnel()
+        .app(&passthrough_app(
+            "hello",
+            "https://app.example.com/",
+            backend.addr,
+            "",
+        ));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    // The kernel picks a worker per connection; the connector keeps
+    // dialing (and moves tunnels that share a worker) until all 8 hold one.
+    let c = Connector::start(&edge, "default", "workers = 2", 2);
+    edge.wait_every_worker(&c.id);
+    let (_, list) = edge.admin("GET", "/v1/connectors", None);
+    let total = list["connectors"][0]["tunnels"].as_u64().unwrap();
+    assert!(total <= 32, "at most four per edge worker: {list}");
+    eprintln!(
+        "8 edge workers covered with {total} tunnels after {} dials",
+        c.log_text().matches("tunnel open").count()
+    );
+    let mut s = client::tls(edge.https, "app.example.com", roots);
+    for _ in 0..16 {
+        assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+    }
+}

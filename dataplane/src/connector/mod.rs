@@ -161,6 +161,11 @@ struct Coverage {
     edge_workers: usize,
     by_slot: HashMap<usize, usize>,
     slots: usize,
+    /// Slots asked to drain and dial again (they share an edge worker
+    /// with another slot while some edge worker has none).
+    redial: std::collections::HashSet<usize>,
+    /// Redials since coverage was last complete (bounded).
+    redials: usize,
 }
 
 impl Coverage {
@@ -375,10 +380,13 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
 
 /// Keeps dialing until every edge worker holds a tunnel (auto mode). Every
 /// runtime runs one of these; slot N belongs to runtime N mod runtimes, so
-/// added tunnels spread over the runtimes like the first ones.
+/// added tunnels spread over the runtimes like the first ones. At the cap
+/// of four tunnels per edge worker, a tunnel that shares its edge worker
+/// with another is drained and dialed again (the kernel picks the worker
+/// per connection), at most 64 times until every worker is covered.
 async fn cover_edge_workers(local: Rc<Local>, index: usize, runtimes: usize) {
     loop {
-        monoio::time::sleep(Duration::from_millis(250)).await;
+        monoio::time::sleep(Duration::from_millis(50)).await;
         if local.shared.draining() {
             return;
         }
@@ -390,12 +398,26 @@ async fn cover_edge_workers(local: Rc<Local>, index: usize, runtimes: usize) {
                 .unwrap_or_else(|e| e.into_inner());
             // Only once every existing slot has landed somewhere, and only
             // the runtime the next slot belongs to.
-            if c.edge_workers == 0
-                || c.by_slot.len() < c.slots
-                || c.slots >= 4 * c.edge_workers
-                || c.slots % runtimes != index
-                || c.covered()
-            {
+            if c.covered() {
+                c.redials = 0;
+                continue;
+            }
+            if c.edge_workers == 0 || c.by_slot.len() < c.slots || !c.redial.is_empty() {
+                continue;
+            }
+            if c.slots >= 4 * c.edge_workers {
+                if index == 0 && c.redials < 64 {
+                    let crowded = c.by_slot.iter().find(|&(slot, w)| {
+                        c.by_slot.iter().any(|(other, x)| other != slot && x == w)
+                    });
+                    if let Some((&slot, _)) = crowded {
+                        c.redials += 1;
+                        c.redial.insert(slot);
+                    }
+                }
+                continue;
+            }
+            if c.slots % runtimes != index {
                 continue;
             }
             c.slots += 1;
@@ -423,10 +445,13 @@ async fn slot_loop(local: Rc<Local>, slot: usize) {
             return;
         }
         let started = Instant::now();
-        match tunnel_once(&local, slot).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(slot, error = %e, "tunnel failed"),
-        }
+        let planned = match tunnel_once(&local, slot).await {
+            Ok(planned) => planned,
+            Err(e) => {
+                tracing::warn!(slot, error = %e, "tunnel failed");
+                false
+            }
+        };
         local
             .shared
             .coverage
@@ -436,6 +461,10 @@ async fn slot_loop(local: Rc<Local>, slot: usize) {
             .remove(&slot);
         if local.shared.draining() {
             return;
+        }
+        if planned {
+            // Dialing again to land on another edge worker: no backoff.
+            continue;
         }
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(100);
@@ -452,7 +481,9 @@ fn jitter_ms(max: u64) -> u64 {
     u64::from_le_bytes(b) % max.max(1)
 }
 
-async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<(), String> {
+/// One tunnel from dial to close; `Ok(true)` when it closed to be dialed
+/// again at once (see [`cover_edge_workers`]).
+async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
     let shared = &local.shared;
     let edge = shared
         .identity
@@ -506,23 +537,33 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<(), String> {
         }
     });
     let mut draining = false;
+    let mut planned = false;
     let mut drain_deadline = None;
     loop {
-        if !draining && shared.draining() {
-            draining = true;
-            conn.graceful_shutdown();
-            drain_deadline = Some(Instant::now() + shared.settings.drain_timeout);
+        if !draining && !planned {
+            let moving = shared
+                .coverage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .redial
+                .remove(&slot);
+            if moving || shared.draining() {
+                draining = true;
+                planned = moving && !shared.draining();
+                conn.graceful_shutdown();
+                drain_deadline = Some(Instant::now() + shared.settings.drain_timeout);
+            }
         }
         if let Some(d) = drain_deadline {
             if Instant::now() >= d {
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);
-                return Ok(());
+                return Ok(planned);
             }
         }
         let tick = monoio::time::sleep(Duration::from_millis(100));
         monoio::select! {
             next = conn.accept() => match next {
-                None => return Ok(()),
+                None => return Ok(planned),
                 Some(Err(e)) => return Err(format!("tunnel error: {e}")),
                 Some(Ok((req, respond))) => {
                     if req.uri().path() == tunnel::HELLO_PATH {
