@@ -121,6 +121,16 @@ impl Io {
     }
 }
 
+/// Writes all of `out` and leaves it empty, keeping its allocation for the
+/// next message.
+pub async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> io::Result<()> {
+    let data = std::mem::take(out);
+    let (res, mut data) = io.write_all(data).await;
+    data.clear();
+    *out = data;
+    res
+}
+
 impl Io {
     /// Whether a read would return without touching the socket.
     pub fn has_buffered(&mut self) -> bool {

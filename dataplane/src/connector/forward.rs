@@ -14,12 +14,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::Local;
 use crate::http1::body::{BodyReader, Encoder, Framing};
 use crate::http1::is_hop_by_hop;
+use crate::io::write_out;
 use crate::tunnel::{self, meta};
 use crate::upstream::{Target, UpstreamConn, UpstreamError};
 
@@ -222,7 +223,6 @@ pub async fn handle(
     req: Request<h2::RecvStream>,
     respond: h2::server::SendResponse<Bytes>,
 ) {
-    local.in_flight.set(local.in_flight.get() + 1);
     let plan = match plan(&local, &req) {
         Ok(p) => p,
         Err(e) => {
@@ -231,12 +231,10 @@ pub async fn handle(
                 502,
                 &format!("the connector could not read the request: {e}"),
             );
-            local.in_flight.set(local.in_flight.get() - 1);
             return;
         }
     };
     Box::pin(exchange(&local, plan, req, respond)).await;
-    local.in_flight.set(local.in_flight.get() - 1);
 }
 
 async fn exchange(
@@ -275,7 +273,7 @@ async fn exchange(
             Encoder::Identity
         };
         // Head, then the body as it arrives.
-        if write(&mut up, &mut out).await.is_err() {
+        if write_out(&mut up.io, &mut out).await.is_err() {
             if reused && no_body && attempts < 3 {
                 continue;
             }
@@ -288,7 +286,7 @@ async fn exchange(
         }
         if !no_body {
             loop {
-                match monoio::time::timeout(plan.timeout, tunnel::recv_data(&mut body)).await {
+                match monoio::time::timeout(plan.timeout, body.data()).await {
                     Err(_) => {
                         fail(respond, 408, "the request body did not arrive in time");
                         return;
@@ -298,7 +296,7 @@ async fn exchange(
                     Ok(Some(Ok(data))) => {
                         let n = data.len();
                         encoder.encode(&data, &mut out);
-                        if write(&mut up, &mut out).await.is_err() {
+                        if write_out(&mut up.io, &mut out).await.is_err() {
                             fail(
                                 respond,
                                 502,
@@ -311,7 +309,7 @@ async fn exchange(
                 }
             }
             encoder.finish(&mut out);
-            if !out.is_empty() && write(&mut up, &mut out).await.is_err() {
+            if !out.is_empty() && write_out(&mut up.io, &mut out).await.is_err() {
                 fail(
                     respond,
                     502,
@@ -468,14 +466,6 @@ async fn connect(
     })
 }
 
-async fn write(up: &mut UpstreamConn, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let data = std::mem::take(out);
-    let (res, mut data) = up.io.write_all(data).await;
-    data.clear();
-    *out = data;
-    res
-}
-
 /// WebSocket: the backend's 101 becomes a 200 to the edge's extended
 /// CONNECT, then bytes flow both ways until either side ends.
 async fn websocket(
@@ -485,7 +475,7 @@ async fn websocket(
     mut body: h2::RecvStream,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
-    if write(&mut up, &mut out).await.is_err() {
+    if write_out(&mut up.io, &mut out).await.is_err() {
         fail(
             respond,
             502,
@@ -527,53 +517,6 @@ async fn websocket(
     let Ok(mut send) = respond.send_response(response, false) else {
         return;
     };
-    let mut pending = BytesMut::new();
-    if !up.buf.is_empty() {
-        pending = up.buf.split();
-    }
-    if !pending.is_empty()
-        && tunnel::send_data(&mut send, pending.freeze(), false)
-            .await
-            .is_err()
-    {
-        return;
-    }
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    loop {
-        if up.io.has_buffered() {
-            // Fall through to the read below.
-        } else {
-            let from_backend = monoio::select! {
-                r = up.io.readable() => { if r.is_err() { break; } true }
-                d = tunnel::recv_data(&mut body) => {
-                    match d {
-                        Some(Ok(data)) => {
-                            let n = data.len();
-                            let (res, _) = up.io.write_all(data).await;
-                            if res.is_err() { break; }
-                            tunnel::release(&mut body, n);
-                            false
-                        }
-                        _ => break,
-                    }
-                }
-            };
-            if !from_backend {
-                continue;
-            }
-        }
-        match up.io.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if tunnel::send_data(&mut send, buf.split().freeze(), false)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = send.send_data(Bytes::new(), true);
-    up.io.shutdown().await;
+    let early = up.buf.split().freeze();
+    tunnel::relay_upgraded(&mut up.io, early, &mut send, &mut body).await;
 }

@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,6 @@ pub struct Shared {
     draining: AtomicBool,
     /// Tunnels currently open, by slot: the edge worker each landed on.
     coverage: Mutex<Coverage>,
-    pub open_tunnels: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -192,7 +191,6 @@ pub struct Local {
     pub rr: RefCell<HashMap<String, usize>>,
     /// Servers that failed recently, and since when.
     pub down: RefCell<HashMap<(String, u16), Instant>>,
-    pub in_flight: Cell<usize>,
     /// Tunnel slots running on this runtime (including ones added to
     /// cover edge workers); the runtime ends only when all have drained.
     live_slots: Cell<usize>,
@@ -215,7 +213,8 @@ impl Local {
         } else {
             let mut v = Vec::new();
             for part in ca.split(',') {
-                let der = tunnel::base64_decode(part).ok_or("the app's CA is not base64")?;
+                let der =
+                    crate::admin::certs::base64_decode(part).ok_or("the app's CA is not base64")?;
                 v.push(rustls_pki_types::CertificateDer::from(der));
             }
             Some(v)
@@ -281,7 +280,6 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
         state_dir: state_dir.to_path_buf(),
         draining: AtomicBool::new(false),
         coverage: Mutex::new(Coverage::default()),
-        open_tunnels: AtomicUsize::new(0),
     });
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())
@@ -332,7 +330,6 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                         tls_configs: RefCell::new(HashMap::new()),
                         rr: RefCell::new(HashMap::new()),
                         down: RefCell::new(HashMap::new()),
-                        in_flight: Cell::new(0),
                         live_slots: Cell::new(0),
                     });
                     let mut tasks = Vec::new();
@@ -526,8 +523,6 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
         .map_err(|e| {
             format!("the edge closed the tunnel while setting it up (revoked or unregistered connector?): {e}")
         })?;
-    shared.open_tunnels.fetch_add(1, Ordering::AcqRel);
-    let _open = OpenGuard(shared.clone());
     tracing::info!(slot, %edge, "tunnel open");
     let ping = conn.ping_pong();
     let mut heartbeat = std::pin::pin!(async {
@@ -576,14 +571,6 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
             _ = heartbeat.as_mut() => return Err("the edge stopped answering heartbeats".into()),
             _ = tick => {}
         }
-    }
-}
-
-struct OpenGuard(Arc<Shared>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open_tunnels.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -20,7 +20,7 @@ use postern_control::{Preauth, Scheme};
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
 use super::{parse_request, Header, RequestHead, ResponseHead};
 use crate::accesslog;
-use crate::io::Io;
+use crate::io::{write_out, Io};
 use crate::pages;
 use crate::route::{self, Route};
 use crate::snapshot::{AppRuntime, Snapshot};
@@ -149,14 +149,6 @@ pub async fn serve(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
         }
     }
     io.shutdown().await;
-}
-
-async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let data = std::mem::take(out);
-    let (res, mut data) = io.write_all(data).await;
-    data.clear();
-    *out = data;
-    res
 }
 
 /// Answers with an edge page. Keeps the connection only when the request

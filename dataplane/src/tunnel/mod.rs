@@ -250,18 +250,56 @@ pub async fn send_data(
     Ok(())
 }
 
-/// The next piece of a received HTTP/2 body, with its window handed back
-/// once the caller has passed it on (`release`).
-pub async fn recv_data(body: &mut h2::RecvStream) -> Option<Result<bytes::Bytes, h2::Error>> {
-    body.data().await
-}
-
 /// Gives back `n` bytes of window after they were written onwards.
 pub fn release(body: &mut h2::RecvStream, n: usize) {
     let _ = body.flow_control().release_capacity(n);
 }
 
-/// Strict standard base64 (the [`meta::CA`] values).
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    crate::admin::certs::base64_decode(text)
+/// Relays an upgraded connection over a tunnel stream until either side
+/// ends: `early` (bytes already read from `io`) first, then whatever `io`
+/// sends goes out on `tx` and whatever arrives on `rx` is written to `io`.
+/// Completion reads cannot be cancelled without losing what they read, so
+/// (as in [`crate::relay`]) the relay waits on readiness and reads only a
+/// side that is ready; a stream's window is returned once its bytes are
+/// written on.
+pub async fn relay_upgraded(
+    io: &mut crate::io::Io,
+    early: bytes::Bytes,
+    tx: &mut h2::SendStream<bytes::Bytes>,
+    rx: &mut h2::RecvStream,
+) {
+    if !early.is_empty() && send_data(tx, early, false).await.is_err() {
+        return;
+    }
+    let mut buf = bytes::BytesMut::with_capacity(crate::io::READ_CHUNK);
+    loop {
+        if !io.has_buffered() {
+            let io_ready = monoio::select! {
+                r = io.readable() => { if r.is_err() { break; } true }
+                d = rx.data() => match d {
+                    Some(Ok(data)) => {
+                        let n = data.len();
+                        let (res, _) = io.write_all(data).await;
+                        if res.is_err() { break; }
+                        release(rx, n);
+                        false
+                    }
+                    _ => break,
+                },
+            };
+            if !io_ready {
+                continue;
+            }
+        }
+        match io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if send_data(tx, buf.split().freeze(), false).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send_data(bytes::Bytes::new(), true);
+    io.shutdown().await;
 }

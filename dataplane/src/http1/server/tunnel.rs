@@ -18,11 +18,11 @@ use postern_control::counters::{bump, FailReason};
 
 use super::{
     client_response_head, forwarded_headers, push_header, respond_error, send_edge_response,
-    write_out, Exchange, Next,
+    Exchange, Next,
 };
 use crate::http1::body::{BodyError, BodyReader, Encoder, Framing};
 use crate::http1::{Header, RequestHead, ResponseHead};
-use crate::io::Io;
+use crate::io::{write_out, Io};
 use crate::pages;
 use crate::route;
 use crate::tunnel::edge::pick;
@@ -356,7 +356,7 @@ pub(super) async fn proxy(
     }
     let mut sent: u64 = 0;
     loop {
-        match monoio::time::timeout(timeout, tunnel::recv_data(&mut recv)).await {
+        match monoio::time::timeout(timeout, recv.data()).await {
             Ok(Some(Ok(data))) => {
                 let n = data.len();
                 sent += n as u64;
@@ -455,45 +455,6 @@ async fn websocket_relay(
     if write_out(io, out).await.is_err() {
         return Next::Close;
     }
-    if !buf.is_empty() {
-        let early = buf.split().freeze();
-        if tunnel::send_data(&mut tx, early, false).await.is_err() {
-            return Next::Close;
-        }
-    }
-    let mut rbuf = BytesMut::with_capacity(crate::io::READ_CHUNK);
-    loop {
-        if !io.has_buffered() {
-            let client_ready = monoio::select! {
-                r = io.readable() => { if r.is_err() { break; } true }
-                d = tunnel::recv_data(&mut rx) => match d {
-                    Some(Ok(data)) => {
-                        let n = data.len();
-                        let (res, _) = io.write_all(data).await;
-                        if res.is_err() { break; }
-                        tunnel::release(&mut rx, n);
-                        false
-                    }
-                    _ => break,
-                },
-            };
-            if !client_ready {
-                continue;
-            }
-        }
-        match io.read_buf(&mut rbuf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if tunnel::send_data(&mut tx, rbuf.split().freeze(), false)
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = tx.send_data(Bytes::new(), true);
-    io.shutdown().await;
+    tunnel::relay_upgraded(io, buf.split().freeze(), &mut tx, &mut rx).await;
     Next::Close
 }
