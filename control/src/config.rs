@@ -105,6 +105,9 @@ pub struct EdgeSettings {
     /// Lifetime of the client certificates issued to connectors; they
     /// renew at two thirds of it.
     pub connector_cert_lifetime: Duration,
+    /// Link translation stops a compressed response whose decoded body
+    /// grows past this many bytes (the decompression-bomb guard).
+    pub translate_max_decoded_size: u64,
 }
 
 /// A public listener (`[[listener]]`).
@@ -466,6 +469,15 @@ impl Validator<'_> {
                     ));
                 }
                 self.secs("connector_cert_lifetime", secs, 365 * 24 * 3600)
+            },
+            translate_max_decoded_size: {
+                let mib = e.translate_max_decoded_mib.unwrap_or(64);
+                if !(1..=4096).contains(&mib) {
+                    self.problem(format!(
+                        "edge.translate_max_decoded_mib: {mib} is outside 1..=4096"
+                    ));
+                }
+                mib.clamp(1, 4096) << 20
             },
             admin_address: match e
                 .admin_address

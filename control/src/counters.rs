@@ -59,6 +59,45 @@ impl FailReason {
     }
 }
 
+/// Why link translation left a response body alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranslateSkip {
+    /// HEAD, 1xx, 204, 304: no body.
+    NoBody,
+    /// 206: a byte range of a body cannot be translated on its own.
+    Partial,
+    /// `Cache-Control: no-transform`.
+    NoTransform,
+    /// Not a text type (images, downloads, unlabelled bodies).
+    ContentType,
+    /// A charset that is not ASCII-compatible.
+    Charset,
+    /// Stacked or unknown content codings.
+    Encoding,
+}
+
+impl TranslateSkip {
+    pub const ALL: [TranslateSkip; 6] = [
+        TranslateSkip::NoBody,
+        TranslateSkip::Partial,
+        TranslateSkip::NoTransform,
+        TranslateSkip::ContentType,
+        TranslateSkip::Charset,
+        TranslateSkip::Encoding,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranslateSkip::NoBody => "no_body",
+            TranslateSkip::Partial => "partial_content",
+            TranslateSkip::NoTransform => "no_transform",
+            TranslateSkip::ContentType => "content_type",
+            TranslateSkip::Charset => "charset",
+            TranslateSkip::Encoding => "content_encoding",
+        }
+    }
+}
+
 /// Sub-buckets per power of two: values keep about 6% precision.
 const SUB: usize = 16;
 const BUCKETS: usize = SUB * 41;
@@ -122,6 +161,14 @@ pub struct AppCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub backend_latency: LatencyBuckets,
+    /// Response bodies link translation went through, and their decoded
+    /// bytes.
+    pub translated_responses: AtomicU64,
+    pub translated_bytes: AtomicU64,
+    pub links_translated: AtomicU64,
+    pub translate_skipped: [AtomicU64; 6],
+    /// Translated responses cut short (bomb guard, corrupt encoding).
+    pub translate_failed: AtomicU64,
 }
 
 impl AppCounters {
@@ -132,6 +179,15 @@ impl AppCounters {
             .position(|r| *r == reason)
             .unwrap_or(0);
         bump(&self.failed[i], 1);
+    }
+
+    #[inline]
+    pub fn translate_skip(&self, reason: TranslateSkip) {
+        let i = TranslateSkip::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        bump(&self.translate_skipped[i], 1);
     }
 }
 
@@ -206,6 +262,11 @@ pub struct AppTotals {
     pub backend_latency_p50_ms: f64,
     pub backend_latency_p90_ms: f64,
     pub backend_latency_p99_ms: f64,
+    pub translated_responses: u64,
+    pub translated_bytes: u64,
+    pub links_translated: u64,
+    pub translate_skipped_by_reason: std::collections::BTreeMap<String, u64>,
+    pub translate_failed: u64,
 }
 
 /// Summed edge-wide counters.
@@ -272,6 +333,15 @@ impl Registry {
                 }
                 at.bytes_in += a.bytes_in.load(Relaxed);
                 at.bytes_out += a.bytes_out.load(Relaxed);
+                at.translated_responses += a.translated_responses.load(Relaxed);
+                at.translated_bytes += a.translated_bytes.load(Relaxed);
+                at.links_translated += a.links_translated.load(Relaxed);
+                at.translate_failed += a.translate_failed.load(Relaxed);
+                for (i, r) in TranslateSkip::ALL.iter().enumerate() {
+                    *at.translate_skipped_by_reason
+                        .entry(r.as_str().to_string())
+                        .or_default() += a.translate_skipped[i].load(Relaxed);
+                }
                 let (counts, sum) = lat.entry(name).or_insert_with(|| (vec![0; BUCKETS], 0));
                 a.backend_latency.add_into(counts, sum);
             }

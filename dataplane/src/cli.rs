@@ -463,6 +463,8 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
             add(app, "Failed Requests/sec", p("failed"), true);
             add(app, "Bytes Received/sec", p("bytes_in"), true);
             add(app, "Bytes Sent/sec", p("bytes_out"), true);
+            add(app, "Links Translated/sec", p("links_translated"), true);
+            add(app, "Translated Bytes/sec", p("translated_bytes"), true);
             add(
                 app,
                 "Backend Latency p50 (ms)",

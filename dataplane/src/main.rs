@@ -30,6 +30,8 @@ mod tunnel;
 mod upstream;
 mod worker;
 
+pub use postern_dataplane::translate;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

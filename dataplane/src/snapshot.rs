@@ -18,6 +18,7 @@ use postern_control::{App, EdgeConfig, EdgeSettings, Scheme};
 
 use crate::route::Router;
 use crate::tls::{self, TlsSetupError};
+use crate::translate::Table;
 
 pub struct AppRuntime {
     pub app: App,
@@ -37,6 +38,10 @@ pub struct Snapshot {
     pub settings: EdgeSettings,
     /// Public port of the first https listener, for http→https redirects.
     pub https_port: Option<u16>,
+    /// Link translation: internal URLs of every app → external URLs.
+    pub links: Table,
+    /// External URLs → internal, for request headers.
+    pub links_reverse: Table,
 }
 
 impl Snapshot {
@@ -67,6 +72,8 @@ impl Snapshot {
         }
         Ok(Snapshot {
             version,
+            links: Table::new(&cfg.apps),
+            links_reverse: Table::reverse(&cfg.apps),
             router: Router::new(&cfg.apps),
             apps,
             settings: cfg.edge.clone(),

@@ -59,6 +59,8 @@ pub struct Edge {
     pub tunnel_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connector_cert_lifetime: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translate_max_decoded_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -551,7 +551,7 @@ fn prometheus_text(control: &Control) -> String {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
     type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
-    let per_app: [(&str, &str, PerApp); 3] = [
+    let per_app: [(&str, &str, PerApp); 7] = [
         (
             "postern_requests_total",
             "Requests routed to an app.",
@@ -566,6 +566,26 @@ fn prometheus_text(control: &Control) -> String {
             "postern_sent_bytes_total",
             "Response body bytes sent to clients.",
             |a| a.bytes_out,
+        ),
+        (
+            "postern_translated_responses_total",
+            "Response bodies that went through link translation.",
+            |a| a.translated_responses,
+        ),
+        (
+            "postern_translated_bytes_total",
+            "Decoded response body bytes scanned by link translation.",
+            |a| a.translated_bytes,
+        ),
+        (
+            "postern_links_translated_total",
+            "Internal URLs rewritten to external URLs in response bodies.",
+            |a| a.links_translated,
+        ),
+        (
+            "postern_translate_failed_total",
+            "Translated responses cut short (decoded size limit, corrupt encoding).",
+            |a| a.translate_failed,
         ),
     ];
     for (name, help, value) in per_app {
@@ -585,6 +605,21 @@ fn prometheus_text(control: &Control) -> String {
             let _ = writeln!(
                 o,
                 "postern_failed_requests_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
+                label(app)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "postern_translate_skipped_total",
+        "counter",
+        "Response bodies of translating apps left untranslated, by reason.",
+    );
+    for (app, a) in &t.apps {
+        for (reason, n) in &a.translate_skipped_by_reason {
+            let _ = writeln!(
+                o,
+                "postern_translate_skipped_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
                 label(app)
             );
         }

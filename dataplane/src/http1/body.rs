@@ -311,6 +311,33 @@ impl Encoder {
         }
     }
 
+    /// Appends what `fill` writes to `out`, framed. For chunked framing
+    /// the size goes afterwards into a fixed-width field (leading zeros are
+    /// valid chunk-size syntax), so `fill` writes straight into `out`.
+    pub fn encode_with<E>(
+        self,
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self == Encoder::Identity {
+            return fill(out);
+        }
+        let at = out.len();
+        out.extend_from_slice(b"00000000\r\n");
+        let r = fill(out);
+        let n = out.len() - at - 10;
+        if n == 0 {
+            out.truncate(at);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (i, b) in out[at..at + 8].iter_mut().enumerate() {
+                *b = HEX[(n >> (28 - 4 * i)) & 15];
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        r
+    }
+
     /// Appends the end of the body to `out`.
     pub fn finish(self, out: &mut Vec<u8>) {
         if self == Encoder::Chunked {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use postern_control::counters::{bump, AppCounters, FailReason};
-use postern_control::{Preauth, Scheme};
+use postern_control::{HostPattern, Preauth, Scheme};
 
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
 use super::{parse_request, Header, RequestHead, ResponseHead};
@@ -24,6 +24,9 @@ use crate::io::{write_out, Io};
 use crate::pages;
 use crate::route::{self, Route};
 use crate::snapshot::{AppRuntime, Snapshot};
+use crate::translate::body::{Failed, ResponseFacts, Translator};
+use crate::translate::headers::CookieScope;
+use crate::translate::{self, Table};
 use crate::upstream::{Target, Upstream, UpstreamConn, UpstreamError};
 use crate::worker::Worker;
 
@@ -362,15 +365,53 @@ fn forwarded_headers(head: &RequestHead, client_ip: &str, mut f: impl FnMut(&Hea
     xff
 }
 
+/// A request header's value as the backend should see it, when it differs:
+/// with `translate_headers`, Origin, Referer and Destination holding an
+/// app's external URL carry its internal URL instead.
+fn backend_header_value(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    h: &Header,
+    internal_host: &str,
+) -> Option<Vec<u8>> {
+    if !ctx.app.app.translate_headers || !translate::headers::is_request_url_header(&h.name) {
+        return None;
+    }
+    let reverse = &ctx.snapshot.links_reverse;
+    if !h.is("origin") {
+        return translate::headers::url_value(reverse, &h.value);
+    }
+    // An origin has no path: the request's own origin is this app's
+    // internal origin; another app's is found by its root URL.
+    let own = format!("{}://", ctx.info.scheme);
+    if h.value.len() == own.len() + head.authority.len()
+        && h.value[..own.len()].eq_ignore_ascii_case(own.as_bytes())
+        && h.value[own.len()..].eq_ignore_ascii_case(&head.authority)
+    {
+        let int = &ctx.app.app.internal_url;
+        let mut v = format!("{}://{internal_host}", int.scheme);
+        if int.port != int.scheme.default_port() {
+            v.push_str(&format!(":{}", int.port));
+        }
+        return Some(v.into_bytes());
+    }
+    let mut url = h.value.to_vec();
+    url.push(b'/');
+    let mut v = translate::headers::url_value(reverse, &url)?;
+    let host = memchr::memmem::find(&v, b"://").map_or(0, |i| i + 3);
+    let end = memchr::memchr(b'/', &v[host..]).map_or(v.len(), |i| host + i);
+    v.truncate(end);
+    Some(v)
+}
+
 /// Builds the request head sent to the backend.
 fn backend_request_head(
-    app: &AppRuntime,
+    ctx: &Exchange<'_>,
     head: &RequestHead,
-    info: &ConnInfo,
-    id: &str,
     internal_host: &str,
     out: &mut Vec<u8>,
 ) {
+    let (app, info, id) = (ctx.app, ctx.info, ctx.id);
     let ext_path = app.app.external_url.path.as_bytes();
     let rest = &head.path[ext_path.len().min(head.path.len())..];
     out.extend_from_slice(&head.method);
@@ -391,7 +432,10 @@ fn backend_request_head(
     let xff = forwarded_headers(head, &info.client_ip, |h| {
         out.extend_from_slice(&h.name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
+        match backend_header_value(ctx, head, h, internal_host) {
+            Some(v) => out.extend_from_slice(&v),
+            None => out.extend_from_slice(&h.value),
+        }
         out.extend_from_slice(b"\r\n");
     });
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -414,55 +458,6 @@ fn backend_request_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Rewrites an internal absolute URL of this app to its external form.
-fn translate_location(
-    app: &AppRuntime,
-    value: &[u8],
-    internal_host: &str,
-    external_host: &str,
-) -> Option<Vec<u8>> {
-    let int = &app.app.internal_url;
-    let ext = &app.app.external_url;
-    let int_prefix = format!(
-        "{}://{}",
-        int.scheme,
-        authority_of(internal_host, int.port, int.scheme)
-    );
-    if value.len() < int_prefix.len()
-        || !value[..int_prefix.len()].eq_ignore_ascii_case(int_prefix.as_bytes())
-    {
-        return None;
-    }
-    let rest = &value[int_prefix.len()..];
-    if !(rest.is_empty() || rest[0] == b'/') {
-        return None;
-    }
-    let rest = if rest.starts_with(int.path.as_bytes()) {
-        &rest[int.path.len()..]
-    } else if rest.is_empty() || rest == &int.path.as_bytes()[..int.path.len() - 1] {
-        &b""[..]
-    } else {
-        return None;
-    };
-    let mut v = format!(
-        "{}://{}{}",
-        ext.scheme,
-        authority_of(external_host, ext.port, ext.scheme),
-        ext.path
-    )
-    .into_bytes();
-    v.extend_from_slice(rest);
-    Some(v)
-}
-
-fn authority_of(host: &str, port: u16, scheme: Scheme) -> String {
-    if port == scheme.default_port() {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 async fn proxy(
@@ -527,7 +522,7 @@ async fn proxy(
         // that never answers.
         up.io.write_timeout = backend_timeout;
         out.clear();
-        backend_request_head(app, &head, info, id, &internal_host, out);
+        backend_request_head(ctx, &head, &internal_host, out);
         let mut reader = BodyReader::new(head.framing);
         let encoder = if head.framing == Framing::Chunked {
             Encoder::Chunked
@@ -648,8 +643,8 @@ async fn proxy(
     }
 
     info.note(|o| o.status = resp.status);
-    let (encoder, keep_alive) =
-        client_response_head(app, info, &head, &resp, &internal_host, id, out);
+    let (mut body, keep_alive) = client_response_head(ctx, &head, &resp, &internal_host, out);
+    let table = &snapshot.links;
 
     // Body, backend → client, the head riding with the first piece.
     let mut reader = BodyReader::new(resp.framing);
@@ -658,21 +653,29 @@ async fn proxy(
             Ok(Some(data)) => {
                 bump(&counters.bytes_out, data.len() as u64);
                 info.note(|o| o.bytes_out += data.len() as u64);
-                if encoder == Encoder::Identity && out.is_empty() {
+                if body.passthrough() && out.is_empty() {
                     let (res, _) = io.write_all(data).await;
                     if res.is_err() {
                         return Next::Close;
                     }
                     continue;
                 }
-                encoder.encode(&data, out);
+                if let Err(e) = body.push(table, &data, out) {
+                    body.failed(&e, app, id);
+                    let _ = write_out(io, out).await;
+                    return Next::Close;
+                }
                 // Small bodies: keep collecting while the backend's bytes
                 // are already here, so a short response is one write.
                 if !up.buf.is_empty() && out.len() < 64 * 1024 && !reader.is_done() {
                     continue;
                 }
                 if reader.is_done() {
-                    encoder.finish(out);
+                    if let Err(e) = body.finish(table, out) {
+                        body.failed(&e, app, id);
+                        let _ = write_out(io, out).await;
+                        return Next::Close;
+                    }
                     if write_out(io, out).await.is_err() {
                         return Next::Close;
                     }
@@ -683,7 +686,11 @@ async fn proxy(
                 }
             }
             Ok(None) => {
-                encoder.finish(out);
+                if let Err(e) = body.finish(table, out) {
+                    body.failed(&e, app, id);
+                    let _ = write_out(io, out).await;
+                    return Next::Close;
+                }
                 if !out.is_empty() && write_out(io, out).await.is_err() {
                     return Next::Close;
                 }
@@ -711,24 +718,132 @@ async fn proxy(
     }
 }
 
+/// A response body on its way to the client: its framing, and link
+/// translation when the app asks for it. Counts the translation when the
+/// response is over, however it ended.
+struct BodyOut<'a> {
+    pub encoder: Encoder,
+    translator: Option<Translator>,
+    counters: &'a AppCounters,
+}
+
+impl BodyOut<'_> {
+    /// Whether the backend's bytes may go to the client as they are.
+    fn passthrough(&self) -> bool {
+        self.encoder == Encoder::Identity && self.translator.is_none()
+    }
+
+    /// Appends a piece of the body to `out`, translated and framed.
+    fn push(&mut self, table: &Table, data: &[u8], out: &mut Vec<u8>) -> Result<(), Failed> {
+        match &mut self.translator {
+            None => {
+                self.encoder.encode(data, out);
+                Ok(())
+            }
+            Some(t) => self.encoder.encode_with(out, |o| t.push(table, data, o)),
+        }
+    }
+
+    /// Appends the end of the body to `out`.
+    fn finish(&mut self, table: &Table, out: &mut Vec<u8>) -> Result<(), Failed> {
+        if let Some(t) = &mut self.translator {
+            self.encoder.encode_with(out, |o| t.finish(table, o))?;
+        }
+        self.encoder.finish(out);
+        Ok(())
+    }
+
+    /// A translation that failed mid-body: counted and logged; the caller
+    /// then closes the connection, so the client sees an incomplete body.
+    fn failed(&self, e: &Failed, app: &AppRuntime, id: &str) {
+        bump(&self.counters.translate_failed, 1);
+        tracing::warn!(request_id = id, app = %app.app.name, error = %e, "link translation stopped the response");
+    }
+}
+
+impl Drop for BodyOut<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.translator {
+            bump(&self.counters.translated_responses, 1);
+            bump(&self.counters.translated_bytes, t.scanned);
+            bump(&self.counters.links_translated, t.links());
+        }
+    }
+}
+
+/// The first value of a header, if present.
+fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
+    headers.iter().find(|h| h.is(name)).map(|h| &h.value[..])
+}
+
+/// Whether a response body is translated, and how; skips are counted.
+fn translation_plan(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    resp: &ResponseHead,
+) -> Option<translate::body::Plan> {
+    if !ctx.app.app.translate_body {
+        return None;
+    }
+    let facts = ResponseFacts {
+        status: resp.status,
+        head_request: head.is_head() || !resp.framing.has_body(),
+        content_type: header(&resp.headers, "content-type"),
+        content_encoding: header(&resp.headers, "content-encoding"),
+        no_transform: resp.headers.iter().any(|h| {
+            h.is("cache-control")
+                && h.value
+                    .windows(12)
+                    .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
+        }),
+        accept_encoding: header(&head.headers, "accept-encoding"),
+    };
+    match translate::body::plan(&facts) {
+        Ok(p) => Some(p),
+        Err(skip) => {
+            ctx.counters.translate_skip(skip);
+            None
+        }
+    }
+}
+
 /// Writes the head of the response to the client into `out`: hop-by-hop
-/// headers dropped, Location translated, HSTS and the request id added,
-/// framing chosen for the client. Returns (body encoder, keep-alive).
-pub(super) fn client_response_head(
-    app: &AppRuntime,
-    info: &ConnInfo,
+/// headers dropped, URL headers and cookies translated, HSTS and the
+/// request id added, framing chosen for the client. Returns the body's
+/// way out and whether the connection stays open.
+fn client_response_head<'a>(
+    ctx: &Exchange<'a>,
     head: &RequestHead,
     resp: &ResponseHead,
     internal_host: &str,
-    id: &str,
     out: &mut Vec<u8>,
-) -> (Encoder, bool) {
+) -> (BodyOut<'a>, bool) {
+    let (app, info, id) = (ctx.app, ctx.info, ctx.id);
+    let plan = translation_plan(ctx, head, resp);
+    // A translated body's length is known only at its end.
+    let framing = match (plan, resp.framing) {
+        (Some(_), Framing::Length(_)) => Framing::Chunked,
+        (_, f) => f,
+    };
     let client_chunked =
-        matches!(resp.framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
+        matches!(framing, Framing::Chunked | Framing::UntilClose) && head.minor == 1;
     // A body without a length reaches an HTTP/1.0 client delimited by
     // the connection's end.
-    let delimited = matches!(resp.framing, Framing::Length(_) | Framing::Empty);
+    let delimited = matches!(framing, Framing::Length(_) | Framing::Empty);
     let keep_alive = head.keep_alive && (delimited || client_chunked);
+    let translate_headers = app.app.translate_headers;
+    let int = &app.app.internal_url;
+    let ext = &app.app.external_url;
+    let scope = CookieScope {
+        internal_host,
+        external_host: &head.host,
+        internal_path: &int.path,
+        external_path: &ext.path,
+        wildcard: match (&int.host, &ext.host) {
+            (HostPattern::Wildcard(i), HostPattern::Wildcard(e)) => Some((i.as_str(), e.as_str())),
+            _ => None,
+        },
+    };
     out.clear();
     out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
     out.extend_from_slice(&resp.reason);
@@ -747,8 +862,27 @@ pub(super) fn client_response_head(
         if app.hsts.is_some() && h.is("strict-transport-security") {
             continue;
         }
-        if app.app.translate_headers && (h.is("location") || h.is("content-location")) {
-            if let Some(v) = translate_location(app, &h.value, internal_host, &head.host) {
+        if let Some(p) = plan {
+            if h.is("accept-ranges") || (p.to != p.from && h.is("content-encoding")) {
+                continue;
+            }
+            // The body changes, so a strong validator would lie.
+            if h.is("etag") && !h.value.starts_with(b"W/") {
+                let mut v = b"W/".to_vec();
+                v.extend_from_slice(&h.value);
+                push_header(out, &h.name, &v);
+                continue;
+            }
+        }
+        if translate_headers {
+            let v = if translate::headers::is_url_header(&h.name) {
+                translate::headers::url_value(&ctx.snapshot.links, &h.value)
+            } else if h.is("set-cookie") {
+                translate::headers::set_cookie(&h.value, &scope)
+            } else {
+                None
+            };
+            if let Some(v) = v {
                 push_header(out, &h.name, &v);
                 continue;
             }
@@ -763,7 +897,7 @@ pub(super) fn client_response_head(
     if !resp.headers.iter().any(|h| h.is("x-request-id")) {
         push_header(out, b"X-Request-Id", id.as_bytes());
     }
-    let encoder = match resp.framing {
+    let encoder = match framing {
         Framing::Length(n) => {
             out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
             Encoder::Identity
@@ -790,8 +924,13 @@ pub(super) fn client_response_head(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-
-    (encoder, keep_alive)
+    let body = BodyOut {
+        encoder,
+        translator: plan
+            .map(|p| Translator::new(p, ctx.snapshot.settings.translate_max_decoded_size)),
+        counters: ctx.counters,
+    };
+    (body, keep_alive)
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

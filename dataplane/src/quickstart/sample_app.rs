@@ -82,7 +82,9 @@ fn page(
 ) -> (&'static str, &'static str, String, String) {
     let base = format!("http://localhost:{}", addr.port());
     let escaped = base.replace('/', "\\/");
-    match path {
+    let encoded = base.replace(':', "%3A").replace('/', "%2F");
+    let route = path.split('?').next().unwrap_or(path);
+    match route {
         "/" | "/index.html" => (
             "200 OK",
             "text/html; charset=utf-8",
@@ -90,16 +92,22 @@ fn page(
             format!(
                 r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Contoso Expenses (sample internal app)</title>
-<link rel="stylesheet" href="{base}/style.css"></head>
+<link rel="stylesheet" href="{base}/style.css">
+<style>.logo {{ background: url('{base}/logo.svg') no-repeat; }}</style></head>
 <body>
 <h1>Contoso Expenses</h1>
 <p>This page is served by the sample internal app at <code>{base}/</code> and reaches you through Postern.
-Its links are hard-coded to the internal address, as intranet apps often are.</p>
+Its links are hard-coded to the internal address, as intranet apps often are; Postern rewrites
+every one of them (attributes, CSS, scripts, JSON, escaped and percent-encoded forms) to the
+external address.</p>
+<img class="logo" src="{base}/logo.svg" srcset="{base}/logo.svg 2x" alt="logo">
 <ul>
 <li><a href="{base}/reports/">Expense reports</a></li>
 <li><a href="{base}/api/summary.json">Summary (JSON)</a></li>
 <li><a href="{base}/old-home">An old link that redirects</a></li>
+<li><a href="/login?next={encoded}%2Freports%2F">Sign in, then go to the reports</a></li>
 </ul>
+<script type="application/json" id="boot">{{"links": {{"reports": "{escaped}\/reports\/"}}}}</script>
 <script>
   var config = {{"api": "{escaped}\/api\/summary.json", "home": "{base}/"}};
   fetch("{base}/api/summary.json").then(r => r.json()).then(j => console.log(j));
@@ -112,13 +120,25 @@ Its links are hard-coded to the internal address, as intranet apps often are.</p
             "200 OK",
             "text/css",
             String::new(),
-            format!("body {{ font-family: sans-serif; background: url({base}/bg.png); }}\n"),
+            format!("body {{ font-family: sans-serif; }}\nh1 {{ background: url(\"{base}/logo.svg\") right no-repeat; }}\n"),
+        ),
+        "/logo.svg" => (
+            "200 OK",
+            "image/svg+xml",
+            String::new(),
+            format!("<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"40\" height=\"40\"><a xlink:href=\"{base}/\"><circle cx=\"20\" cy=\"20\" r=\"18\" fill=\"#36c\"/></a></svg>\n"),
         ),
         "/reports/" => (
             "200 OK",
             "text/html; charset=utf-8",
             String::new(),
             format!("<!DOCTYPE html><html><body><h1>Reports</h1><a href=\"{base}/\">Back</a></body></html>\n"),
+        ),
+        "/login" => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            String::new(),
+            "<!DOCTYPE html><html><body><h1>Signed in</h1></body></html>\n".into(),
         ),
         "/api/summary.json" => (
             "200 OK",

@@ -17,10 +17,10 @@ use bytes::{Bytes, BytesMut};
 use postern_control::counters::{bump, FailReason};
 
 use super::{
-    client_response_head, forwarded_headers, push_header, respond_error, send_edge_response,
-    Exchange, Next,
+    backend_header_value, client_response_head, forwarded_headers, push_header, respond_error,
+    send_edge_response, Exchange, Next,
 };
-use crate::http1::body::{BodyError, BodyReader, Encoder, Framing};
+use crate::http1::body::{BodyError, BodyReader, Framing};
 use crate::http1::{Header, RequestHead, ResponseHead};
 use crate::io::{write_out, Io};
 use crate::pages;
@@ -81,10 +81,11 @@ fn build_request(
     map.reserve(head.headers.len() + 8);
     let mut bad = None;
     let xff = forwarded_headers(head, &ctx.info.client_ip, |h| {
-        match (
-            HeaderName::from_bytes(&h.name),
-            HeaderValue::from_maybe_shared(h.value.clone()),
-        ) {
+        let value = match backend_header_value(ctx, head, h, internal_host) {
+            Some(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
+            None => HeaderValue::from_maybe_shared(h.value.clone()),
+        };
+        match (HeaderName::from_bytes(&h.name), value) {
             (Ok(name), Ok(value)) => {
                 map.append(name, value);
             }
@@ -342,8 +343,8 @@ pub(super) async fn proxy(
         connection_tokens: Vec::new(),
     };
     info.note(|o| o.status = status);
-    let (encoder, keep_alive) =
-        client_response_head(app, info, &head, &resp, &internal_host, id, out);
+    let (mut body, keep_alive) = client_response_head(ctx, &head, &resp, &internal_host, out);
+    let table = &snapshot.links;
     if framing == Framing::Empty {
         if write_out(io, out).await.is_err() {
             return Next::Close;
@@ -362,14 +363,18 @@ pub(super) async fn proxy(
                 sent += n as u64;
                 bump(&counters.bytes_out, n as u64);
                 info.note(|o| o.bytes_out += n as u64);
-                if encoder == Encoder::Identity && out.is_empty() {
+                if body.passthrough() && out.is_empty() {
                     let (res, _) = io.write_all(data).await;
                     if res.is_err() {
                         return Next::Close;
                     }
                 } else {
-                    encoder.encode(&data, out);
-                    if write_out(io, out).await.is_err() {
+                    if let Err(e) = body.push(table, &data, out) {
+                        body.failed(&e, app, id);
+                        let _ = write_out(io, out).await;
+                        return Next::Close;
+                    }
+                    if !out.is_empty() && write_out(io, out).await.is_err() {
                         return Next::Close;
                     }
                 }
@@ -381,7 +386,11 @@ pub(super) async fn proxy(
                         return Next::Close;
                     }
                 }
-                encoder.finish(out);
+                if let Err(e) = body.finish(table, out) {
+                    body.failed(&e, app, id);
+                    let _ = write_out(io, out).await;
+                    return Next::Close;
+                }
                 if !out.is_empty() && write_out(io, out).await.is_err() {
                     return Next::Close;
                 }
