@@ -28,38 +28,12 @@ TUNNEL_HTTP=$((BASE_PORT + 6))
 TUNNEL_HTTPS=$((BASE_PORT + 7))
 TUNNEL_LISTENER=$((BASE_PORT + 8))
 
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} (Debian packages)" >&2
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-cargo build --release --quiet -p postern-dataplane -p postern-perf
-POSTERN=target/release/postern
-CPU=target/release/postern-cpu
-
-WORK=$(mktemp -d /tmp/postern-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 
 # Content: the 1 KiB file BENCH.md specifies.
-mkdir -p "$WORK/www" "$WORK/logs"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
-# ECDSA P-256 certificate for localhost, shared by both proxies.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost" 2>/dev/null
-USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+make_cert localhost
 
 cat > "$WORK/backend.conf" <<CONF
 $USER_LINE
@@ -149,13 +123,6 @@ NGINX_MASTER=$!
 POSTERN_LOG=warn taskset -c 0 "$POSTERN" edge --config "$WORK/edge.toml" > "$WORK/logs/postern.out" 2>&1 & PIDS+=($!)
 POSTERN_PID=$!
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2; exit 1
-}
 for p in $BACKEND_PORT $NGINX_HTTP $NGINX_HTTPS $POSTERN_HTTP $POSTERN_HTTPS; do wait_port "$p"; done
 NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
 
@@ -172,28 +139,6 @@ for _ in $(seq 1 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$TUNNEL_HTTP/1k")" = 200 ] && break
     sleep 0.1
 done
-
-# One measured run: prints "rps cpu_us_per_req p50 p99 errors"; the CPU of
-# every PID given (edge and connector for the tunnel path) is summed.
-run() {
-    local url=$1 pid=$2
-    wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
-    local before after out
-    # shellcheck disable=SC2086 # $pid may hold several PIDs
-    before=$("$CPU" $pid)
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
-    # shellcheck disable=SC2086
-    after=$("$CPU" $pid)
-    local reqs rps p50 p99 errs
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 "; "} END {print (s=="" ? "0" : s)}')
-    local cpu_per
-    cpu_per=$(awk -v a="$after" -v b="$before" -v n="$reqs" 'BEGIN {printf "%.2f", (a-b)/n}')
-    echo "$rps $cpu_per $p50 $p99 $errs"
-}
 
 printf '\nPostern vs nginx %s, 1 KiB, %s connections, %ss per run, proxy on CPU 0\n\n' \
     "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$CONNS" "$DURATION"

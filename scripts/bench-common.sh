@@ -1,0 +1,68 @@
+# Shared by the side-by-side benchmarks (BENCH.md); sourced, not run.
+# Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
+# make_cert. Callers set CONNS and DURATION before calling `run`.
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} (Debian packages)" >&2
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet -p postern-dataplane -p postern-perf
+POSTERN=target/release/postern
+CPU=target/release/postern-cpu
+
+WORK=$(mktemp -d /tmp/postern-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/www" "$WORK/logs"
+USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+
+# ECDSA P-256 certificate for the given names, shared by every proxy.
+make_cert() {
+    local san
+    san=$(printf 'DNS:%s,' "$@"); san=${san%,}
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj "/CN=$1" \
+        -addext "subjectAltName=$san" 2>/dev/null
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2; exit 1
+}
+
+# One measured run: prints "rps cpu_us_per_req p50 p99 errors"; the CPU of
+# every PID given (edge and connector for the tunnel path) is summed.
+run() {
+    local url=$1 pid=$2
+    wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
+    local before after out
+    # shellcheck disable=SC2086 # $pid may hold several PIDs
+    before=$("$CPU" $pid)
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+    # shellcheck disable=SC2086
+    after=$("$CPU" $pid)
+    local reqs rps p50 p99 errs
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 "; "} END {print (s=="" ? "0" : s)}')
+    local cpu_per
+    cpu_per=$(awk -v a="$after" -v b="$before" -v n="$reqs" 'BEGIN {printf "%.2f", (a-b)/n}')
+    echo "$rps $cpu_per $p50 $p99 $errs"
+}
