@@ -206,3 +206,26 @@ fn cidrs() {
     assert!(parse_cidr("10.0.0.0/+8").is_none());
     assert!(parse_cidr("::/0").is_some());
 }
+
+#[test]
+fn the_decoded_size_guard_has_a_default_and_a_range() {
+    let cfg = parse("").unwrap();
+    assert_eq!(cfg.edge.translate_max_decoded_size, 64 << 20);
+    let cfg = parse_str(
+        &format!("[edge]\ntranslate_max_decoded_mib = 2\n{BASE}"),
+        "test.toml",
+        Path::new("/etc/postern"),
+    )
+    .unwrap();
+    assert_eq!(cfg.edge.translate_max_decoded_size, 2 << 20);
+    let err = parse_str(
+        &format!("[edge]\ntranslate_max_decoded_mib = 0\n{BASE}"),
+        "test.toml",
+        Path::new("/etc/postern"),
+    )
+    .unwrap_err();
+    assert!(
+        err.problems[0].contains("edge.translate_max_decoded_mib: 0 is outside 1..=4096"),
+        "{err}"
+    );
+}

@@ -367,13 +367,17 @@ fn forwarded_headers(head: &RequestHead, client_ip: &str, mut f: impl FnMut(&Hea
 
 /// A request header's value as the backend should see it, when it differs:
 /// with `translate_headers`, Origin, Referer and Destination holding an
-/// app's external URL carry its internal URL instead.
+/// app's external URL carry its internal URL instead; with
+/// `translate_body`, Accept-Encoding lists only codings the edge decodes.
 fn backend_header_value(
     ctx: &Exchange<'_>,
     head: &RequestHead,
     h: &Header,
     internal_host: &str,
 ) -> Option<Vec<u8>> {
+    if ctx.app.app.translate_body && h.is("accept-encoding") {
+        return translate::body::accept_encoding_for_backend(&h.value);
+    }
     if !ctx.app.app.translate_headers || !translate::headers::is_request_url_header(&h.name) {
         return None;
     }

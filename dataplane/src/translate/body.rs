@@ -202,6 +202,30 @@ fn accepts(accept: Option<&[u8]>, c: Coding) -> bool {
     star
 }
 
+/// The Accept-Encoding to send a backend whose bodies are translated: only
+/// the codings the edge can decode (`*` would let a backend pick zstd and
+/// send its internal URLs through untranslated). `None` when the client's
+/// value already qualifies; an empty value means identity.
+pub fn accept_encoding_for_backend(v: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut changed = false;
+    for item in v.split(|&b| b == b',') {
+        let token = trim(item.split(|&b| b == b';').next().unwrap_or_default());
+        if token.is_empty() {
+            continue;
+        }
+        if Coding::parse(token).is_none() {
+            changed = true;
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(trim(item));
+    }
+    changed.then_some(out)
+}
+
 /// Why a translation failed mid-body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failed {
@@ -559,6 +583,23 @@ mod tests {
         f.no_transform = false;
         f.content_type = None;
         assert_eq!(plan(&f), Err(Skip::ContentType));
+    }
+
+    #[test]
+    fn backends_are_asked_only_for_codings_the_edge_decodes() {
+        let f = |v: &str| {
+            accept_encoding_for_backend(v.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(f("gzip, deflate, br"), None);
+        assert_eq!(
+            f("gzip, deflate, br, zstd").as_deref(),
+            Some("gzip, deflate, br")
+        );
+        assert_eq!(
+            f("zstd;q=1.0, br;q=0.9, *;q=0.1").as_deref(),
+            Some("br;q=0.9")
+        );
+        assert_eq!(f("zstd").as_deref(), Some(""));
     }
 
     #[test]

@@ -66,12 +66,6 @@ impl Form {
         }
     }
 
-    fn encoded(self, s: &str) -> Box<[u8]> {
-        let mut v = Vec::with_capacity(s.len() * 3);
-        self.encode(s, &mut v);
-        v.into_boxed_slice()
-    }
-
     /// The port separator and the user-info separator in this form.
     fn colon(self) -> &'static [u8] {
         if self == Form::Percent {
@@ -126,23 +120,27 @@ fn url_ends(buf: &[u8], i: usize, form: Form, last: bool) -> Option<bool> {
 /// The longest host name a match reads (RFC 1035).
 const MAX_HOST: usize = 253;
 
-/// One internal URL prefix and the external URL it becomes.
+/// One internal URL prefix and the external URL it becomes. Its strings,
+/// in the three forms, share one allocation, so a match touches one or two
+/// cache lines rather than one per string.
 #[derive(Debug)]
 struct Entry {
     /// The internal port (written or the scheme's default).
     port: u16,
-    /// The internal path prefix in each form, and the same without its
-    /// last `/`.
-    path: [Box<[u8]>; 3],
-    path_trimmed: [Box<[u8]>; 3],
-    /// External URL in each form, whole and without its last `/`. For a
-    /// wildcard app the captured label goes between `head` and `tail`; for
-    /// an exact app `head` is empty.
-    head: [Box<[u8]>; 3],
-    tail: [Box<[u8]>; 3],
-    tail_trimmed: [Box<[u8]>; 3],
     wildcard: bool,
+    strs: Box<[u8]>,
+    /// Per form, the (start, end) in `strs` of: the internal path prefix,
+    /// the same without its last `/`, and the external URL — `head`, then
+    /// (for a wildcard app) the captured label, then `tail` whole or
+    /// without its last `/`. For an exact app `head` is empty.
+    at: [[(u32, u32); 5]; 3],
 }
+
+const PATH: usize = 0;
+const PATH_TRIMMED: usize = 1;
+const HEAD: usize = 2;
+const TAIL: usize = 3;
+const TAIL_TRIMMED: usize = 4;
 
 impl Entry {
     fn new(int: &AppUrl, ext: &AppUrl) -> Entry {
@@ -156,99 +154,144 @@ impl Entry {
             format!(":{}", ext.port)
         };
         let tail = format!("{host}{port}{}", ext.path);
-        let tail_trimmed = &tail[..tail.len() - 1];
-        let trimmed = &int.path[..int.path.len() - 1];
+        let pieces = [
+            int.path.as_str(),
+            &int.path[..int.path.len() - 1],
+            head.as_str(),
+            tail.as_str(),
+            &tail[..tail.len() - 1],
+        ];
+        let mut strs = Vec::new();
+        let mut at = [[(0, 0); 5]; 3];
+        for form in FORMS {
+            for (k, piece) in pieces.iter().enumerate() {
+                let start = strs.len() as u32;
+                form.encode(piece, &mut strs);
+                at[form as usize][k] = (start, strs.len() as u32);
+            }
+        }
         Entry {
             port: int.port,
-            path: FORMS.map(|f| f.encoded(&int.path)),
-            path_trimmed: FORMS.map(|f| f.encoded(trimmed)),
-            head: FORMS.map(|f| f.encoded(&head)),
-            tail: FORMS.map(|f| f.encoded(&tail)),
-            tail_trimmed: FORMS.map(|f| f.encoded(tail_trimmed)),
             wildcard: ext.host.is_wildcard(),
+            strs: strs.into_boxed_slice(),
+            at,
         }
+    }
+
+    #[inline]
+    fn get(&self, form: Form, k: usize) -> &[u8] {
+        let (a, b) = self.at[form as usize][k];
+        &self.strs[a as usize..b as usize]
     }
 
     /// Writes the external URL; `full` is false when the internal prefix
     /// matched without its last `/`, which is then left out here too.
     fn write(&self, form: Form, label: &[u8], full: bool, out: &mut Vec<u8>) {
-        let f = form as usize;
-        out.extend_from_slice(&self.head[f]);
+        out.extend_from_slice(self.get(form, HEAD));
         if self.wildcard {
             out.extend_from_slice(label);
         }
-        out.extend_from_slice(if full {
-            &self.tail[f]
-        } else {
-            &self.tail_trimmed[f]
-        });
+        out.extend_from_slice(self.get(form, if full { TAIL } else { TAIL_TRIMMED }));
     }
 }
 
 /// Host names → prefixes: open addressing over a hash of the host folded
-/// to lower case (FNV-1a). The maps are
+/// to lower case. The maps are
 /// built from the configuration and only looked up from response bodies —
 /// nothing a backend sends is ever inserted — so an unkeyed hash buys
 /// speed at no flooding risk. A bit set of the key lengths turns most
 /// foreign hosts away before any comparison.
 #[derive(Debug, Default)]
 struct HostMap {
-    /// Index + 1 into `keys`, 0 for empty; a power of two long.
-    slots: Vec<u32>,
-    /// Lower-case host names (or wildcard suffixes).
-    keys: Vec<Box<[u8]>>,
+    /// (high half of the hash, index + 1 into `keys`), index 0 for empty;
+    /// a power of two long. A probe compares the stored hash before it
+    /// touches a key.
+    slots: Vec<(u32, u32)>,
+    /// Host names (or wildcard suffixes) folded (see [`FOLD`]), back to
+    /// back in `arena`, as (start, end).
+    keys: Vec<(u32, u32)>,
+    arena: Vec<u8>,
     lists: Vec<Vec<Entry>>,
     /// Bit n set: some key is n bytes long (n < 128).
     lens: u128,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
 /// A host character folded to lower case. `| 0x20` lowers A-Z and leaves
-/// digits, `-` and `.` alone; `_` becomes DEL, which no host holds.
+/// digits, `-` and `.` alone; `_` becomes DEL, which no host holds. Keys are
+/// stored folded, so comparing folded bytes is comparing hosts without
+/// regard to case.
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// Eight bytes of `s` from `i` (fewer at the end, zero-padded), folded.
 #[inline]
-fn fold(b: u8) -> u8 {
-    b | 0x20
+fn word(s: &[u8], i: usize) -> u64 {
+    if let Some(w) = s.get(i..i + 8) {
+        return u64::from_le_bytes(w.try_into().expect("eight bytes")) | FOLD;
+    }
+    let mut w = 0u64;
+    for (k, &b) in s[i..].iter().enumerate() {
+        w |= u64::from(b | 0x20) << (8 * k);
+    }
+    w
 }
 
+/// A hash of a host folded to lower case, eight bytes at a time.
 #[inline]
-fn fnv(h: u64, b: u8) -> u64 {
-    (h ^ u64::from(fold(b))).wrapping_mul(FNV_PRIME)
-}
-
 fn hash_host(host: &[u8]) -> u64 {
-    host.iter().fold(FNV_OFFSET, |h, &b| fnv(h, b))
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = host.len() as u64;
+    let mut i = 0;
+    while i < host.len() {
+        h = (h.rotate_left(23) ^ word(host, i)).wrapping_mul(K);
+        i += 8;
+    }
+    h ^ (h >> 29)
+}
+
+/// Whether `host` folded is `key` (stored folded).
+#[inline]
+fn same_host(key: &[u8], host: &[u8]) -> bool {
+    if key.len() != host.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < host.len() {
+        if word(host, i) != word(key, i) {
+            return false;
+        }
+        i += 8;
+    }
+    true
 }
 
 impl HostMap {
+    fn key(&self, i: usize) -> &[u8] {
+        let (a, b) = self.keys[i];
+        &self.arena[a as usize..b as usize]
+    }
+
     fn list_mut(&mut self, key: &[u8]) -> &mut Vec<Entry> {
         if let Some(i) = self.find(key) {
             return &mut self.lists[i];
         }
-        self.keys.push(key.to_ascii_lowercase().into_boxed_slice());
+        let start = self.arena.len() as u32;
+        self.arena.extend(key.iter().map(|b| b | 0x20));
+        self.keys.push((start, self.arena.len() as u32));
         self.lists.push(Vec::new());
         if key.len() < 128 {
             self.lens |= 1 << key.len();
         }
-        // Rebuild at half load.
-        if self.keys.len() * 2 > self.slots.len() {
-            let n = (self.keys.len() * 4).next_power_of_two();
-            self.slots = vec![0; n];
-            for (i, k) in self.keys.iter().enumerate() {
-                let mut at = hash_host(k) as usize & (n - 1);
-                while self.slots[at] != 0 {
-                    at = (at + 1) & (n - 1);
-                }
-                self.slots[at] = i as u32 + 1;
-            }
-        } else {
-            let n = self.slots.len();
-            let mut at = hash_host(key) as usize & (n - 1);
-            while self.slots[at] != 0 {
+        // Rebuilt at each insert: tables are small and built once per
+        // snapshot; the load stays at most a quarter.
+        let n = (self.keys.len() * 4).next_power_of_two();
+        self.slots = vec![(0, 0); n];
+        for i in 0..self.keys.len() {
+            let h = hash_host(self.key(i));
+            let mut at = h as usize & (n - 1);
+            while self.slots[at].1 != 0 {
                 at = (at + 1) & (n - 1);
             }
-            self.slots[at] = self.keys.len() as u32;
+            self.slots[at] = ((h >> 32) as u32, i as u32 + 1);
         }
         self.lists.last_mut().expect("just pushed")
     }
@@ -260,16 +303,17 @@ impl HostMap {
         if self.slots.is_empty() || host.len() >= 128 || self.lens & (1 << host.len()) == 0 {
             return None;
         }
+        let h = hash_host(host);
         let mask = self.slots.len() - 1;
-        let mut at = hash_host(host) as usize & mask;
+        let mut at = h as usize & mask;
         loop {
-            let s = self.slots[at] as usize;
+            let (high, s) = self.slots[at];
             if s == 0 {
                 return None;
             }
-            let k = &self.keys[s - 1];
-            if k.len() == host.len() && k.eq_ignore_ascii_case(host) {
-                return Some(s - 1);
+            let i = s as usize - 1;
+            if high == (h >> 32) as u32 && same_host(self.key(i), host) {
+                return Some(i);
             }
             at = (at + 1) & mask;
         }
@@ -318,50 +362,42 @@ struct Trigger {
 
 const MAX_TRIGGER: usize = 14;
 
-/// The first complete URL start at or after `at`.
-///
-/// Every spelling has a rare pair of bytes right after its scheme: `:/`
-/// (`://`), `:\\` (`:\\/\\/`), `%3` (`%3A%2F%2F`). [`find_pair`] finds
-/// those pairs sixteen bytes at a time; each hit is then checked in full,
-/// and by the scheme before it. URL starts cannot overlap (none holds an
-/// `h` after its first byte), so the hits come in the order of the starts.
-fn next_trigger(buf: &[u8], at: usize) -> Option<(usize, Trigger)> {
-    let mut from = at + 4;
-    while let Some(q) = find_pair(buf, from) {
-        from = q + 1;
-        let rest = &buf[q..];
-        let (form, sep) = match rest {
-            [b':', b'/', b'/', ..] => (Form::Plain, 3),
-            [b':', b'\\', b'/', b'\\', b'/', ..] => (Form::Escaped, 5),
-            [b'%', b'3', a, b'%', b'2', f, b'%', b'2', g, ..]
-                if *a | 0x20 == b'a' && *f | 0x20 == b'f' && *g | 0x20 == b'f' =>
-            {
-                (Form::Percent, 9)
-            }
-            _ => continue,
-        };
-        // "http" folded to lower case, four bytes at a time.
-        let http = |i: usize| {
-            let w = u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-            w | 0x2020_2020 == u32::from_le_bytes(*b"http")
-        };
-        let (scheme, p) = if http(q - 4) {
-            (Scheme::Http, q - 4)
-        } else if q >= at + 5 && buf[q - 1] | 0x20 == b's' && http(q - 5) {
-            (Scheme::Https, q - 5)
-        } else {
-            continue;
-        };
-        return Some((
-            p,
-            Trigger {
-                scheme,
-                form,
-                len: q + sep - p,
-            },
-        ));
-    }
-    None
+/// The URL start whose separator is at `q`, if there is one that starts
+/// at or after `floor`: the separator in full, and `http` or `https` in
+/// any case before it. URL starts cannot overlap (none holds an `h` after
+/// its first byte), so separators come in the order of the starts.
+#[inline]
+fn trigger_at(buf: &[u8], q: usize, floor: usize) -> Option<(usize, Trigger)> {
+    let (form, sep) = match &buf[q..] {
+        [b':', b'/', b'/', ..] => (Form::Plain, 3),
+        [b':', b'\\', b'/', b'\\', b'/', ..] => (Form::Escaped, 5),
+        [b'%', b'3', a, b'%', b'2', f, b'%', b'2', g, ..]
+            if *a | 0x20 == b'a' && *f | 0x20 == b'f' && *g | 0x20 == b'f' =>
+        {
+            (Form::Percent, 9)
+        }
+        _ => return None,
+    };
+    // "http" folded to lower case, four bytes at a time.
+    let http = |i: usize| {
+        let w = u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        w | 0x2020_2020 == u32::from_le_bytes(*b"http")
+    };
+    let (scheme, p) = if q >= floor + 4 && http(q - 4) {
+        (Scheme::Http, q - 4)
+    } else if q >= floor + 5 && buf[q - 1] | 0x20 == b's' && http(q - 5) {
+        (Scheme::Https, q - 5)
+    } else {
+        return None;
+    };
+    Some((
+        p,
+        Trigger {
+            scheme,
+            form,
+            len: q + sep - p,
+        },
+    ))
 }
 
 /// Whether `a, b` may start a separator: `:/`, `:\\` or `%3`.
@@ -370,38 +406,41 @@ fn is_pair(a: u8, b: u8) -> bool {
     (a == b':' && (b == b'/' || b == b'\\')) || (a == b'%' && b == b'3')
 }
 
-/// The first `i >= from` where `buf[i], buf[i + 1]` is a separator pair.
+/// Copies `buf[from..]` to `out` up to the first separator pair — `:/`
+/// (`://`), `:\\` (`:\\/\\/`) or `%3` (`%3A%2F%2F`) — and returns where
+/// it is; with none, copies everything and returns `None`.
 ///
-/// On x86-64 this compares 32 positions at once with AVX2 where the CPU
-/// has it (16 with SSE2, the architecture's baseline, where not): the
-/// bytes at `i` and at `i + 1` are loaded as two overlapping vectors, so a
-/// hit needs both bytes of a pair, and the prose colons and percent signs
-/// of a page cost nothing. (A single-byte search, `memchr2` on `:` and
-/// `%`, measured at less than half this speed on ordinary pages.)
-fn find_pair(buf: &[u8], from: usize) -> Option<usize> {
+/// Searching and copying are one pass. On x86-64 the search compares 32
+/// positions at once with AVX2 where the CPU has it (16 with SSE2, the
+/// architecture's baseline, where not): the bytes at `i` and at `i + 1` are
+/// loaded as two overlapping vectors, so a hit needs both bytes of a pair,
+/// and the prose colons and percent signs of a page cost nothing. (A
+/// single-byte search, `memchr2` on `:` and `%`, measured at less than
+/// half this speed on ordinary pages.)
+fn copy_to_pair(buf: &[u8], from: usize, out: &mut Vec<u8>) -> Option<usize> {
     let mut i = from;
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        let (hit, next) = if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            let (found, next) = unsafe { simd::pairs_avx2(buf, i) };
-            if found {
-                return Some(next);
-            }
-            i = next;
-        }
-        let (found, next) = simd::pairs_sse2(buf, i);
-        if found {
+            unsafe { simd::copy_avx2(buf, i, out) }
+        } else {
+            simd::copy_sse2(buf, i, out)
+        };
+        if hit {
             return Some(next);
         }
         i = next;
     }
+    let start = i;
     while i + 1 < buf.len() {
         if is_pair(buf[i], buf[i + 1]) {
+            out.extend_from_slice(&buf[start..i]);
             return Some(i);
         }
         i += 1;
     }
+    out.extend_from_slice(&buf[start..]);
     None
 }
 
@@ -409,18 +448,26 @@ fn find_pair(buf: &[u8], from: usize) -> Option<usize> {
 mod simd {
     use std::arch::x86_64::*;
 
-    /// Scans whole 32-byte blocks from `i`: `(true, position)` of the
-    /// first pair, or `(false, where the blocks ended)`.
+    /// Copies whole 32-byte blocks from `i` to `out` while looking for a
+    /// separator pair: `(true, position)` of the first one (`out` then
+    /// ends just before it), or `(false, where the blocks ended)`.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn pairs_avx2(buf: &[u8], mut i: usize) -> (bool, usize) {
+    pub unsafe fn copy_avx2(buf: &[u8], mut i: usize, out: &mut Vec<u8>) -> (bool, usize) {
         let colon = _mm256_set1_epi8(b':' as i8);
         let slash = _mm256_set1_epi8(b'/' as i8);
         let back = _mm256_set1_epi8(b'\\' as i8);
         let pct = _mm256_set1_epi8(b'%' as i8);
         let three = _mm256_set1_epi8(b'3' as i8);
+        // Room for every block this call can copy, so the loop only
+        // stores; the length is set once, when the call ends.
+        out.reserve(buf.len().saturating_sub(i));
+        let start = out.len();
+        let dst = out.as_mut_ptr();
+        let mut n = 0;
+        let mut hit = None;
         while i + 33 <= buf.len() {
             // SAFETY: `i + 33 <= buf.len()`: both unaligned 32-byte loads
             // (at `i` and `i + 1`) read inside `buf`.
@@ -437,16 +484,32 @@ mod simd {
             );
             let b = _mm256_and_si256(_mm256_cmpeq_epi8(v0, pct), _mm256_cmpeq_epi8(v1, three));
             let mask = _mm256_movemask_epi8(_mm256_or_si256(a, b)) as u32;
+            // SAFETY: the spare capacity holds the rest of `buf` from where
+            // this call started (reserved above), and `n` counts the bytes
+            // stored since, so 32 more fit.
+            unsafe { _mm256_storeu_si256(dst.add(start + n).cast::<__m256i>(), v0) };
             if mask != 0 {
-                return (true, i + mask.trailing_zeros() as usize);
+                let k = mask.trailing_zeros() as usize;
+                n += k;
+                hit = Some(i + k);
+                break;
             }
+            n += 32;
             i += 32;
         }
-        (false, i)
+        // SAFETY: the first `n` bytes after `start` were stored above, each
+        // a copy of an initialised byte of `buf`.
+        unsafe { out.set_len(start + n) };
+        match hit {
+            Some(q) => (true, q),
+            None => (false, i),
+        }
     }
 
     /// The same over 16-byte blocks with SSE2, which every x86-64 CPU has.
-    pub fn pairs_sse2(buf: &[u8], mut i: usize) -> (bool, usize) {
+    pub fn copy_sse2(buf: &[u8], mut i: usize, out: &mut Vec<u8>) -> (bool, usize) {
+        // Room for every block this call can copy, so the loop only stores.
+        out.reserve(buf.len().saturating_sub(i));
         while i + 17 <= buf.len() {
             // SAFETY: `i + 17 <= buf.len()`: both unaligned 16-byte loads
             // (at `i` and `i + 1`) read inside `buf`; SSE2 is part of the
@@ -458,10 +521,21 @@ mod simd {
                 let eq = |v, b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
                 let a = _mm_and_si128(eq(v0, b':'), _mm_or_si128(eq(v1, b'/'), eq(v1, b'\\')));
                 let b = _mm_and_si128(eq(v0, b'%'), eq(v1, b'3'));
-                _mm_movemask_epi8(_mm_or_si128(a, b))
+                (v0, _mm_movemask_epi8(_mm_or_si128(a, b)))
             };
-            if mask != 0 {
-                return (true, i + mask.trailing_zeros() as usize);
+            let (v0, mask) = mask;
+            // SAFETY: the spare capacity holds the rest of `buf` (reserved
+            // above), so 16 more bytes; the new length covers only bytes
+            // copied from `buf`, which are initialised.
+            unsafe {
+                let len = out.len();
+                _mm_storeu_si128(out.as_mut_ptr().add(len).cast::<__m128i>(), v0);
+                if mask != 0 {
+                    let n = mask.trailing_zeros() as usize;
+                    out.set_len(len + n);
+                    return (true, i + n);
+                }
+                out.set_len(len + 16);
             }
             i += 16;
         }
@@ -547,18 +621,18 @@ impl Table {
             // Two apps with the same internal prefix: the first keeps it.
             if list
                 .iter()
-                .any(|e| e.port == from.port && *e.path[0] == *from.path.as_bytes())
+                .any(|e| e.port == from.port && e.get(Form::Plain, PATH) == from.path.as_bytes())
             {
                 continue;
             }
             let e = Entry::new(from, to);
-            longest_path = longest_path.max(e.path[Form::Percent as usize].len());
+            longest_path = longest_path.max(e.get(Form::Percent, PATH).len());
             list.push(e);
             empty = false;
         }
         for side in [&mut http, &mut https] {
             for list in side.exact.lists_mut().chain(side.wildcard.lists_mut()) {
-                list.sort_by_key(|e| std::cmp::Reverse(e.path[0].len()));
+                list.sort_by_key(|e| std::cmp::Reverse(e.get(Form::Plain, PATH).len()));
             }
         }
         Table {
@@ -611,25 +685,39 @@ impl Table {
         out: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> usize {
-        let mut cursor = from;
-        let mut at = from;
-        while at < limit {
-            let Some((p, trig)) = next_trigger(buf, at) else {
+        // `out` holds the output for `buf[from..pos]`; bytes from `floor`
+        // on are verbatim copies (nothing was replaced there), so a URL
+        // start found behind `pos` is taken back by truncating.
+        let mut pos = from;
+        let mut floor = from;
+        out.reserve(buf.len() - from);
+        loop {
+            let Some(q) = copy_to_pair(buf, pos, out) else {
+                pos = buf.len();
                 break;
+            };
+            pos = q;
+            let Some((p, trig)) = trigger_at(buf, q, floor) else {
+                out.push(buf[q]);
+                pos = q + 1;
+                continue;
             };
             if p >= limit {
                 break;
             }
-            let form = trig.form;
             let before = if p == 0 { prev } else { Some(buf[p - 1]) };
             if before.is_some_and(is_scheme_char) {
-                at = p + 1;
+                out.push(buf[q]);
+                pos = q + 1;
                 continue;
             }
             match self.verdict(buf, p, trig, last) {
-                Verdict::No => at = p + 1,
+                Verdict::No => {
+                    out.push(buf[q]);
+                    pos = q + 1;
+                }
                 Verdict::NeedMore => {
-                    out.extend_from_slice(&buf[cursor..p]);
+                    out.truncate(out.len() - (q - p));
                     return p;
                 }
                 Verdict::Yes {
@@ -638,19 +726,21 @@ impl Table {
                     label,
                     full,
                 } => {
-                    out.extend_from_slice(&buf[cursor..p]);
-                    entry.write(form, &buf[label.0..label.1], full, out);
+                    out.truncate(out.len() - (q - p));
+                    entry.write(trig.form, &buf[label.0..label.1], full, out);
                     tally.links += 1;
-                    cursor = end;
-                    at = end;
+                    pos = end;
+                    floor = end;
                 }
             }
         }
-        let stop = if last { buf.len() } else { limit.max(cursor) };
-        if stop > cursor {
-            out.extend_from_slice(&buf[cursor..stop]);
+        let stop = if last { buf.len() } else { limit.max(floor) };
+        if pos > stop {
+            out.truncate(out.len() - (pos - stop));
+        } else if pos < stop {
+            out.extend_from_slice(&buf[pos..stop]);
         }
-        stop.max(cursor)
+        stop
     }
 
     fn verdict(&self, buf: &[u8], p: usize, t: Trigger, last: bool) -> Verdict<'_> {
@@ -727,13 +817,13 @@ impl Table {
             Some(true) => return Verdict::No,
             Some(false) => {}
         }
-        let f = form as usize;
         for e in list.iter().filter(|e| u32::from(e.port) == port) {
-            match path_at(buf, i, &e.path[f], form, last) {
+            let path = e.get(form, PATH);
+            match path_at(buf, i, path, form, last) {
                 None => return Verdict::NeedMore,
                 Some(true) => {
                     return Verdict::Yes {
-                        end: i + e.path[f].len(),
+                        end: i + path.len(),
                         entry: e,
                         label,
                         full: true,
@@ -741,7 +831,7 @@ impl Table {
                 }
                 Some(false) => {}
             }
-            let trimmed = &e.path_trimmed[f];
+            let trimmed = e.get(form, PATH_TRIMMED);
             match path_at(buf, i, trimmed, form, last) {
                 None => return Verdict::NeedMore,
                 Some(false) => continue,

@@ -428,3 +428,30 @@ fn wildcard_output_does_not_depend_on_chunking() {
         assert_eq!(streamed(&t, &input, &cuts), want);
     }
 }
+
+#[test]
+fn every_pair_search_finds_the_same_pairs_and_copies_the_same_bytes() {
+    let mut rng = Rng(99);
+    for _ in 0..2000 {
+        let len = rng.below(200);
+        let buf: Vec<u8> = (0..len).map(|_| rng.pick(b":/\\%3ax")).collect();
+        let from = rng.below(len + 1);
+        let want = (from..len.saturating_sub(1)).find(|&i| super::is_pair(buf[i], buf[i + 1]));
+        let want_out = &buf[from..want.unwrap_or(len)];
+        let mut out = Vec::new();
+        assert_eq!(super::copy_to_pair(&buf, from, &mut out), want);
+        assert_eq!(out, want_out);
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The SSE2 blocks, as on a CPU without AVX2.
+            let mut out = Vec::new();
+            let (hit, at) = super::simd::copy_sse2(&buf, from, &mut out);
+            if hit {
+                assert_eq!(Some(at), want);
+            } else {
+                assert!(want.is_none_or(|w| w >= at));
+                assert_eq!(out, &buf[from..at]);
+            }
+        }
+    }
+}

@@ -8,9 +8,13 @@
 //!
 //! Usage:
 //!   postern-translate-bench [SECONDS_PER_CASE]
-//!   postern-translate-bench --write-page PATH INTERNAL_URL [APPS]
-//!       writes the page with links to INTERNAL_URL (and to the other
-//!       APPS-1 apps' internal hosts, app<N>.corp), for scripts/bench-translate.sh.
+//!   postern-translate-bench --write-page PATH INTERNAL_URL
+//!       writes the page with links to INTERNAL_URL, for
+//!       scripts/bench-translate.sh.
+//!   postern-translate-bench --passes N
+//!       translates the page with links N times (100 apps, 16 KiB pieces)
+//!       and exits: a fixed workload for `valgrind --tool=callgrind`, whose
+//!       instruction counts are repeatable where times are not.
 
 #![forbid(unsafe_code)]
 
@@ -111,6 +115,26 @@ fn main() {
             eprintln!("postern-translate-bench: {path}: {e}");
             std::process::exit(1);
         }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--passes") {
+        let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+        let first = "http://app0.corp/";
+        let input = page(Some(first));
+        let t = table(100, first);
+        let mut out = Vec::with_capacity(input.len() * 2);
+        let mut links = 0;
+        for _ in 0..n {
+            out.clear();
+            let mut s = Stream::new();
+            for c in input.chunks(16 * 1024) {
+                s.feed(&t, c, &mut out);
+            }
+            s.finish(&t, &mut out);
+            links += s.tally.links;
+            black_box(&out);
+        }
+        println!("{n} passes over {} bytes, {links} links", input.len());
         return;
     }
     let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(1.5);
