@@ -13,16 +13,22 @@
 # with translation minus the cost without it, from the same run. Then the
 # rewriter alone (postern-translate-bench), pinned to CPU 0.
 #
-# Each case runs ROUNDS times (default 3), the cases interleaved so drift
-# on a shared machine hits them alike; each figure is the median.
+# Each case runs ROUNDS times (default 5), the cases interleaved so drift
+# on a shared machine hits them alike. Each round gives its own added CPU
+# (with minus without translation, measured back to back) and throughput
+# ratio; the summary is the median over rounds of those paired figures,
+# which cancels most of the machine's drift.
 #
 # Usage: scripts/bench-translate.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#   BENCH_PROFILE=N: instead, load the Postern edge with N apps (1 or 101)
+#   for DURATION seconds and record it with `perf record` into
+#   /tmp/postern-translate.perf (`perf report -i` it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${1:-10}
+DURATION=${1:-5}
 CONNS=${2:-16}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 BASE_PORT=${BENCH_BASE_PORT:-18200}
 BACKEND=$((BASE_PORT + 1))
 N0=$((BASE_PORT + 2)); N1=$((BASE_PORT + 3)); N101=$((BASE_PORT + 4))
@@ -144,6 +150,16 @@ for port in $N101 $P101; do
     fi
 done
 
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    port=$P1; [ "$BENCH_PROFILE" = 101 ] && port=$P101
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" "https://localhost:$port/page.html" >/dev/null &
+    load=$!
+    sleep 1
+    perf record -e cpu-clock -g -p "${EDGE[$BENCH_PROFILE]}" -o /tmp/postern-translate.perf -- sleep "$DURATION"
+    wait "$load"
+    exit 0
+fi
+
 size=$(stat -c %s "$WORK/www/page.html")
 printf '\nLink translation, %s-byte page over HTTPS, %s connections, %ss per run, median of %s rounds, proxy on CPU 0\n\n' \
     "$size" "$CONNS" "$DURATION" "$ROUNDS"
@@ -169,17 +185,30 @@ for c in "${CASES[@]}"; do
     p99=$(awk 'NF {print $4}' <<<"$rows" | sed 's/ms$//' | median)
     errs=$(awk 'NF {$1=$2=$3=$4=""; print}' <<<"$rows" | sort -u | tr '\n' ' ')
     printf '%-28s %10s %12s %9sms %9sms  %s\n' "$name" "${RPS[$name]}" "${CPUS[$name]}" "$p50" "$p99" "$errs"
-    printf '  %-26s CPU-us/req per round: %s\n' "" "$(awk 'NF {printf "%s ", $2}' <<<"$rows")"
 done
+# Paired figures, round by round: column k of each case's rows.
+col() { awk -v k="$2" 'NF {print $k}' <<<"${ALL[$1]}"; }
+paired() {   # paired OP A B: per-round values of A op B, one per line
+    paste <(col "$2" "$4") <(col "$3" "$4") | awk -v op="$1" '{print (op=="-" ? $1-$2 : $1/$2)}'
+}
+printf '\nper round, CPU-us added by translation (with - without):\n'
+for pair in "nginx, 1 rule|nginx, no sub_filter" "nginx, 101 rules|nginx, no sub_filter" \
+            "postern, 1 app|postern, translation off" "postern, 101 apps|postern, translation off"; do
+    IFS='|' read -r a b <<<"$pair"
+    printf '  %-22s %s\n' "$a" "$(paired - "$a" "$b" 2 | awk '{printf "%.1f ", $1}')"
+done
+n1=$(paired - "nginx, 1 rule" "nginx, no sub_filter" 2 | median)
+n101=$(paired - "nginx, 101 rules" "nginx, no sub_filter" 2 | median)
+p1=$(paired - "postern, 1 app" "postern, translation off" 2 | median)
+p101=$(paired - "postern, 101 apps" "postern, translation off" 2 | median)
+t101=$(paired / "postern, 101 apps" "postern, translation off" 1 | median)
+t1=$(paired / "postern, 1 app" "postern, translation off" 1 | median)
 echo
-awk -v n0="${CPUS[nginx, no sub_filter]}" -v n1="${CPUS[nginx, 1 rule]}" -v n101="${CPUS[nginx, 101 rules]}" \
-    -v p0="${CPUS[postern, translation off]}" -v p1="${CPUS[postern, 1 app]}" -v p101="${CPUS[postern, 101 apps]}" \
-    -v r0="${RPS[postern, translation off]}" -v r101="${RPS[postern, 101 apps]}" 'BEGIN {
-    printf "CPU-us added by translation: nginx 1 rule %.1f, 101 rules %.1f; postern 1 app %.1f, 101 apps %.1f\n",
-        n1-n0, n101-n0, p1-p0, p101-p0
-    printf "postern/nginx added CPU: 1 app vs 1 rule %.2fx, 101 apps vs 101 rules %.2fx\n",
-        (p1-p0)/(n1-n0), (p101-p0)/(n101-n0)
-    printf "postern throughput with translation on (101 apps) / off: %.2fx\n", r101/r0
+awk -v n1="$n1" -v n101="$n101" -v p1="$p1" -v p101="$p101" -v t1="$t1" -v t101="$t101" 'BEGIN {
+    printf "CPU-us added by translation (median of rounds): nginx 1 rule %.1f, 101 rules %.1f; postern 1 app %.1f, 101 apps %.1f\n",
+        n1, n101, p1, p101
+    printf "postern/nginx added CPU: 1 app vs 1 rule %.2fx, 101 apps vs 101 rules %.2fx\n", p1/n1, p101/n101
+    printf "postern throughput with translation on / off (median of rounds): 1 app %.2fx, 101 apps %.2fx\n", t1, t101
 }'
 echo
 taskset -c 0 target/release/postern-translate-bench 1.5

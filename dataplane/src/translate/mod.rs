@@ -187,8 +187,8 @@ impl Entry {
     /// Writes the external URL; `full` is false when the internal prefix
     /// matched without its last `/`, which is then left out here too.
     fn write(&self, form: Form, label: &[u8], full: bool, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.get(form, HEAD));
         if self.wildcard {
+            out.extend_from_slice(self.get(form, HEAD));
             out.extend_from_slice(label);
         }
         out.extend_from_slice(self.get(form, if full { TAIL } else { TAIL_TRIMMED }));
@@ -468,7 +468,47 @@ mod simd {
         let dst = out.as_mut_ptr();
         let mut n = 0;
         let mut hit = None;
-        while i + 33 <= buf.len() {
+        let pairs = |v0, v1| {
+            let a = _mm256_and_si256(
+                _mm256_cmpeq_epi8(v0, colon),
+                _mm256_or_si256(_mm256_cmpeq_epi8(v1, slash), _mm256_cmpeq_epi8(v1, back)),
+            );
+            let b = _mm256_and_si256(_mm256_cmpeq_epi8(v0, pct), _mm256_cmpeq_epi8(v1, three));
+            _mm256_or_si256(a, b)
+        };
+        // 64 bytes a turn, one branch for both halves.
+        while i + 65 <= buf.len() {
+            // SAFETY: `i + 65 <= buf.len()`: the four unaligned 32-byte
+            // loads (at `i`, `i + 1`, `i + 32`, `i + 33`) read inside `buf`.
+            let (v0, v1, w0, w1) = unsafe {
+                let p = buf.as_ptr().add(i);
+                (
+                    _mm256_loadu_si256(p.cast::<__m256i>()),
+                    _mm256_loadu_si256(p.add(1).cast::<__m256i>()),
+                    _mm256_loadu_si256(p.add(32).cast::<__m256i>()),
+                    _mm256_loadu_si256(p.add(33).cast::<__m256i>()),
+                )
+            };
+            let (m0, m1) = (pairs(v0, v1), pairs(w0, w1));
+            // SAFETY: the spare capacity holds the rest of `buf` from where
+            // this call started (reserved above), and `n` counts the bytes
+            // stored since, so 64 more fit.
+            unsafe {
+                _mm256_storeu_si256(dst.add(start + n).cast::<__m256i>(), v0);
+                _mm256_storeu_si256(dst.add(start + n + 32).cast::<__m256i>(), w0);
+            }
+            if _mm256_testz_si256(_mm256_or_si256(m0, m1), _mm256_or_si256(m0, m1)) == 0 {
+                let mask = (_mm256_movemask_epi8(m0) as u32 as u64)
+                    | ((_mm256_movemask_epi8(m1) as u32 as u64) << 32);
+                let k = mask.trailing_zeros() as usize;
+                n += k;
+                hit = Some(i + k);
+                break;
+            }
+            n += 64;
+            i += 64;
+        }
+        while hit.is_none() && i + 33 <= buf.len() {
             // SAFETY: `i + 33 <= buf.len()`: both unaligned 32-byte loads
             // (at `i` and `i + 1`) read inside `buf`.
             let (v0, v1) = unsafe {
@@ -478,15 +518,8 @@ mod simd {
                     _mm256_loadu_si256(p.add(1).cast::<__m256i>()),
                 )
             };
-            let a = _mm256_and_si256(
-                _mm256_cmpeq_epi8(v0, colon),
-                _mm256_or_si256(_mm256_cmpeq_epi8(v1, slash), _mm256_cmpeq_epi8(v1, back)),
-            );
-            let b = _mm256_and_si256(_mm256_cmpeq_epi8(v0, pct), _mm256_cmpeq_epi8(v1, three));
-            let mask = _mm256_movemask_epi8(_mm256_or_si256(a, b)) as u32;
-            // SAFETY: the spare capacity holds the rest of `buf` from where
-            // this call started (reserved above), and `n` counts the bytes
-            // stored since, so 32 more fit.
+            let mask = _mm256_movemask_epi8(pairs(v0, v1)) as u32;
+            // SAFETY: as above, 32 more bytes fit.
             unsafe { _mm256_storeu_si256(dst.add(start + n).cast::<__m256i>(), v0) };
             if mask != 0 {
                 let k = mask.trailing_zeros() as usize;

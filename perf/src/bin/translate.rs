@@ -39,7 +39,9 @@ fn page(internal: Option<&str>) -> Vec<u8> {
              attached statement. Totals include value added tax where it applies and exclude items still under \
              review by the finance team. Claims submitted after the closing date are carried over to the next \
              period and appear there with their original submission date, so that the audit trail stays intact \
-             for the regional controllers who sign off each cost centre before the books are closed.</p>\n\
+             for the regional controllers who sign off each cost centre before the books are closed. Questions \
+             about a line go to the cost centre's owner first; disputes that stay open for more than thirty days \
+             are escalated to the finance business partner of the region.</p>\n\
              <ul class=\"meta\"><li>Owner: finance operations</li><li>Status: reviewed</li><li>Region: EMEA</li></ul>\n\
              <table><tr><td>{i}</td><td>{}.00</td><td>EUR</td></tr></table>\n",
             i % 17,
