@@ -786,7 +786,7 @@ fn translation_plan(
     head: &RequestHead,
     resp: &ResponseHead,
 ) -> Option<translate::body::Plan> {
-    if !ctx.app.app.translate_body {
+    if !ctx.app.app.translate_body || ctx.snapshot.links.is_empty() {
         return None;
     }
     let facts = ResponseFacts {

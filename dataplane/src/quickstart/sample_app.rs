@@ -80,7 +80,8 @@ fn page(
     path: &str,
     addr: SocketAddr,
 ) -> (&'static str, &'static str, String, String) {
-    let base = format!("http://localhost:{}", addr.port());
+    let port = addr.port();
+    let base = format!("http://localhost:{port}");
     let escaped = base.replace('/', "\\/");
     let encoded = base.replace(':', "%3A").replace('/', "%2F");
     let route = path.split('?').next().unwrap_or(path);
@@ -96,10 +97,10 @@ fn page(
 <style>.logo {{ background: url('{base}/logo.svg') no-repeat; }}</style></head>
 <body>
 <h1>Contoso Expenses</h1>
-<p>This page is served by the sample internal app at <code>{base}/</code> and reaches you through Postern.
-Its links are hard-coded to the internal address, as intranet apps often are; Postern rewrites
-every one of them (attributes, CSS, scripts, JSON, escaped and percent-encoded forms) to the
-external address.</p>
+<p>This page is served by the sample internal app, on port {port} of this machine, and reaches
+you through Postern. Its links are hard-coded to the internal address, as intranet apps often
+are; Postern rewrites every one of them (attributes, CSS, scripts, JSON, escaped and
+percent-encoded forms) to the external address. View the source to see.</p>
 <img class="logo" src="{base}/logo.svg" srcset="{base}/logo.svg 2x" alt="logo">
 <ul>
 <li><a href="{base}/reports/">Expense reports</a></li>

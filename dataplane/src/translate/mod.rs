@@ -5,11 +5,12 @@
 //! six spellings of a URL's start that a browser can follow — `http://`,
 //! `https://`, their JavaScript/JSON-escaped forms (`http:\/\/`) and their
 //! percent-encoded forms (`http%3A%2F%2F`), case-insensitively — by a SIMD
-//! search (`memchr2`) for the rare byte each spelling has right after its
-//! scheme, then reads the host that follows and looks it up in hash maps:
-//! exact hosts first, then a wildcard app's suffix. The search cost
-//! therefore does not grow with the number of published apps; only URLs
-//! pay for a lookup.
+//! search for the rare pair of bytes each spelling has right after its
+//! scheme (`:/`, `:\`, `%3`), fused with copying the text to the output,
+//! then reads the host that follows and looks it up in a hash table: exact
+//! hosts first, then a wildcard app's suffix. The search cost therefore
+//! does not grow with the number of published apps; only URLs pay for a
+//! lookup.
 //!
 //! A match needs, in the spelling of its form:
 //! * a left boundary: the byte before the scheme is not a scheme character
@@ -964,8 +965,8 @@ impl Stream {
 
     /// Translates the next piece of the body into `out`.
     pub fn feed(&mut self, table: &Table, piece: &[u8], out: &mut Vec<u8>) {
-        // A URL start this close to the end may be cut short: AC cannot
-        // see it yet.
+        // A URL start this close to the end may be cut short: its
+        // separator cannot be seen yet.
         let keep = MAX_TRIGGER - 1;
         let mut from = 0;
         if !self.held.is_empty() {
