@@ -1,6 +1,6 @@
 # Shared by the side-by-side benchmarks (BENCH.md); sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
-# make_cert. Callers set CONNS and DURATION before calling `run`.
+# make_cert, write_backend_conf. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -27,6 +27,25 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$WORK/www" "$WORK/logs"
 USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+
+# The nginx static backend both benchmarks proxy to: serves $WORK/www on
+# 127.0.0.1:PORT, to be run pinned to CPU 1.
+write_backend_conf() {
+    cat > "$WORK/backend.conf" <<CONF
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/logs/backend.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    types { text/html html; }
+    server { listen 127.0.0.1:$1 reuseport; root $WORK/www; }
+}
+CONF
+}
 
 # ECDSA P-256 certificate for the given names, shared by every proxy.
 make_cert() {

@@ -35,19 +35,7 @@ TUNNEL_LISTENER=$((BASE_PORT + 8))
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
 make_cert localhost
 
-cat > "$WORK/backend.conf" <<CONF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/backend.pid;
-error_log $WORK/logs/backend.err warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    server { listen 127.0.0.1:$BACKEND_PORT reuseport; root $WORK/www; }
-}
-CONF
+write_backend_conf "$BACKEND_PORT"
 
 cat > "$WORK/proxy.conf" <<CONF
 $USER_LINE

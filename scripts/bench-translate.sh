@@ -40,20 +40,7 @@ P0=$((BASE_PORT + 5)); P1=$((BASE_PORT + 6)); P101=$((BASE_PORT + 7))
 target/release/postern-translate-bench --write-page "$WORK/www/page.html" "http://127.0.0.1:$BACKEND/"
 make_cert localhost '*.example.com'
 
-cat > "$WORK/backend.conf" <<CONF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/backend.pid;
-error_log $WORK/logs/backend.err warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    types { text/html html; }
-    server { listen 127.0.0.1:$BACKEND reuseport; root $WORK/www; }
-}
-CONF
+write_backend_conf "$BACKEND"
 
 # nginx: one server per rule count, the 100 extra rules for other apps'
 # internal hosts (app<N>.corp), as 100 more published apps would need.

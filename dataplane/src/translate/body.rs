@@ -383,30 +383,20 @@ impl Encoder {
 
     /// Compresses `data` and flushes, moving what came out to `out`.
     fn write(&mut self, data: &[u8], flush: bool, out: &mut Vec<u8>) -> io::Result<()> {
-        let inner = match self {
-            Encoder::Gzip(e) => {
-                e.write_all(data)?;
-                if flush {
-                    e.flush()?;
-                }
-                e.get_mut()
-            }
-            Encoder::Deflate(e) => {
-                e.write_all(data)?;
-                if flush {
-                    e.flush()?;
-                }
-                e.get_mut()
-            }
-            Encoder::Br(e) => {
-                e.write_all(data)?;
-                if flush {
-                    e.flush()?;
-                }
-                e.get_mut()
-            }
+        let w: &mut dyn Write = match self {
+            Encoder::Gzip(e) => e,
+            Encoder::Deflate(e) => e,
+            Encoder::Br(e) => &mut **e,
         };
-        out.append(inner);
+        w.write_all(data)?;
+        if flush {
+            w.flush()?;
+        }
+        out.append(match self {
+            Encoder::Gzip(e) => e.get_mut(),
+            Encoder::Deflate(e) => e.get_mut(),
+            Encoder::Br(e) => e.get_mut(),
+        });
         Ok(())
     }
 
