@@ -653,6 +653,14 @@ async fn proxy(
     // Body, backend → client, the head riding with the first piece.
     let mut reader = BodyReader::new(resp.framing);
     loop {
+        // A translated piece grows by a few bytes (longer URLs, chunk
+        // framing), and a 16 KiB piece would then leave the edge as a full
+        // TLS record plus a tiny one. Reading up to 64 KiB at a time makes
+        // that one small record per 64 KiB instead of per 16 KiB; a read
+        // still returns whatever has arrived, so streaming is unchanged.
+        if body.translating() && up.buf.capacity() - up.buf.len() < TRANSLATE_READ {
+            up.buf.reserve(TRANSLATE_READ);
+        }
         match reader.next(&mut up.io, &mut up.buf, backend_timeout).await {
             Ok(Some(data)) => {
                 bump(&counters.bytes_out, data.len() as u64);
@@ -731,7 +739,14 @@ struct BodyOut<'a> {
     counters: &'a AppCounters,
 }
 
+/// How much a backend read may bring at once while its body is translated.
+const TRANSLATE_READ: usize = 64 * 1024;
+
 impl BodyOut<'_> {
+    fn translating(&self) -> bool {
+        self.translator.is_some()
+    }
+
     /// Whether the backend's bytes may go to the client as they are.
     fn passthrough(&self) -> bool {
         self.encoder == Encoder::Identity && self.translator.is_none()
