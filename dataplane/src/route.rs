@@ -111,6 +111,17 @@ impl HostRoutes {
     }
 }
 
+/// `host[:port]` of the internal URL for a request, the port written only
+/// when it is not the scheme's default.
+pub fn internal_authority(app: &App, internal_host: &str) -> String {
+    let int = &app.internal_url;
+    if int.port == int.scheme.default_port() {
+        internal_host.to_string()
+    } else {
+        format!("{internal_host}:{}", int.port)
+    }
+}
+
 /// The internal host for a request: the internal URL's host, with a
 /// wildcard's `*` replaced by what the external wildcard matched.
 pub fn internal_host(app: &App, external_host: &str) -> String {

@@ -383,7 +383,7 @@ fn backend_header_value(
     }
     let reverse = &ctx.snapshot.links_reverse;
     if !h.is("origin") {
-        return translate::headers::url_value(reverse, &h.value);
+        return reverse.rewrite_value(&h.value);
     }
     // An origin has no path: the request's own origin is this app's
     // internal origin; another app's is found by its root URL.
@@ -393,15 +393,12 @@ fn backend_header_value(
         && h.value[own.len()..].eq_ignore_ascii_case(&head.authority)
     {
         let int = &ctx.app.app.internal_url;
-        let mut v = format!("{}://{internal_host}", int.scheme);
-        if int.port != int.scheme.default_port() {
-            v.push_str(&format!(":{}", int.port));
-        }
-        return Some(v.into_bytes());
+        let authority = route::internal_authority(&ctx.app.app, internal_host);
+        return Some(format!("{}://{authority}", int.scheme).into_bytes());
     }
     let mut url = h.value.to_vec();
     url.push(b'/');
-    let mut v = translate::headers::url_value(reverse, &url)?;
+    let mut v = reverse.rewrite_value(&url)?;
     let host = memchr::memmem::find(&v, b"://").map_or(0, |i| i + 3);
     let end = memchr::memchr(b'/', &v[host..]).map_or(v.len(), |i| host + i);
     v.truncate(end);
@@ -895,7 +892,7 @@ fn client_response_head<'a>(
         }
         if translate_headers {
             let v = if translate::headers::is_url_header(&h.name) {
-                translate::headers::url_value(&ctx.snapshot.links, &h.value)
+                ctx.snapshot.links.rewrite_value(&h.value)
             } else if h.is("set-cookie") {
                 translate::headers::set_cookie(&h.value, &scope)
             } else {

@@ -7,8 +7,6 @@
 //! and Destination go the other way, so a backend that checks them (CSRF
 //! guards, WebDAV) sees its own URLs.
 
-use super::Table;
-
 /// Response headers whose value is, or holds, a URL.
 pub fn is_url_header(name: &[u8]) -> bool {
     ["location", "content-location", "refresh", "link"]
@@ -21,11 +19,6 @@ pub fn is_request_url_header(name: &[u8]) -> bool {
     ["origin", "referer", "destination"]
         .iter()
         .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-}
-
-/// Translates a URL-bearing header value; `None` when nothing changed.
-pub fn url_value(table: &Table, value: &[u8]) -> Option<Vec<u8>> {
-    table.rewrite_value(value)
 }
 
 /// What a Set-Cookie is moved between: the request's internal and
@@ -134,6 +127,7 @@ fn cookie_path(val: &[u8], s: &CookieScope<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Table;
     use super::*;
     use postern_control::url::parse_app_url;
 
@@ -185,8 +179,10 @@ mod tests {
         )];
         let fwd = Table::from_urls(&pairs);
         let rev = Table::from_urls(&[(pairs[0].1.clone(), pairs[0].0.clone())]);
-        let v =
-            |t: &Table, s: &str| url_value(t, s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        let v = |t: &Table, s: &str| {
+            t.rewrite_value(s.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+        };
         assert_eq!(
             v(&fwd, "0; url=http://app.corp:8080/next").as_deref(),
             Some("0; url=https://app.example.com/next")

@@ -57,11 +57,7 @@ fn build_request(
     let mut path = Vec::with_capacity(int.path.len() + rest.len());
     path.extend_from_slice(int.path.as_bytes());
     path.extend_from_slice(rest);
-    let authority = if int.port == int.scheme.default_port() {
-        internal_host.to_string()
-    } else {
-        format!("{internal_host}:{}", int.port)
-    };
+    let authority = route::internal_authority(&app.app, internal_host);
     let uri = http::Uri::builder()
         .scheme(int.scheme.as_str())
         .authority(authority)
