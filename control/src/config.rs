@@ -270,6 +270,9 @@ pub struct App {
     pub cors_preflight: CorsPreflight,
     pub websocket: bool,
     pub enabled: bool,
+    /// Front proxies whose `X-Forwarded-For` chain is kept (and appended
+    /// to); from anyone else the edge starts the chain afresh.
+    pub trusted_forwarded_for: Vec<Cidr>,
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -979,6 +982,16 @@ impl Validator<'_> {
                 "user, group, claim and MFA rules need preauth = \"oidc\"; only source_cidrs applies to passthrough apps".into(),
             );
         }
+        let mut trusted_forwarded_for = Vec::new();
+        for (i, c) in a.trusted_forwarded_for.iter().enumerate() {
+            match parse_cidr(c) {
+                Some(cidr) => trusted_forwarded_for.push(cidr),
+                None => p(
+                    &format!("trusted_forwarded_for[{i}]"),
+                    format!("`{c}` is not an address/prefix such as 10.0.0.0/8"),
+                ),
+            }
+        }
         let cors_preflight = match a.cors_preflight.as_deref().unwrap_or("deny") {
             "deny" => CorsPreflight::Deny,
             "allow" => CorsPreflight::Allow,
@@ -1017,6 +1030,7 @@ impl Validator<'_> {
             cors_preflight,
             websocket: a.websocket.unwrap_or(true),
             enabled: a.enabled.unwrap_or(true),
+            trusted_forwarded_for,
         })
     }
 
@@ -1056,6 +1070,34 @@ fn admin_everywhere(problems: &mut Vec<String>, addr: &SocketAddr) {
 
 fn self_problem(problems: &mut Vec<String>, label: &str, field: &str, msg: String) {
     problems.push(format!("{label}: {field}: {msg}"));
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses
+    /// count as their IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `ip` is inside any of `nets`.
+pub fn any_contains(nets: &[Cidr], ip: std::net::IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(ip))
 }
 
 /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a host route).

@@ -17,6 +17,7 @@ mod admin;
 mod cli;
 mod clock;
 mod connector;
+mod edge;
 mod http1;
 mod io;
 mod pages;

@@ -486,3 +486,47 @@ pub fn wait_listening(addr: SocketAddr) {
     }
     panic!("{addr} is not listening");
 }
+
+/// The hop between the edge and an app's backend: scenarios that hold for
+/// both run once per hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// The edge dials the internal URL itself.
+    Direct,
+    /// The edge relays over a tunnel to a connector, which dials it.
+    Tunnel,
+}
+
+impl Hop {
+    pub const BOTH: [Hop; 2] = [Hop::Direct, Hop::Tunnel];
+}
+
+/// An edge (and, through a tunnel, its connector) serving `b`'s apps.
+pub struct Deployment {
+    pub edge: Edge,
+    pub connector: Option<connector::Connector>,
+    pub roots: rustls::RootCertStore,
+}
+
+impl Deployment {
+    pub fn start(b: EdgeBuilder, hop: Hop) -> Deployment {
+        let b = match hop {
+            Hop::Direct => b,
+            Hop::Tunnel => b.tunnel(),
+        };
+        let roots = b.pki.root_store();
+        let edge = b.start();
+        let connector =
+            (hop == Hop::Tunnel).then(|| connector::Connector::start(&edge, "default", "", 2));
+        Deployment {
+            edge,
+            connector,
+            roots,
+        }
+    }
+
+    /// A verified TLS connection to the edge with SNI `name`.
+    pub fn connect(&self, name: &str) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        client::tls(self.edge.https, name, self.roots.clone())
+    }
+}

@@ -205,4 +205,6 @@ pub struct App {
     pub websocket: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_forwarded_for: Vec<String>,
 }

@@ -205,6 +205,18 @@ fn cidrs() {
     assert!(parse_cidr("10.0.0.0/33").is_none());
     assert!(parse_cidr("10.0.0.0/+8").is_none());
     assert!(parse_cidr("::/0").is_some());
+    let c = |s: &str| parse_cidr(s).unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(c("10.0.0.0/8").contains(ip("10.200.1.1")));
+    assert!(!c("10.0.0.0/8").contains(ip("11.0.0.1")));
+    assert!(c("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")));
+    assert!(c("0.0.0.0/0").contains(ip("203.0.113.9")));
+    assert!(c("192.0.2.7").contains(ip("192.0.2.7")));
+    assert!(!c("192.0.2.7").contains(ip("192.0.2.8")));
+    assert!(c("2001:db8::/32").contains(ip("2001:db8:1::1")));
+    assert!(!c("2001:db8::/32").contains(ip("2001:db9::1")));
+    assert!(c("::/0").contains(ip("::1")));
+    assert!(!c("::/0").contains(ip("10.0.0.1")));
 }
 
 #[test]

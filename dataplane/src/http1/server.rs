@@ -20,6 +20,7 @@ use postern_control::{HostPattern, Preauth, Scheme};
 use super::body::{self, BodyError, BodyReader, Encoder, Framing};
 use super::{parse_request, Header, RequestHead, ResponseHead};
 use crate::accesslog;
+use crate::edge::headers as edge_headers;
 use crate::io::{write_out, Io};
 use crate::pages;
 use crate::route::{self, Route};
@@ -66,28 +67,6 @@ impl ConnInfo {
 
 fn is_hop_by_hop(h: &Header) -> bool {
     super::is_hop_by_hop(&h.name)
-}
-
-/// Headers a client may not send to a backend: the edge's own identity and
-/// forwarding headers (underscore variants included, which some servers
-/// treat as dashes).
-fn is_edge_owned(h: &Header) -> bool {
-    let n = &h.name;
-    if n.len() >= 10 {
-        let p = &n[..10];
-        if p.eq_ignore_ascii_case(b"x-postern-") || p.eq_ignore_ascii_case(b"x_postern_") {
-            return true;
-        }
-    }
-    [
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-        "expect",
-        "host",
-    ]
-    .iter()
-    .any(|x| n.eq_ignore_ascii_case(x.as_bytes()))
 }
 
 fn listed_in_connection(h: &Header, tokens: &[String]) -> bool {
@@ -250,6 +229,14 @@ async fn route_and_serve(
     head: RequestHead,
     id: &str,
 ) -> Next {
+    // Route and forward on one normal form of the path.
+    let head = match crate::edge::path::normalize(&head.path) {
+        Ok(path) => RequestHead { path, ..head },
+        Err(msg) => {
+            bump(&worker.counters.edge.bad_requests, 1);
+            return respond_error(info, io, out, &head, 400, msg, id).await;
+        }
+    };
     if let Some(sni) = &info.sni {
         if *sni != head.host {
             let msg = "this connection was opened for a different host name; open a new connection";
@@ -340,28 +327,35 @@ struct Exchange<'a> {
 }
 
 /// Calls `f` with each client header that travels on to the backend (not
-/// hop-by-hop, not named in `Connection`, not one the edge owns, not
-/// tunnel metadata) and returns the `X-Forwarded-For` value: the client's
-/// own chain, if any, with the client's address appended.
-fn forwarded_headers(head: &RequestHead, client_ip: &str, mut f: impl FnMut(&Header)) -> Vec<u8> {
-    let prefix = crate::tunnel::meta::PREFIX.as_bytes();
+/// hop-by-hop, not named in `Connection`, not one the edge owns) and
+/// returns the `X-Forwarded-For` value: the client's address, after the
+/// chain the client sent when it is a front proxy the app trusts.
+fn forwarded_headers(
+    app: &postern_control::App,
+    info: &ConnInfo,
+    head: &RequestHead,
+    mut f: impl FnMut(&Header),
+) -> Vec<u8> {
+    let trusted = !app.trusted_forwarded_for.is_empty()
+        && postern_control::config::any_contains(&app.trusted_forwarded_for, info.peer.ip());
     let mut xff = Vec::new();
     for h in &head.headers {
         if is_hop_by_hop(h)
-            || is_edge_owned(h)
+            || edge_headers::is_edge_owned(&h.name)
             || listed_in_connection(h, &head.connection_tokens)
-            || (h.name.len() >= prefix.len() && h.name[..prefix.len()].eq_ignore_ascii_case(prefix))
         {
             continue;
         }
-        if h.is("x-forwarded-for") {
-            xff.extend_from_slice(&h.value);
-            xff.extend_from_slice(b", ");
+        if edge_headers::is_forwarded_for(&h.name) {
+            if trusted {
+                xff.extend_from_slice(&h.value);
+                xff.extend_from_slice(b", ");
+            }
             continue;
         }
         f(h);
     }
-    xff.extend_from_slice(client_ip.as_bytes());
+    xff.extend_from_slice(info.client_ip.as_bytes());
     xff
 }
 
@@ -430,7 +424,7 @@ fn backend_request_head(
         out.extend_from_slice(&head.authority);
     }
     out.extend_from_slice(b"\r\n");
-    let xff = forwarded_headers(head, &info.client_ip, |h| {
+    let xff = forwarded_headers(&app.app, info, head, |h| {
         out.extend_from_slice(&h.name);
         out.extend_from_slice(b": ");
         match backend_header_value(ctx, head, h, internal_host) {

@@ -78,9 +78,9 @@ fn smuggling_shapes_are_refused() {
         ("GET / HTTP/1.1\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         ("POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        ("GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        ("GET /a/%2e%2E/b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello", 400),
+        ("POST / HTTP/1.1\r\nHost: a\r\ntransfer_encoding: chunked\r\n\r\n", 400),
     ];
     for (raw, want) in cases {
         assert_eq!(status(raw), want, "{raw:?}");

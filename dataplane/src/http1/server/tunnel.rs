@@ -76,7 +76,7 @@ fn build_request(
     let map = req.headers_mut();
     map.reserve(head.headers.len() + 8);
     let mut bad = None;
-    let xff = forwarded_headers(head, &ctx.info.client_ip, |h| {
+    let xff = forwarded_headers(&app.app, ctx.info, head, |h| {
         let value = match backend_header_value(ctx, head, h, internal_host) {
             Some(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
             None => HeaderValue::from_maybe_shared(h.value.clone()),
