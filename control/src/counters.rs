@@ -34,10 +34,12 @@ pub enum FailReason {
     ClientError,
     /// No connector of the app's group holds a tunnel.
     NoConnector,
+    /// The client's address is outside the app's `access.source_cidrs`.
+    Forbidden,
 }
 
 impl FailReason {
-    pub const ALL: [FailReason; 7] = [
+    pub const ALL: [FailReason; 8] = [
         FailReason::BackendUnreachable,
         FailReason::BackendTimeout,
         FailReason::BackendError,
@@ -45,6 +47,7 @@ impl FailReason {
         FailReason::AuthRequired,
         FailReason::ClientError,
         FailReason::NoConnector,
+        FailReason::Forbidden,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +58,7 @@ impl FailReason {
             FailReason::AuthRequired => "auth_required",
             FailReason::ClientError => "client_error",
             FailReason::NoConnector => "no_connector",
+            FailReason::Forbidden => "forbidden",
         }
     }
 }
@@ -157,7 +161,7 @@ impl LatencyBuckets {
 #[derive(Default)]
 pub struct AppCounters {
     pub requests: AtomicU64,
-    pub failed: [AtomicU64; 7],
+    pub failed: [AtomicU64; FailReason::ALL.len()],
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub backend_latency: LatencyBuckets,
@@ -202,6 +206,8 @@ pub struct EdgeCounters {
     /// Requests answered without reaching an app (unknown host, 421, 4xx).
     pub requests_unrouted: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Connections whose handler panicked (each was closed, nothing else).
+    pub panics: AtomicU64,
     /// Requests relayed over a tunnel another worker holds.
     pub cross_core_relays: AtomicU64,
     /// Requests sent over a tunnel (any worker's).
@@ -278,6 +284,7 @@ pub struct EdgeTotals {
     pub tls_handshake_failures: u64,
     pub requests_unrouted: u64,
     pub bad_requests: u64,
+    pub panics: u64,
     pub cross_core_relays: u64,
     pub tunnel_requests: u64,
 }
@@ -312,6 +319,7 @@ impl Registry {
             t.edge.tls_handshake_failures += e.tls_handshake_failures.load(Relaxed);
             t.edge.requests_unrouted += e.requests_unrouted.load(Relaxed);
             t.edge.bad_requests += e.bad_requests.load(Relaxed);
+            t.edge.panics += e.panics.load(Relaxed);
             t.edge.cross_core_relays += e.cross_core_relays.load(Relaxed);
             t.edge.tunnel_requests += e.tunnel_requests.load(Relaxed);
             let apps: Vec<(String, Arc<AppCounters>)> = core

@@ -18,6 +18,7 @@ mod cli;
 mod clock;
 mod connector;
 mod edge;
+mod error;
 mod http1;
 mod io;
 mod pages;

@@ -16,7 +16,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use postern_control::{EdgeConfig, Scheme};
 
 use crate::admin::Control;
-use crate::http1::server::{self, ConnInfo};
+use crate::edge::conn::{self as server, ConnInfo};
 use crate::io::{Io, Stream};
 use crate::snapshot::Published;
 use crate::tls::{self, stream::TlsStream};

@@ -3,8 +3,12 @@
 //! headers only the edge may set, and a request body never read as a
 //! request.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use postern_e2e::backend::{Backend, Reply};
-use postern_e2e::client::{get, request};
+use postern_e2e::client::{get, request, Stream};
 use postern_e2e::{passthrough_app, Deployment, EdgeBuilder, Hop};
 
 /// A passthrough `/` app in front of `root`, and an `/admin/` app in front
@@ -163,5 +167,274 @@ fn clients_cannot_set_the_edges_headers() {
             assert_eq!(r.status, 400, "{hop:?}");
             assert_eq!(be.count(), 1, "{hop:?}");
         }
+    }
+}
+
+/// Reads from `s` until it closes (or 5 s of silence): (text, closed).
+fn read_to_close(s: &mut dyn Stream) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// Apps for the desync probes: `/b/` in front of a recording backend,
+/// `/dead/` in front of a port nobody listens on.
+fn desync_edge(b: &Backend, hop: Hop) -> Deployment {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let builder = EdgeBuilder::new()
+        .app(&format!(
+            "name = \"b\"\nexternal_url = \"https://app.example.com/b/\"\ninternal_url = \"http://{}/b/\"\npreauth = \"passthrough\"",
+            b.addr
+        ))
+        .app(&format!(
+            "name = \"dead\"\nexternal_url = \"https://app.example.com/dead/\"\ninternal_url = \"http://{dead_addr}/\"\npreauth = \"passthrough\"\nbackend_timeout = 5"
+        ));
+    Deployment::start(builder, hop)
+}
+
+const SMUGGLED: &str = "GET /b/SMUGGLED HTTP/1.1\r\nHost: app.example.com\r\n\r\n";
+
+#[test]
+fn a_request_body_is_never_read_as_a_request() {
+    for hop in Hop::BOTH {
+        let be = Backend::hello();
+        let d = desync_edge(&be, hop);
+        // An upgrade that carries a body.
+        let mut s = d.connect("app.example.com");
+        s.sock
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            s,
+            "GET /b/ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: {}\r\n\r\n{SMUGGLED}",
+            SMUGGLED.len()
+        )
+        .unwrap();
+        let (text, closed) = read_to_close(&mut s);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{hop:?}: {text:?}");
+        assert!(closed, "{hop:?}: the connection must close");
+        // A POST whose backend fails before reading the body, small and
+        // 400 KB, sent in one write.
+        for copies in [1, 400 * 1024 / SMUGGLED.len()] {
+            let body = SMUGGLED.repeat(copies);
+            let mut s = d.connect("app.example.com");
+            s.sock
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            let req = format!(
+                "POST /dead/upload HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(req.as_bytes());
+            let (text, closed) = read_to_close(&mut s);
+            assert!(
+                text.starts_with("HTTP/1.1 502") || text.starts_with("HTTP/1.1 504"),
+                "{hop:?}: {text}"
+            );
+            assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{hop:?}");
+            // Kept open only when the whole body was read (a small one
+            // may be); a cut body always closes.
+            if copies > 1 {
+                assert!(closed && text.contains("Connection: close"), "{hop:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(be.count(), 0, "{hop:?}: a body was served as a request");
+    }
+}
+
+#[test]
+fn a_changed_app_table_applies_to_kept_alive_connections() {
+    for hop in Hop::BOTH {
+        let be = Backend::hello();
+        let b = EdgeBuilder::new().app(&passthrough_app(
+            "a",
+            "https://app.example.com/",
+            be.addr,
+            "",
+        ));
+        let d = Deployment::start(b, hop);
+        let mut s = d.connect("app.example.com");
+        assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
+        let (status, v) = d.edge.admin("POST", "/v1/apps/a/disable", None);
+        assert_eq!(status, 200, "{v}");
+        d.edge.wait_for_version(v["version"].as_u64().unwrap());
+        assert_eq!(
+            get(&mut s, "app.example.com", "/").status,
+            503,
+            "{hop:?}: the same connection sees the change"
+        );
+        assert_eq!(be.count(), 1);
+    }
+}
+
+/// A backend that answers the first request on each connection and keeps
+/// it open, then reads the second request and closes without answering,
+/// as a server that crashed mid-request would. Counts requests by method.
+struct FlakyBackend {
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl FlakyBackend {
+    fn start() -> FlakyBackend {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream);
+                    for n in 0.. {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0u8; length];
+                        let _ = r.read_exact(&mut body);
+                        let method = line.split(' ').next().unwrap_or("").to_string();
+                        rec.lock().unwrap().push(method);
+                        if n >= 1 {
+                            return; // processed, then gone without a word
+                        }
+                        let _ = r
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                });
+            }
+        });
+        FlakyBackend { addr, seen }
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| *m == method)
+            .count()
+    }
+}
+
+#[test]
+fn a_request_that_may_have_been_processed_is_never_sent_twice() {
+    for hop in Hop::BOTH {
+        let be = FlakyBackend::start();
+        let b = EdgeBuilder::new().edge("workers = 1").app(&passthrough_app(
+            "a",
+            "https://app.example.com/",
+            be.addr,
+            "",
+        ));
+        let d = match hop {
+            Hop::Direct => Deployment::start(b, hop),
+            Hop::Tunnel => {
+                // One connector runtime, so its pool holds one connection.
+                let b = b.tunnel();
+                let roots = b.pki.root_store();
+                let edge = b.start();
+                let c = postern_e2e::connector::Connector::start(
+                    &edge,
+                    "default",
+                    "workers = 1\ntunnels = 1",
+                    1,
+                );
+                Deployment {
+                    edge,
+                    connector: Some(c),
+                    roots,
+                }
+            }
+        };
+        for method in ["POST", "DELETE", "GET"] {
+            // Prime a pooled connection, then use it again.
+            let mut s = d.connect("app.example.com");
+            let r = request(
+                &mut s,
+                "GET /prime HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+            );
+            assert_eq!(r.status, 200, "{hop:?}");
+            let before = be.count(method);
+            let r = request(
+                &mut s,
+                &format!(
+                    "{method} /x HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 0\r\n\r\n"
+                ),
+            );
+            let sent = be.count(method) - before;
+            if method == "GET" {
+                // Safe: tried again on a fresh connection, which answers.
+                assert_eq!((r.status, sent), (200, 2), "{hop:?} {method}");
+            } else {
+                assert_eq!(r.status, 502, "{hop:?} {method}");
+                assert_eq!(sent, 1, "{hop:?}: {method} must reach the backend once");
+            }
+        }
+    }
+}
+
+#[test]
+fn source_addresses_are_enforced() {
+    for hop in Hop::BOTH {
+        let be = Backend::hello();
+        let b = EdgeBuilder::new()
+            .app(&passthrough_app(
+                "outside",
+                "https://app.example.com/",
+                be.addr,
+                "access = { source_cidrs = [\"192.0.2.0/24\", \"2001:db8::/32\"] }",
+            ))
+            .app(&passthrough_app(
+                "inside",
+                "https://app.example.com/in/",
+                be.addr,
+                "access = { source_cidrs = [\"10.0.0.0/8\", \"127.0.0.0/8\"] }",
+            ));
+        let d = Deployment::start(b, hop);
+        let mut s = d.connect("app.example.com");
+        let r = get(&mut s, "app.example.com", "/x");
+        assert_eq!(r.status, 403, "{hop:?}");
+        assert_eq!(be.count(), 0, "{hop:?}");
+        let r = get(&mut s, "app.example.com", "/in/x");
+        assert_eq!(r.status, 200, "{hop:?}");
+        let (_, c) = d.edge.admin("GET", "/v1/counters", None);
+        assert_eq!(
+            c["apps"]["outside"]["failed_by_reason"]["forbidden"], 1,
+            "{c}"
+        );
     }
 }

@@ -693,6 +693,12 @@ fn prometheus_text(control: &Control) -> String {
             e.bad_requests.to_string(),
         ),
         (
+            "postern_connection_panics_total",
+            "counter",
+            "Client connections closed because their handler panicked.",
+            e.panics.to_string(),
+        ),
+        (
             "postern_tunnel_requests_total",
             "counter",
             "Requests relayed over connector tunnels.",

@@ -18,10 +18,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::Local;
-use crate::http1::body::{BodyReader, Encoder, Framing};
+use crate::error::ProxyError;
+use crate::http1::body::Framing;
 use crate::http1::is_hop_by_hop;
 use crate::io::write_out;
 use crate::tunnel::{self, meta};
+use crate::upstream::exchange::{BodyIn, BodySource};
 use crate::upstream::{Target, UpstreamConn, UpstreamError};
 
 const STICKY_COOKIE: &str = "postern-affinity";
@@ -237,6 +239,43 @@ pub async fn handle(
     Box::pin(exchange(&local, plan, req, respond)).await;
 }
 
+/// A request body arriving on a tunnel stream.
+struct StreamBody {
+    body: h2::RecvStream,
+    timeout: Duration,
+    has_body: bool,
+}
+
+impl BodySource for StreamBody {
+    fn has_body(&self) -> bool {
+        self.has_body
+    }
+
+    fn buffered(&self) -> bool {
+        false
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        match monoio::time::timeout(self.timeout, self.body.data()).await {
+            Err(_) => Err(ProxyError::client(
+                408,
+                "the request body did not arrive in time",
+            )),
+            Ok(None) => Ok(None),
+            // The edge gave up on this request.
+            Ok(Some(Err(_))) => Err(ProxyError::client_gone()),
+            Ok(Some(Ok(data))) => Ok(Some(data)),
+        }
+    }
+
+    fn consumed(&mut self, n: usize) {
+        tunnel::release(&mut self.body, n);
+    }
+}
+
+/// Attempts of one request: the first, plus retries the rule allows.
+const MAX_ATTEMPTS: usize = 3;
+
 async fn exchange(
     local: &Rc<Local>,
     plan: Plan,
@@ -245,13 +284,15 @@ async fn exchange(
 ) {
     let mut respond = respond;
     let proxy = local.shared.settings.forward_proxy.clone();
-    let (parts, mut body) = req.into_parts();
-    let is_head = parts.method == Method::HEAD;
+    let (parts, body) = req.into_parts();
     let no_body = body.is_end_stream();
+    let mut body = StreamBody {
+        body,
+        timeout: plan.timeout,
+        has_body: !no_body,
+    };
     let mut attempts = 0;
-    // A pooled connection the server closed while idle shows only on use;
-    // a request without a body is sent again on a fresh one.
-    let (server, mut up, resp) = loop {
+    let (server, up, resp) = loop {
         attempts += 1;
         let (server, mut up) = match connect(local, &plan, &parts.headers, &proxy).await {
             Ok(c) => c,
@@ -260,71 +301,30 @@ async fn exchange(
                 return;
             }
         };
-        up.io.write_timeout = plan.timeout;
-        let reused = up.reused;
         let mut out = Vec::with_capacity(1024);
         let chunked = head_for_backend(&plan, &parts, no_body, &server, proxy.is_some(), &mut out);
         if plan.websocket {
-            return websocket(plan, out, up, body, respond).await;
+            up.io.write_timeout = plan.timeout;
+            return websocket(plan, out, up, body.body, respond).await;
         }
-        let encoder = if chunked {
-            Encoder::Chunked
-        } else {
-            Encoder::Identity
-        };
-        // Head, then the body as it arrives.
-        if write_out(&mut up.io, &mut out).await.is_err() {
-            if reused && no_body && attempts < 3 {
-                continue;
-            }
-            fail(
-                respond,
-                502,
-                "the connection to the application's server failed",
-            );
-            return;
-        }
-        if !no_body {
-            loop {
-                match monoio::time::timeout(plan.timeout, body.data()).await {
-                    Err(_) => {
-                        fail(respond, 408, "the request body did not arrive in time");
-                        return;
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(_))) => return, // the edge gave up on this request
-                    Ok(Some(Ok(data))) => {
-                        let n = data.len();
-                        encoder.encode(&data, &mut out);
-                        if write_out(&mut up.io, &mut out).await.is_err() {
-                            fail(
-                                respond,
-                                502,
-                                "the connection to the application's server failed",
-                            );
-                            return;
-                        }
-                        tunnel::release(&mut body, n);
-                    }
-                }
-            }
-            encoder.finish(&mut out);
-            if !out.is_empty() && write_out(&mut up.io, &mut out).await.is_err() {
-                fail(
-                    respond,
-                    502,
-                    "the connection to the application's server failed",
-                );
-                return;
-            }
-        }
-        // Response head; informational answers are dropped.
-        let resp = up.read_head(is_head, false, plan.timeout).await;
-        match resp {
+        let method = parts.method.as_str().as_bytes();
+        match crate::upstream::exchange::exchange(
+            &mut up,
+            out,
+            chunked,
+            &mut body,
+            method,
+            false,
+            plan.timeout,
+        )
+        .await
+        {
             Ok(r) => break (server, up, r),
-            Err((502, _)) if reused && no_body && up.buf.is_empty() && attempts < 3 => continue,
-            Err((status, msg)) => {
-                fail(respond, status, msg);
+            Err(e) if e.retry && attempts < MAX_ATTEMPTS => continue,
+            Err(e) => {
+                if let Some(status) = e.status {
+                    fail(respond, status, &e.message);
+                }
                 return;
             }
         }
@@ -346,38 +346,32 @@ async fn exchange(
         Ok(s) => s,
         Err(_) => return,
     };
-    if is_empty {
-        if resp.keep_alive {
-            local.upstream.release(up);
-        }
-        return;
-    }
-    let mut reader = BodyReader::new(resp.framing);
-    loop {
-        match reader.next(&mut up.io, &mut up.buf, plan.timeout).await {
-            Ok(Some(data)) => {
-                let done = reader.is_done();
-                if tunnel::send_data(&mut send, data, done).await.is_err() {
-                    return; // the edge reset the stream
+    let mut body_in = BodyIn::new(up, &resp, plan.timeout);
+    if !is_empty {
+        loop {
+            match body_in.next(false).await {
+                Ok(Some(data)) => {
+                    let done = body_in.is_done();
+                    if tunnel::send_data(&mut send, data, done).await.is_err() {
+                        return; // the edge reset the stream
+                    }
+                    if done {
+                        break;
+                    }
                 }
-                if done {
+                Ok(None) => {
+                    let _ = send.send_data(Bytes::new(), true);
                     break;
                 }
-            }
-            Ok(None) => {
-                let _ = send.send_data(Bytes::new(), true);
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(app = %plan.app, error = ?e, "backend failed mid-response");
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-                return;
+                Err(e) => {
+                    tracing::warn!(app = %plan.app, error = %e.message, "backend failed mid-response");
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return;
+                }
             }
         }
     }
-    if resp.keep_alive && reader.is_done() {
-        local.upstream.release(up);
-    }
+    body_in.finish(&local.upstream);
 }
 
 /// The backend's response head as HTTP/2 (hop-by-hop headers dropped,

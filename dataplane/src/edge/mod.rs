@@ -1,5 +1,19 @@
 //! The edge's request path: from a client's request to a backend's
-//! answer, whichever hop (direct or tunnel) carries it.
+//! answer, whichever hop carries it.
+//!
+//! * [`conn`] — the client connection loop (heads, keep-alive, panics);
+//! * [`proxy`] — the proxy core, every phase of a request in one place;
+//! * [`hop`] — what a hop is; [`direct`] and [`tunnel`] are the two;
+//! * [`path`], [`headers`], [`request`], [`response`] — the phases'
+//!   rules: path normal form, headers the edge owns, the upstream request,
+//!   the response head and body filter.
 
+pub mod conn;
+mod direct;
 pub mod headers;
+mod hop;
 pub mod path;
+mod proxy;
+mod request;
+mod response;
+mod tunnel;

@@ -9,7 +9,6 @@
 //! re-serialised with CRLF rather than forwarded byte for byte.
 
 pub mod body;
-pub mod server;
 
 use bytes::{Bytes, BytesMut};
 

@@ -23,6 +23,8 @@ use monoio::net::TcpStream;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+pub mod exchange;
+
 use crate::io::{Io, Stream};
 use crate::tls::stream::TlsStream;
 

@@ -1,0 +1,197 @@
+//! One client connection: read a request head, run it through the proxy
+//! core, repeat.
+//!
+//! Requests on a connection are handled strictly in order, which is what
+//! makes pipelining safe: the next head is parsed only after the previous
+//! response has been written, from whatever bytes followed the previous
+//! body in the read buffer. When a message cannot be framed with certainty,
+//! or a request body was not read to its end, the connection is closed
+//! after the response, so nothing after it is ever read as a request. The
+//! app table is taken per request, once its head has arrived, so a change
+//! applies to kept-alive connections from their next request.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use postern_control::counters::bump;
+use postern_control::Scheme;
+
+use super::proxy;
+use crate::http1::body::{self, BodyError};
+use crate::http1::parse_request;
+use crate::io::{write_out, Io};
+use crate::pages;
+use crate::worker::Worker;
+
+/// What the client connection learned about itself at accept time.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The client address as sent in `X-Forwarded-For` (IPv4-mapped
+    /// addresses in their IPv4 form), formatted once per connection.
+    pub client_ip: String,
+    pub scheme: Scheme,
+    /// SNI name sent in the TLS handshake, lower-case.
+    pub sni: Option<String>,
+    /// What happened to the request in progress, for the access log.
+    /// Requests on a connection are sequential, so one cell suffices.
+    pub outcome: Cell<Outcome>,
+}
+
+/// The access-log facts of one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub app: Option<usize>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub backend_us: Option<u64>,
+}
+
+impl ConnInfo {
+    pub fn note(&self, f: impl FnOnce(&mut Outcome)) {
+        let mut o = self.outcome.get();
+        f(&mut o);
+        self.outcome.set(o);
+    }
+}
+
+/// How a request ended, for the connection loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// Close, but the client may still be sending a body the edge did not
+    /// read: stop sending, then read and discard for a while, so the
+    /// client gets to read the answer before the connection goes (closing
+    /// with unread bytes would reset it and lose the answer).
+    Linger,
+}
+
+impl Next {
+    pub fn from_keep_alive(keep: bool) -> Next {
+        if keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// Serves a connection; a panic while serving it ends this connection
+/// only, and is counted and logged.
+pub async fn serve(worker: Rc<Worker>, io: Io, info: ConnInfo) {
+    let peer = info.peer;
+    let counters = worker.counters.clone();
+    if CatchUnwind(Box::pin(serve_requests(worker, io, info)))
+        .await
+        .is_err()
+    {
+        bump(&counters.edge.panics, 1);
+        tracing::error!(client = %peer, "a connection's handler panicked; that connection was closed");
+    }
+}
+
+async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
+    let mut buf = BytesMut::with_capacity(crate::io::READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(crate::io::READ_CHUNK);
+    let mut first = true;
+    loop {
+        let (header_timeout, keepalive_timeout) = {
+            let s = &worker.snapshot().settings;
+            (s.request_header_timeout, s.keepalive_timeout)
+        };
+        let head = loop {
+            match parse_request(&mut buf) {
+                Ok(Some(h)) => break Some(h),
+                Ok(None) => {}
+                Err(e) => {
+                    bump(&worker.counters.edge.bad_requests, 1);
+                    let id = worker.next_request_id();
+                    out.clear();
+                    pages::error_page(&mut out, e.status, e.reason, &id, true, &[]);
+                    let _ = write_out(&mut io, &mut out).await;
+                    break None;
+                }
+            }
+            let timeout = if buf.is_empty() && !first {
+                keepalive_timeout
+            } else {
+                header_timeout
+            };
+            // A timed-out read takes the buffer down with it; remember
+            // whether a request had started.
+            let partial = !buf.is_empty();
+            match body::read_with_timeout(&mut io, &mut buf, timeout).await {
+                Ok(0) | Err(BodyError::Io(_)) => break None,
+                Ok(_) => {}
+                Err(BodyError::Timeout) if partial => {
+                    let id = worker.next_request_id();
+                    out.clear();
+                    let msg = "the request head did not arrive in time";
+                    pages::error_page(&mut out, 408, msg, &id, true, &[]);
+                    let _ = write_out(&mut io, &mut out).await;
+                    break None;
+                }
+                Err(_) => break None,
+            }
+        };
+        let Some(head) = head else { break };
+        first = false;
+        // The table as of this request's arrival.
+        let snapshot = worker.snapshot();
+        let next =
+            proxy::handle(&worker, &snapshot, &mut io, &mut buf, &mut out, &info, head).await;
+        match next {
+            Next::KeepAlive => continue,
+            Next::Close => break,
+            Next::Linger => {
+                io.shutdown().await;
+                linger(&mut io, &mut buf).await;
+                return;
+            }
+        }
+    }
+    io.shutdown().await;
+}
+
+/// How long, and how much, a lingering close reads and discards.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+async fn linger(io: &mut Io, buf: &mut BytesMut) {
+    let deadline = std::time::Instant::now() + LINGER_TIME;
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        buf.clear();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match monoio::time::timeout(left, io.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
+}
+
+/// Resolves to `Err` if polling the inner future panicked. A panic leaves
+/// only that connection's state half-updated, and it is dropped at once.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

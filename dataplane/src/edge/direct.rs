@@ -1,0 +1,187 @@
+//! The direct hop: the edge dials the app's internal server itself (an
+//! edge inside the private network, without connectors).
+//!
+//! Connections come from the worker's keep-alive pool; the request goes
+//! out through the same HTTP/1.1 exchange the connector uses
+//! ([`crate::upstream::exchange`]), so both follow one retry rule.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::hop::{ClientBody, Hop, HopResponse};
+use super::proxy::Exchange;
+use super::request::{backend_path, backend_value, forwarded_headers};
+use super::response::RespHead;
+use crate::error::{ProxyError, Source};
+use crate::http1::body::Framing;
+use crate::http1::RequestHead;
+use crate::io::{write_out, Io};
+use crate::upstream::exchange::{exchange, BodyIn, BodySource};
+use crate::upstream::{Target, Upstream, UpstreamError};
+use postern_control::counters::FailReason;
+
+/// Attempts of one request: the first, plus retries the rule allows.
+const MAX_ATTEMPTS: usize = 3;
+
+pub struct DirectHop;
+
+pub struct DirectResponse {
+    head: RespHead,
+    body: BodyIn,
+    pool: Rc<Upstream>,
+}
+
+impl BodySource for ClientBody<'_> {
+    fn has_body(&self) -> bool {
+        ClientBody::has_body(self)
+    }
+    fn buffered(&self) -> bool {
+        ClientBody::buffered(self)
+    }
+    async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        ClientBody::next(self).await
+    }
+}
+
+/// Phase 4 for this hop: the HTTP/1.1 request head for the backend.
+fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut Vec<u8>) {
+    let (app, info, id) = (ctx.app, ctx.info, ctx.id);
+    out.extend_from_slice(&head.method);
+    out.push(b' ');
+    out.extend_from_slice(&backend_path(ctx, head));
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    if app.app.translate_headers {
+        out.extend_from_slice(
+            crate::route::internal_authority(&app.app, &ctx.internal_host).as_bytes(),
+        );
+    } else {
+        out.extend_from_slice(&head.authority);
+    }
+    out.extend_from_slice(b"\r\n");
+    let xff = forwarded_headers(&app.app, info, head, |h| {
+        out.extend_from_slice(&h.name);
+        out.extend_from_slice(b": ");
+        match backend_value(ctx, head, h) {
+            Some(v) => out.extend_from_slice(&v),
+            None => out.extend_from_slice(&h.value),
+        }
+        out.extend_from_slice(b"\r\n");
+    });
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    out.extend_from_slice(&xff);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(info.scheme.as_str().as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
+    out.extend_from_slice(&head.authority);
+    out.extend_from_slice(b"\r\nX-Request-Id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match head.framing {
+        Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if let (true, Some(up)) = (upgrade, &head.upgrade) {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(up);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Hop for DirectHop {
+    type Response = DirectResponse;
+
+    async fn send(
+        &mut self,
+        ctx: &Exchange<'_>,
+        head: &RequestHead,
+        body: &mut ClientBody<'_>,
+    ) -> Result<DirectResponse, ProxyError> {
+        let app = ctx.app;
+        let target = Target {
+            host: ctx.internal_host.clone(),
+            port: app.app.internal_url.port,
+            tls: app.backend_tls.clone(),
+            proxy: None,
+        };
+        let timeout = app.app.backend_timeout.duration();
+        let upgrade = app.app.websocket && head.upgrade.is_some();
+        let pool = ctx.worker.upstream.clone();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut up = pool.open(&target).await.map_err(|e| {
+                if matches!(e, UpstreamError::ConnectTimeout) {
+                    ProxyError::backend(
+                        504,
+                        "the application's server did not accept a connection in time",
+                    )
+                } else {
+                    ProxyError::new(
+                        Source::Backend,
+                        FailReason::BackendUnreachable,
+                        502,
+                        "the application's server could not be reached",
+                    )
+                }
+            })?;
+            let mut out = Vec::with_capacity(1024);
+            request_head(ctx, head, upgrade, &mut out);
+            let chunked = head.framing == Framing::Chunked;
+            match exchange(&mut up, out, chunked, body, &head.method, upgrade, timeout).await {
+                Ok(r) => {
+                    return Ok(DirectResponse {
+                        body: BodyIn::new(up, &r, timeout),
+                        head: r.into(),
+                        pool,
+                    })
+                }
+                Err(e) if e.retry && attempts < MAX_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl HopResponse for DirectResponse {
+    fn head(&self) -> &RespHead {
+        &self.head
+    }
+
+    fn upgraded(&self) -> bool {
+        self.head.status == 101
+    }
+
+    async fn next(&mut self, large: bool) -> Result<Option<Bytes>, ProxyError> {
+        self.body.next(large).await
+    }
+
+    fn more_ready(&self) -> bool {
+        self.body.more_ready()
+    }
+
+    fn consumed(&mut self, _n: usize) {}
+
+    fn finish(self) {
+        self.body.finish(&self.pool);
+    }
+
+    async fn relay_upgraded(self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {
+        let mut up = self.body.conn;
+        if !up.buf.is_empty() {
+            out.extend_from_slice(&up.buf.split());
+        }
+        if write_out(client, out).await.is_err() {
+            return;
+        }
+        if !early.is_empty() {
+            let (res, _) = up.io.write_all(early).await;
+            if res.is_err() {
+                return;
+            }
+        }
+        crate::relay::copy_bidirectional(client, &mut up.io).await;
+    }
+}

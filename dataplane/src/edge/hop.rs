@@ -1,0 +1,141 @@
+//! The hop: how a request crosses from the edge to the app's server.
+//!
+//! The proxy core ([`super::proxy`]) runs the same phases for every
+//! request; only the hop differs. [`super::direct`] dials the internal
+//! server itself; [`super::tunnel`] relays over an HTTP/2 tunnel to a
+//! connector. A hop gets the request and its body as a [`ClientBody`] it
+//! reads at its own pace, and hands back a [`HopResponse`] the core
+//! streams to the client. Whatever the hop did with the body, the core
+//! then knows whether all of it was read, and closes the client connection
+//! when it was not, so leftover body bytes are never parsed as a request.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use postern_control::counters::{bump, AppCounters};
+
+use super::conn::ConnInfo;
+use super::proxy::Exchange;
+use super::response::RespHead;
+use crate::error::ProxyError;
+use crate::http1::body::{BodyError, BodyReader};
+use crate::http1::RequestHead;
+use crate::io::Io;
+
+/// The client's request body, read as the hop asks for it.
+pub struct ClientBody<'a> {
+    io: &'a mut Io,
+    buf: &'a mut BytesMut,
+    reader: BodyReader,
+    timeout: Duration,
+    /// A `100 Continue` is owed before the first read from the socket.
+    expect_continue: bool,
+    has_body: bool,
+    counters: &'a AppCounters,
+    info: &'a ConnInfo,
+}
+
+impl<'a> ClientBody<'a> {
+    pub fn new(
+        ctx: &Exchange<'a>,
+        io: &'a mut Io,
+        buf: &'a mut BytesMut,
+        head: &RequestHead,
+    ) -> ClientBody<'a> {
+        ClientBody {
+            reader: BodyReader::new(head.framing),
+            timeout: ctx.snapshot.settings.request_header_timeout,
+            expect_continue: head.expect_continue,
+            has_body: head.framing.has_body(),
+            io,
+            buf,
+            counters: ctx.counters,
+            info: ctx.info,
+        }
+    }
+
+    pub fn has_body(&self) -> bool {
+        self.has_body
+    }
+
+    /// Whether every byte of the body has been read (always, without one).
+    pub fn is_done(&self) -> bool {
+        !self.has_body || self.reader.is_done()
+    }
+
+    /// Whether body bytes are already read and waiting.
+    pub fn buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next piece of the body, `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        if std::mem::take(&mut self.expect_continue) && self.buf.is_empty() {
+            let (res, _) = self
+                .io
+                .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
+                .await;
+            res.map_err(|_| ProxyError::client_gone())?;
+        }
+        match self.reader.next(self.io, self.buf, self.timeout).await {
+            Ok(Some(data)) => {
+                let n = data.len() as u64;
+                bump(&self.counters.bytes_in, n);
+                self.info.note(|o| o.bytes_in += n);
+                Ok(Some(data))
+            }
+            Ok(None) => Ok(None),
+            Err(BodyError::Malformed(m)) => Err(ProxyError::client(400, m)),
+            Err(BodyError::Timeout) => Err(ProxyError::client(
+                408,
+                "the request body did not arrive in time",
+            )),
+            Err(_) => Err(ProxyError::client_gone()),
+        }
+    }
+}
+
+/// A hop: sends a request on and returns the response head.
+pub trait Hop {
+    type Response: HopResponse;
+
+    /// Sends the request, streaming its body from `body`, and waits for
+    /// the response head. Retries that the retry rule allows happen
+    /// inside.
+    async fn send(
+        &mut self,
+        ctx: &Exchange<'_>,
+        head: &RequestHead,
+        body: &mut ClientBody<'_>,
+    ) -> Result<Self::Response, ProxyError>;
+}
+
+/// A response coming back over a hop.
+pub trait HopResponse {
+    fn head(&self) -> &RespHead;
+
+    /// Whether the server accepted the request's upgrade (HTTP/1.1 `101`,
+    /// or `200` to an extended CONNECT).
+    fn upgraded(&self) -> bool;
+
+    /// The next piece of the body, `None` at its clean end; an error means
+    /// the body ended early and the client must see it incomplete.
+    /// `large` asks for reads of up to 64 KiB.
+    async fn next(&mut self, large: bool) -> Result<Option<Bytes>, ProxyError>;
+
+    /// Whether more body bytes are at hand without waiting.
+    fn more_ready(&self) -> bool;
+
+    /// The client has taken `n` bytes of the body (flow control).
+    fn consumed(&mut self, n: usize);
+
+    /// The body was relayed to its end: the connection may be reused.
+    fn finish(self);
+
+    /// After the upgrade's head was written to `out` (not yet sent):
+    /// relays bytes both ways until either side ends.
+    async fn relay_upgraded(self, client: &mut Io, out: &mut Vec<u8>, early: Bytes);
+}

@@ -1,0 +1,431 @@
+//! The proxy core: the life of every request, in named phases.
+//!
+//! 1. **request filter** — one normal form of the path ([`super::path`]);
+//! 2. **route** — (listener scheme, host, longest path prefix) → app, or an
+//!    edge answer (421, 404, a redirect);
+//! 3. **policy** — whether this request may reach the app (enabled,
+//!    pre-authentication, source addresses);
+//! 4. **upstream request** — what the backend sees ([`super::request`]);
+//! 5. **send** — the [`Hop`] carries the request and its body, and brings
+//!    back the response head; retries follow one rule
+//!    ([`crate::error::may_retry`]);
+//! 6. **response head** — headers translated, HSTS and the request id
+//!    added, framing chosen ([`super::response::client_head`]);
+//! 7. **body filter** — the body streamed out, translated if the app asks;
+//! 8. **log** — counters and the access-log line.
+//!
+//! The direct hop and the tunnel hop are two implementations of phase 5;
+//! every other phase exists once. Any failure is a [`ProxyError`], and
+//! [`fail`] is the one place that turns it into what the client sees.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use postern_control::counters::{bump, AppCounters, FailReason};
+use postern_control::{Preauth, Scheme};
+
+use super::conn::{ConnInfo, Next, Outcome};
+use super::hop::{ClientBody, Hop, HopResponse};
+use super::response::{client_head, upgrade_head};
+use crate::accesslog;
+use crate::error::ProxyError;
+use crate::http1::RequestHead;
+use crate::io::{write_out, Io};
+use crate::pages;
+use crate::route::{self, Route};
+use crate::snapshot::{AppRuntime, Snapshot};
+use crate::worker::Worker;
+
+/// What one proxied request needs besides the streams.
+pub struct Exchange<'a> {
+    pub worker: &'a Rc<Worker>,
+    pub snapshot: &'a Arc<Snapshot>,
+    pub app: &'a AppRuntime,
+    pub info: &'a ConnInfo,
+    pub counters: &'a AppCounters,
+    pub id: &'a str,
+    /// The internal host for this request (a wildcard's label filled in).
+    pub internal_host: String,
+}
+
+/// An answer the edge makes itself, before anything reached a backend.
+enum Answer {
+    Error(u16, &'static str),
+    Redirect(String),
+}
+
+/// Handles one request (phases 1–8) and writes its access-log line.
+pub async fn handle(
+    worker: &Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    head: RequestHead,
+) -> Next {
+    let started = Instant::now();
+    info.outcome.set(Outcome::default());
+    let id = worker.next_request_id();
+    let logging = accesslog::enabled();
+    let (method, path) = if logging {
+        (head.method.clone(), head.path.clone())
+    } else {
+        (Bytes::new(), Bytes::new())
+    };
+    let next = run(worker, snapshot, io, buf, out, info, head, &id).await;
+    // Phase 8: log.
+    if logging {
+        let o = info.outcome.get();
+        accesslog::log(&accesslog::Entry {
+            request_id: &id,
+            app: o.app.map(|a| snapshot.apps[a].app.name.as_str()),
+            client: &info.client_ip,
+            method: &method,
+            path: &path,
+            status: o.status,
+            bytes_in: o.bytes_in,
+            bytes_out: o.bytes_out,
+            total_us: started.elapsed().as_micros() as u64,
+            backend_us: o.backend_us,
+        });
+    }
+    next
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    worker: &Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    head: RequestHead,
+    id: &str,
+) -> Next {
+    // Phase 1: request filter.
+    let head = match super::path::normalize(&head.path) {
+        Ok(path) => RequestHead { path, ..head },
+        Err(msg) => {
+            bump(&worker.counters.edge.bad_requests, 1);
+            return answer(info, io, out, &head, Answer::Error(400, msg), id).await;
+        }
+    };
+    // Phase 2: route.
+    let app_id = match route(snapshot, info, &head) {
+        Ok(a) => a,
+        Err(a) => {
+            bump(&worker.counters.edge.requests_unrouted, 1);
+            return answer(info, io, out, &head, a, id).await;
+        }
+    };
+    let app = &snapshot.apps[app_id];
+    info.note(|o| o.app = Some(app_id));
+    let counters = worker.app_counters(snapshot, app_id);
+    bump(&counters.requests, 1);
+    // Phase 3: policy.
+    if let Err((reason, status, msg)) = policy(app, info, &head) {
+        counters.fail(reason);
+        return answer(info, io, out, &head, Answer::Error(status, msg), id).await;
+    }
+    let ctx = Exchange {
+        worker,
+        snapshot,
+        app,
+        info,
+        counters: &counters,
+        id,
+        internal_host: route::internal_host(&app.app, &head.host),
+    };
+    // Phases 4–7, over the app's hop.
+    if snapshot.settings.tunnel_address.is_some() {
+        forward(
+            &ctx,
+            super::tunnel::TunnelHop,
+            io,
+            buf,
+            out,
+            head,
+        )
+        .await
+    } else {
+        forward(
+            &ctx,
+            super::direct::DirectHop,
+            io,
+            buf,
+            out,
+            head,
+        )
+        .await
+    }
+}
+
+/// Phase 2: the app for this request, or the edge's own answer.
+fn route(snapshot: &Snapshot, info: &ConnInfo, head: &RequestHead) -> Result<usize, Answer> {
+    if info.sni.as_deref().is_some_and(|sni| sni != head.host) {
+        return Err(Answer::Error(
+            421,
+            "this connection was opened for a different host name; open a new connection",
+        ));
+    }
+    let (p, q) = match memchr::memchr(b'?', &head.path) {
+        Some(i) => (&head.path[..i], &head.path[i..]),
+        None => (&head.path[..], &b""[..]),
+    };
+    match snapshot.router.lookup(info.scheme, &head.host, &head.path) {
+        Route::App(a) => Ok(a),
+        Route::AddSlash(_) => Err(Answer::Redirect(format!(
+            "{}/{}",
+            String::from_utf8_lossy(p),
+            String::from_utf8_lossy(q)
+        ))),
+        Route::NotFound => {
+            // An http request for an app published only over https.
+            if info.scheme == Scheme::Http
+                && snapshot
+                    .router
+                    .lookup(Scheme::Https, &head.host, &head.path)
+                    != Route::NotFound
+            {
+                let port = match snapshot.https_port {
+                    Some(443) | None => String::new(),
+                    Some(p) => format!(":{p}"),
+                };
+                return Err(Answer::Redirect(format!(
+                    "https://{}{port}{}",
+                    head.host,
+                    String::from_utf8_lossy(&head.path)
+                )));
+            }
+            Err(Answer::Error(
+                404,
+                "no application is published at this address",
+            ))
+        }
+    }
+}
+
+/// Phase 3: whether the request may reach the app at all.
+fn policy(
+    app: &AppRuntime,
+    info: &ConnInfo,
+    head: &RequestHead,
+) -> Result<(), (FailReason, u16, &'static str)> {
+    if !app.app.enabled {
+        return Err((
+            FailReason::Disabled,
+            503,
+            "this application is disabled by its administrator",
+        ));
+    }
+    let cidrs = &app.app.access.source_cidrs;
+    if !cidrs.is_empty() && !postern_control::config::any_contains(cidrs, info.peer.ip()) {
+        return Err((
+            FailReason::Forbidden,
+            403,
+            "this application is not available from your network address",
+        ));
+    }
+    if app.app.preauth == Preauth::Oidc {
+        // Fail closed: an app that asks for pre-authentication is never
+        // served unauthenticated.
+        return Err((
+            FailReason::AuthRequired,
+            503,
+            "this application requires sign-in, which this edge does not offer yet",
+        ));
+    }
+    if head.upgrade.is_some() && head.framing.has_body() {
+        return Err((
+            FailReason::ClientError,
+            400,
+            "an upgrade request may not carry a body",
+        ));
+    }
+    Ok(())
+}
+
+/// Phases 5–7: send over `hop`, then relay the response.
+async fn forward<H: Hop>(
+    ctx: &Exchange<'_>,
+    mut hop: H,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    head: RequestHead,
+) -> Next {
+    let started = Instant::now();
+    let mut body = ClientBody::new(ctx, io, buf, &head);
+    let sent = hop.send(ctx, &head, &mut body).await;
+    // Whatever the hop did, a body not read to its end must not be parsed
+    // as the next request: the connection then closes after the answer.
+    let body_read = body.is_done();
+    let next = match sent {
+        Ok(resp) => respond(ctx, io, buf, out, &head, resp, body_read, started).await,
+        Err(e) => fail(ctx, io, out, &head, e, body_read).await,
+    };
+    match next {
+        Next::Close if !body_read => Next::Linger,
+        n => n,
+    }
+}
+
+/// Phases 6–7: the response head and body to the client.
+#[allow(clippy::too_many_arguments)]
+async fn respond<R: HopResponse>(
+    ctx: &Exchange<'_>,
+    io: &mut Io,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    mut resp: R,
+    body_read: bool,
+    started: Instant,
+) -> Next {
+    let waited = started.elapsed().as_micros() as u64;
+    ctx.counters.backend_latency.record(waited);
+    ctx.info.note(|o| o.backend_us = Some(waited));
+
+    if resp.upgraded() {
+        ctx.info.note(|o| o.status = 101);
+        let protocol = head.upgrade.clone().unwrap_or_default();
+        upgrade_head(resp.head(), &protocol, out);
+        let early = buf.split().freeze();
+        resp.relay_upgraded(io, out, early).await;
+        return Next::Close;
+    }
+
+    // Phase 6: response head.
+    let status = resp.head().status;
+    ctx.info.note(|o| o.status = status);
+    let (mut body, keep_alive) = client_head(ctx, head, resp.head(), body_read, out);
+
+    // Phase 7: body filter, the head riding with the first piece.
+    let table = &ctx.snapshot.links;
+    loop {
+        match resp.next(body.translating()).await {
+            Ok(Some(data)) => {
+                let n = data.len();
+                bump(&ctx.counters.bytes_out, n as u64);
+                ctx.info.note(|o| o.bytes_out += n as u64);
+                if body.passthrough() && out.is_empty() {
+                    let (res, _) = io.write_all(data).await;
+                    if res.is_err() {
+                        return Next::Close;
+                    }
+                    resp.consumed(n);
+                    continue;
+                }
+                if let Err(e) = body.push(table, &data, out) {
+                    body.failed(&e, ctx.app, ctx.id);
+                    let _ = write_out(io, out).await;
+                    return Next::Close;
+                }
+                // Small bodies: keep collecting while the backend's bytes
+                // are already here, so a short response is one write.
+                let collect = resp.more_ready() && out.len() < 64 * 1024;
+                if !collect && !out.is_empty() && write_out(io, out).await.is_err() {
+                    return Next::Close;
+                }
+                resp.consumed(n);
+            }
+            Ok(None) => {
+                if let Err(e) = body.finish(table, out) {
+                    body.failed(&e, ctx.app, ctx.id);
+                    let _ = write_out(io, out).await;
+                    return Next::Close;
+                }
+                if !out.is_empty() && write_out(io, out).await.is_err() {
+                    return Next::Close;
+                }
+                break;
+            }
+            Err(e) => {
+                // Mid-body failure: the client must see an incomplete
+                // message, never a clean end (ATTACKS 26).
+                ctx.counters.fail(e.reason);
+                tracing::warn!(request_id = ctx.id, app = %ctx.app.app.name, source = ?e.source, error = %e.message, "response failed mid-body");
+                if !out.is_empty() {
+                    let _ = write_out(io, out).await;
+                }
+                return Next::Close;
+            }
+        }
+    }
+    resp.finish();
+    Next::from_keep_alive(keep_alive)
+}
+
+/// The one mapping from a failure before the response to what the client
+/// sees: counted, logged (unless it is the client's own), answered with
+/// its status and page, and the connection closed when the client's
+/// stream cannot be trusted or its body was not read to the end.
+async fn fail(
+    ctx: &Exchange<'_>,
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    e: ProxyError,
+    body_read: bool,
+) -> Next {
+    ctx.counters.fail(e.reason);
+    if e.source != crate::error::Source::Client {
+        tracing::warn!(request_id = ctx.id, app = %ctx.app.app.name, client = %ctx.info.peer, source = ?e.source, status = ?e.status, reason = %e.message, "request failed");
+    }
+    let Some(status) = e.status else {
+        return Next::Close;
+    };
+    let close = e.closes() || !head.keep_alive || !body_read;
+    ctx.info.note(|o| o.status = status);
+    out.clear();
+    pages::error_page(out, status, &e.message, ctx.id, close, &[]);
+    send(io, out, close).await
+}
+
+/// The edge's own answer before any body was read: the connection is kept
+/// only when the request had no body (an unread body would be parsed as
+/// the next request).
+async fn answer(
+    info: &ConnInfo,
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    a: Answer,
+    id: &str,
+) -> Next {
+    let close = !head.keep_alive || head.framing.has_body();
+    out.clear();
+    let status = match a {
+        Answer::Error(status, msg) => {
+            pages::error_page(out, status, msg, id, close, &[]);
+            status
+        }
+        Answer::Redirect(location) => {
+            let status = if matches!(&head.method[..], b"GET" | b"HEAD") {
+                301
+            } else {
+                308
+            };
+            pages::redirect(out, status, &location, id, close);
+            status
+        }
+    };
+    info.note(|o| o.status = status);
+    match send(io, out, close).await {
+        Next::Close if head.framing.has_body() => Next::Linger,
+        n => n,
+    }
+}
+
+/// Writes a response the edge made itself; keeps the connection if asked.
+async fn send(io: &mut Io, out: &mut Vec<u8>, close: bool) -> Next {
+    if write_out(io, out).await.is_err() || close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}

@@ -1,0 +1,345 @@
+//! The tunnel hop: a request becomes one HTTP/2 stream on a tunnel of the
+//! app's connector group.
+//!
+//! Picking: least outstanding streams among the group's healthy tunnels,
+//! this worker's first. A request the tunnel never took (the connector
+//! was going away, or refused the stream before processing it) is tried on
+//! another tunnel when the retry rule allows, at most three times in all.
+//! A request a connector held when it died is answered 502 with the
+//! request id. Bodies stream both ways under HTTP/2 flow control: the
+//! window of a response stream is handed back only after its bytes reached
+//! the client, so a slow client stalls its own stream and nothing else.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use postern_control::counters::{bump, FailReason};
+
+use super::hop::{ClientBody, Hop, HopResponse};
+use super::proxy::Exchange;
+use super::request::{backend_path, backend_value, forwarded_headers};
+use super::response::{RespHead, RespHeaders};
+use crate::error::{may_retry, Delivery, ProxyError, Source};
+use crate::http1::body::Framing;
+use crate::http1::RequestHead;
+use crate::io::{write_out, Io};
+use crate::route;
+use crate::tunnel::edge::{pick, Lease};
+use crate::tunnel::{self, meta};
+
+/// Transmissions of one request: the first, plus retries of a request a
+/// connector refused unprocessed. Tunnels that never took the request at
+/// all (already going away) are skipped without counting.
+const MAX_ATTEMPTS: usize = 3;
+
+pub struct TunnelHop;
+
+pub struct TunnelResponse {
+    head: RespHead,
+    recv: h2::RecvStream,
+    /// The request stream's sending half, kept open for an upgrade.
+    send: Option<h2::SendStream<Bytes>>,
+    websocket: bool,
+    timeout: Duration,
+    /// Body bytes received, checked against Content-Length at the end.
+    received: u64,
+    _lease: Lease,
+}
+
+/// Phase 4 for this hop: the HTTP/2 request for the connector (no body).
+/// Headers go straight into the request's map; values share the client's
+/// bytes, and the app's tunnel metadata was built once per snapshot.
+fn build_request(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    websocket: bool,
+) -> Result<http::Request<()>, String> {
+    use http::header::{HeaderName, HeaderValue};
+    let app = ctx.app;
+    let int = &app.app.internal_url;
+    let authority = route::internal_authority(&app.app, &ctx.internal_host);
+    let uri = http::Uri::builder()
+        .scheme(int.scheme.as_str())
+        .authority(authority)
+        .path_and_query(backend_path(ctx, head))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = http::Request::new(());
+    *req.uri_mut() = uri;
+    if websocket {
+        *req.method_mut() = http::Method::CONNECT;
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+    } else {
+        *req.method_mut() = http::Method::from_bytes(&head.method).map_err(|e| e.to_string())?;
+    }
+    let map = req.headers_mut();
+    map.reserve(head.headers.len() + 8);
+    let mut bad = None;
+    let xff = forwarded_headers(&app.app, ctx.info, head, |h| {
+        let value = match backend_value(ctx, head, h) {
+            Some(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
+            None => HeaderValue::from_maybe_shared(h.value.clone()),
+        };
+        match (HeaderName::from_bytes(&h.name), value) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => bad = Some(String::from_utf8_lossy(&h.name).into_owned()),
+        }
+    });
+    if let Some(name) = bad {
+        return Err(format!("the header `{name}` cannot be relayed over HTTP/2"));
+    }
+    let value = |b: &[u8]| HeaderValue::from_bytes(b).map_err(|e| e.to_string());
+    map.append(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
+    map.append(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(ctx.info.scheme.as_str()),
+    );
+    map.append(
+        HeaderName::from_static("x-forwarded-host"),
+        HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
+    );
+    map.append(
+        HeaderName::from_static("x-request-id"),
+        value(ctx.id.as_bytes())?,
+    );
+    if let Framing::Length(n) = head.framing {
+        map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    if !app.app.translate_headers {
+        map.append(
+            HeaderName::from_static(meta::HOST),
+            HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
+        );
+    }
+    for (name, value) in &app.tunnel_meta {
+        map.append(name.clone(), value.clone());
+    }
+    Ok(req)
+}
+
+/// Whether the connector provably did not process the stream.
+fn unprocessed(e: &h2::Error) -> bool {
+    e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
+}
+
+fn connector_error(status: u16, message: &'static str) -> ProxyError {
+    let reason = if status == 504 {
+        FailReason::BackendTimeout
+    } else {
+        FailReason::BackendError
+    };
+    ProxyError::new(Source::Connector, reason, status, message)
+}
+
+impl Hop for TunnelHop {
+    type Response = TunnelResponse;
+
+    async fn send(
+        &mut self,
+        ctx: &Exchange<'_>,
+        head: &RequestHead,
+        body: &mut ClientBody<'_>,
+    ) -> Result<TunnelResponse, ProxyError> {
+        let (worker, app) = (ctx.worker, ctx.app);
+        let timeout = app.app.backend_timeout.duration();
+        let has_body = body.has_body();
+        let websocket = app.app.websocket
+            && head
+                .upgrade
+                .as_ref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
+        let group = app.app.connector_group.as_str();
+        let req = build_request(ctx, head, websocket)
+            .map_err(|e| ProxyError::client(400, format!("the request cannot be relayed: {e}")))?;
+        let mut skip = Vec::new();
+        let mut attempts = 0;
+        loop {
+            let list = worker.tunnel_list();
+            let Some((lease, cross)) = pick(&list, group, worker.index, &skip) else {
+                return Err(ProxyError::new(
+                    Source::Edge,
+                    FailReason::NoConnector,
+                    502,
+                    format!(
+                        "no connector of the group \"{group}\" is connected to this edge, so the application cannot be reached"
+                    ),
+                ));
+            };
+            bump(&worker.counters.edge.tunnel_requests, 1);
+            if cross {
+                bump(&worker.counters.edge.cross_core_relays, 1);
+            }
+            let tunnel = lease.0.clone();
+            skip.push(tunnel.serial);
+            let mut send = match monoio::time::timeout(timeout, tunnel.send.clone().ready()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tunnel.retire();
+                    tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel unusable");
+                    if may_retry(&head.method, has_body, Delivery::NotSent) {
+                        continue;
+                    }
+                    return Err(connector_error(502, "the tunnel failed"));
+                }
+                Err(_) => {
+                    return Err(connector_error(
+                        504,
+                        "the connector did not take the request in time",
+                    ))
+                }
+            };
+            let end = !has_body && !websocket;
+            let (response, mut body_tx) = match send.send_request(req.clone(), end) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel refused a new stream");
+                    tunnel.retire();
+                    if may_retry(&head.method, has_body, Delivery::NotSent) {
+                        continue;
+                    }
+                    return Err(connector_error(502, "the tunnel failed"));
+                }
+            };
+            attempts += 1;
+            if !websocket {
+                while let Some(data) = body.next().await.inspect_err(|_| {
+                    body_tx.send_reset(h2::Reason::CANCEL);
+                })? {
+                    if tunnel::send_data(&mut body_tx, data, false).await.is_err() {
+                        // The answer (or its failure) says what happened;
+                        // the rest of the body stays unread, and the
+                        // client connection closes after the answer.
+                        break;
+                    }
+                }
+                if body.is_done() && has_body {
+                    let _ = body_tx.send_data(Bytes::new(), true);
+                }
+            }
+            let response = match monoio::time::timeout(timeout, response).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tunnel.close_if_going_away(&e);
+                    let retry = unprocessed(&e)
+                        && may_retry(&head.method, has_body, Delivery::Refused)
+                        && attempts < MAX_ATTEMPTS;
+                    if retry {
+                        continue;
+                    }
+                    tracing::debug!(request_id = ctx.id, connector = %tunnel.connector, error = %e, "tunnel failed before the response");
+                    return Err(connector_error(
+                        502,
+                        "the connector handling this request failed before answering",
+                    ));
+                }
+                Err(_) => {
+                    return Err(connector_error(
+                        504,
+                        "the application's server did not answer in time",
+                    ))
+                }
+            };
+            let (parts, recv) = response.into_parts();
+            if let Some(msg) = parts.headers.get(meta::ERROR) {
+                let status = parts.status.as_u16();
+                let reason = if status == 504 {
+                    FailReason::BackendTimeout
+                } else {
+                    FailReason::BackendUnreachable
+                };
+                let msg = String::from_utf8_lossy(msg.as_bytes()).into_owned();
+                return Err(ProxyError::new(Source::Backend, reason, status, msg));
+            }
+            let status = parts.status.as_u16();
+            let length = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| crate::http1::parse_content_length(v.as_bytes()));
+            let framing = if head.is_head() || status == 204 || status == 304 {
+                Framing::Empty
+            } else if let Some(n) = length {
+                Framing::Length(n)
+            } else if recv.is_end_stream() {
+                Framing::Empty
+            } else {
+                Framing::Chunked
+            };
+            let reason = parts.status.canonical_reason().unwrap_or("Unknown");
+            return Ok(TunnelResponse {
+                head: RespHead {
+                    status,
+                    reason: Bytes::from_static(reason.as_bytes()),
+                    headers: RespHeaders::H2(parts.headers),
+                    framing,
+                    connection_tokens: Vec::new(),
+                },
+                recv,
+                send: websocket.then_some(body_tx),
+                websocket,
+                timeout,
+                received: 0,
+                _lease: lease,
+            });
+        }
+    }
+}
+
+impl HopResponse for TunnelResponse {
+    fn head(&self) -> &RespHead {
+        &self.head
+    }
+
+    fn upgraded(&self) -> bool {
+        self.websocket && self.head.status == 200
+    }
+
+    async fn next(&mut self, _large: bool) -> Result<Option<Bytes>, ProxyError> {
+        if self.head.framing == Framing::Empty {
+            return Ok(None);
+        }
+        match monoio::time::timeout(self.timeout, self.recv.data()).await {
+            Ok(Some(Ok(data))) => {
+                self.received += data.len() as u64;
+                Ok(Some(data))
+            }
+            Ok(None) => match self.head.framing {
+                Framing::Length(want) if want != self.received => Err(connector_error(
+                    502,
+                    "the response ended before its declared length",
+                )),
+                _ => Ok(None),
+            },
+            Ok(Some(Err(_))) => Err(connector_error(
+                502,
+                "the tunnel failed in the middle of the response",
+            )),
+            Err(_) => Err(connector_error(
+                504,
+                "the response body stalled past the backend timeout",
+            )),
+        }
+    }
+
+    fn more_ready(&self) -> bool {
+        self.head.framing == Framing::Empty || self.recv.is_end_stream()
+    }
+
+    fn consumed(&mut self, n: usize) {
+        tunnel::release(&mut self.recv, n);
+    }
+
+    fn finish(self) {}
+
+    async fn relay_upgraded(mut self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {
+        let Some(mut tx) = self.send.take() else {
+            return;
+        };
+        if write_out(client, out).await.is_err() {
+            return;
+        }
+        tunnel::relay_upgraded(client, early, &mut tx, &mut self.recv).await;
+    }
+}
