@@ -179,14 +179,27 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
     let mut s = tcp(addr);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = s.write_all(bytes);
+    read_to_close(&mut s)
+}
+
+/// Everything `s` sends until it closes, or until its read timeout passes
+/// in silence: (text, whether it closed).
+pub fn read_to_close(s: &mut dyn Stream) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let closed = loop {
         match s.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
         }
     };
     (String::from_utf8_lossy(&out).into_owned(), closed)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_e2e::backend::{Backend, Reply};
-use postern_e2e::client::{get, request, Stream};
+use postern_e2e::client::{get, read_to_close, request};
 use postern_e2e::{passthrough_app, Deployment, EdgeBuilder, Hop};
 
 /// A passthrough `/` app in front of `root`, and an `/admin/` app in front
@@ -168,28 +168,6 @@ fn clients_cannot_set_the_edges_headers() {
             assert_eq!(be.count(), 1, "{hop:?}");
         }
     }
-}
-
-/// Reads from `s` until it closes (or 5 s of silence): (text, closed).
-fn read_to_close(s: &mut dyn Stream) -> (String, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                break false
-            }
-            Err(_) => break true,
-        }
-    };
-    (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
 /// Apps for the desync probes: `/b/` in front of a recording backend,

@@ -142,25 +142,9 @@ async fn run(
     };
     // Phases 4–7, over the app's hop.
     if snapshot.settings.tunnel_address.is_some() {
-        forward(
-            &ctx,
-            super::tunnel::TunnelHop,
-            io,
-            buf,
-            out,
-            head,
-        )
-        .await
+        forward(&ctx, super::tunnel::TunnelHop, io, buf, out, head).await
     } else {
-        forward(
-            &ctx,
-            super::direct::DirectHop,
-            io,
-            buf,
-            out,
-            head,
-        )
-        .await
+        forward(&ctx, super::direct::DirectHop, io, buf, out, head).await
     }
 }
 
@@ -339,6 +323,7 @@ async fn respond<R: HopResponse>(
                     let _ = write_out(io, out).await;
                     return Next::Close;
                 }
+                body.count();
                 if !out.is_empty() && write_out(io, out).await.is_err() {
                     return Next::Close;
                 }

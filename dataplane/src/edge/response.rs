@@ -134,13 +134,21 @@ impl BodyOut<'_> {
     }
 }
 
-impl Drop for BodyOut<'_> {
-    fn drop(&mut self) {
-        if let Some(t) = &self.translator {
+impl BodyOut<'_> {
+    /// Counts the translation (once): called before the body's last bytes
+    /// leave, so whoever reads the response can already read its counters.
+    pub fn count(&mut self) {
+        if let Some(t) = self.translator.take() {
             bump(&self.counters.translated_responses, 1);
             bump(&self.counters.translated_bytes, t.scanned);
             bump(&self.counters.links_translated, t.links());
         }
+    }
+}
+
+impl Drop for BodyOut<'_> {
+    fn drop(&mut self) {
+        self.count();
     }
 }
 
