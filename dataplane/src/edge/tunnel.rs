@@ -152,8 +152,13 @@ impl Hop for TunnelHop {
                 .as_ref()
                 .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
         let group = app.app.connector_group.as_str();
-        let req = build_request(ctx, head, websocket)
-            .map_err(|e| ProxyError::client(400, format!("the request cannot be relayed: {e}")))?;
+        let build = || {
+            build_request(ctx, head, websocket)
+                .map_err(|e| ProxyError::client(400, format!("the request cannot be relayed: {e}")))
+        };
+        // Built once; a retry (rare) builds it again rather than every
+        // request paying for a copy.
+        let mut first = Some(build()?);
         let mut skip = Vec::new();
         let mut attempts = 0;
         loop {
@@ -192,7 +197,11 @@ impl Hop for TunnelHop {
                 }
             };
             let end = !has_body && !websocket;
-            let (response, mut body_tx) = match send.send_request(req.clone(), end) {
+            let req = match first.take() {
+                Some(r) => r,
+                None => build()?,
+            };
+            let (response, mut body_tx) = match send.send_request(req, end) {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel refused a new stream");
