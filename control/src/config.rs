@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::url::{self, AppUrl, HostPattern, Scheme};
 
 pub mod raw;
+pub mod targets;
 
 /// One app as an operator writes it (TOML table or JSON object).
 pub use raw::App as AppSpec;
@@ -273,6 +274,8 @@ pub struct App {
     /// Front proxies whose `X-Forwarded-For` chain is kept (and appended
     /// to); from anyone else the edge starts the chain afresh.
     pub trusted_forwarded_for: Vec<Cidr>,
+    /// May point at link-local and cloud-metadata addresses.
+    pub allow_link_local: bool,
 }
 
 /// Everything wrong with a configuration, one line per problem.
@@ -738,6 +741,38 @@ impl Validator<'_> {
             }
         }
 
+        // Where the app points: never the edge itself, and not link-local
+        // or metadata addresses unless the app says so.
+        let allow_link_local = a.allow_link_local.unwrap_or(false);
+        let mut targets: Vec<(String, String, u16)> = Vec::new();
+        if let Some(HostPattern::Exact(h)) = internal.as_ref().map(|u| &u.host) {
+            let port = internal.as_ref().map_or(0, |u| u.port);
+            targets.push(("internal_url".into(), h.clone(), port));
+        }
+        for (i, (h, port)) in internal_servers.iter().enumerate() {
+            targets.push((format!("internal_servers[{i}]"), h.clone(), *port));
+        }
+        for (field, host, port) in &targets {
+            // Through a tunnel the connector resolves the host, on its own
+            // machine; only a tunnel-less edge dials its own addresses.
+            if edge.tunnel_address.is_none() {
+                if let Some(what) = targets::edge_itself(host, *port, listeners, edge) {
+                    p(
+                        field,
+                        format!(
+                            "`{host}:{port}` is {what}; an app cannot point at the edge itself"
+                        ),
+                    );
+                }
+            }
+            if !allow_link_local && targets::is_link_local(host) {
+                p(
+                    field,
+                    format!("`{host}` is a link-local or cloud-metadata address; set allow_link_local = true if the app really lives there"),
+                );
+            }
+        }
+
         let sticky = match a.sticky.as_deref().unwrap_or("none") {
             "none" => Sticky::None,
             "cookie" => Sticky::Cookie,
@@ -1031,6 +1066,7 @@ impl Validator<'_> {
             websocket: a.websocket.unwrap_or(true),
             enabled: a.enabled.unwrap_or(true),
             trusted_forwarded_for,
+            allow_link_local,
         })
     }
 

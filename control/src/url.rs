@@ -219,7 +219,10 @@ pub fn parse_host(host: &str, allow_wildcard: bool) -> Result<HostPattern, UrlEr
     }
     let host = host.to_ascii_lowercase();
     if host.starts_with('[') {
-        let inner = &host[1..host.len() - 1];
+        let inner = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .ok_or_else(|| UrlError::BadHost(host.clone()))?;
         return inner
             .parse::<std::net::Ipv6Addr>()
             .map(|_| HostPattern::Exact(host.clone()))

@@ -416,3 +416,51 @@ fn source_addresses_are_enforced() {
         );
     }
 }
+
+#[test]
+fn apps_pointing_at_the_edge_are_refused_and_loops_end_in_508() {
+    // Pointing at the edge's own addresses is refused at validation.
+    let be = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .app(&passthrough_app(
+            "a",
+            "https://app.example.com/",
+            be.addr,
+            "",
+        ))
+        .start();
+    let admin = edge.admin;
+    for internal in [
+        format!("http://{admin}/"),
+        format!("http://localhost:{}/", admin.port()),
+        format!("http://[::ffff:127.0.0.1]:{}/", admin.port()),
+        format!("http://0.0.0.0:{}/", admin.port()),
+        format!("https://127.0.0.1:{}/", edge.https.port()),
+    ] {
+        let body = format!(
+            "{{\"name\": \"self\", \"external_url\": \"https://self.example.com/\", \"internal_url\": \"{internal}\", \"preauth\": \"passthrough\"}}"
+        );
+        let (status, v) = edge.admin("POST", "/v1/apps", Some(&body));
+        assert_eq!(status, 422, "{internal}: {v}");
+        assert!(v.to_string().contains("the edge itself"), "{internal}: {v}");
+    }
+    // Two edges pointing at each other: the loop ends at the first edge
+    // that sees its own mark, with 508.
+    let app = |port: u16| {
+        format!(
+            "name = \"loop\"\nexternal_url = \"http://loop.example.com/\"\ninternal_url = \"http://127.0.0.1:{port}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}\ntranslate_headers = false"
+        )
+    };
+    let (dir_a, path_a, https_a, http_a) = EdgeBuilder::new().write();
+    let (dir_b, path_b, https_b, http_b) = EdgeBuilder::new().app(&app(http_a.port())).write();
+    let mut cfg = std::fs::read_to_string(&path_a).unwrap();
+    cfg.push_str(&format!("\n[[app]]\n{}\n", app(http_b.port())));
+    std::fs::write(&path_a, cfg).unwrap();
+    let a = postern_e2e::Edge::start_with(dir_a, &path_a, https_a, http_a);
+    let _b = postern_e2e::Edge::start_with(dir_b, &path_b, https_b, http_b);
+    let (text, _) = postern_e2e::client::raw_exchange(
+        a.http,
+        b"GET / HTTP/1.1\r\nHost: loop.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 508 "), "{text}");
+}

@@ -207,4 +207,6 @@ pub struct App {
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_forwarded_for: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_link_local: Option<bool>,
 }

@@ -241,3 +241,54 @@ fn the_decoded_size_guard_has_a_default_and_a_range() {
         "{err}"
     );
 }
+
+#[test]
+fn apps_cannot_point_at_the_edge_itself() {
+    let app = |internal: &str, extra: &str| {
+        parse(&format!(
+            "[[app]]\nname = \"x\"\nexternal_url = \"https://x.example.com/\"\ninternal_url = \"{internal}\"\npreauth = \"passthrough\"\n{extra}"
+        ))
+    };
+    // The admin API (default 127.0.0.1:9090) and the listeners, by alias.
+    for internal in [
+        "http://127.0.0.1:9090/",
+        "http://localhost:9090/",
+        "http://[::ffff:127.0.0.1]:9090/",
+        "http://0.0.0.0:9090/",
+        "http://[::1]:9090/",
+        "http://127.0.0.1:8443/",
+        "https://localhost:8443/",
+        "http://localhost:8080/",
+        "http://2130706433:8080/",
+        "http://app.localhost:8080/",
+    ] {
+        let e = app(internal, "").expect_err(internal);
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.contains("internal_url") && p.contains("the edge itself")),
+            "{internal}: {e}"
+        );
+    }
+    let e = app(
+        "http://10.0.0.1/",
+        "internal_servers = [\"localhost:9090\"]",
+    )
+    .unwrap_err();
+    assert!(e.problems[0].contains("internal_servers[0]"), "{e}");
+    // Another port on this machine is a backend like any other.
+    assert!(app("http://127.0.0.1:9091/", "").is_ok());
+    // Link-local and metadata addresses need the app to say so.
+    for internal in [
+        "http://169.254.169.254/",
+        "http://metadata.google.internal/",
+        "http://[fe80::1]:8080/",
+    ] {
+        let e = app(internal, "").expect_err(internal);
+        assert!(e.to_string().contains("allow_link_local"), "{e}");
+        assert!(
+            app(internal, "allow_link_local = true").is_ok(),
+            "{internal}"
+        );
+    }
+}

@@ -48,3 +48,13 @@ fn wildcard_covers_exactly_one_label() {
     assert!(!p.matches("aexample.com"));
     assert_eq!(p.captured_label("hr.example.com"), Some("hr"));
 }
+
+#[test]
+fn unbalanced_brackets_are_errors_not_panics() {
+    for h in ["[", "[::1", "[]", "[x]"] {
+        assert!(parse_host(h, false).is_err(), "{h}");
+    }
+    for u in ["http://[/", "http://[:80/", "http://[]/"] {
+        assert!(parse_app_url(u, true).is_err(), "{u}");
+    }
+}

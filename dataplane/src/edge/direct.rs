@@ -76,6 +76,8 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     out.extend_from_slice(&head.authority);
     out.extend_from_slice(b"\r\nX-Request-Id: ");
     out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\nVia: ");
+    out.extend_from_slice(super::headers::via_mark().as_bytes());
     out.extend_from_slice(b"\r\n");
     match head.framing {
         Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),

@@ -51,6 +51,27 @@ pub fn is_forwarded_for(name: &[u8]) -> bool {
     loose_eq(name, b"x-forwarded-for")
 }
 
+/// This edge process's mark in `Via`, `1.1 postern-<random>`: a request
+/// that arrives carrying it has been here before (an app that points, by
+/// some name, back at the edge, or edges pointing at each other).
+pub fn via_mark() -> &'static str {
+    static MARK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        let mut seed = [0u8; 6];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        format!("1.1 postern-{hex}")
+    })
+}
+
+/// Whether a request has passed through this edge already.
+pub fn is_loop(head: &crate::http1::RequestHead) -> bool {
+    let mark = via_mark().as_bytes();
+    head.headers
+        .iter()
+        .any(|h| h.is("via") && memchr::memmem::find(&h.value, mark).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

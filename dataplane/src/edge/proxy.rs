@@ -1,6 +1,8 @@
 //! The proxy core: the life of every request, in named phases.
 //!
-//! 1. **request filter** — one normal form of the path ([`super::path`]);
+//! 1. **request filter** — one normal form of the path ([`super::path`]),
+//!    and the loop guard (a request carrying this edge's `Via` mark is
+//!    answered 508);
 //! 2. **route** — (listener scheme, host, longest path prefix) → app, or an
 //!    edge answer (421, 404, a redirect);
 //! 3. **policy** — whether this request may reach the app (enabled,
@@ -114,6 +116,12 @@ async fn run(
             return answer(info, io, out, &head, Answer::Error(400, msg), id).await;
         }
     };
+    if super::headers::is_loop(&head) {
+        bump(&worker.counters.edge.bad_requests, 1);
+        tracing::warn!(request_id = id, host = %head.host, "a request came back to this edge: an app points at the edge itself");
+        let msg = "this request came back to the edge that sent it; an application points at the edge itself";
+        return answer(info, io, out, &head, Answer::Error(508, msg), id).await;
+    }
     // Phase 2: route.
     let app_id = match route(snapshot, info, &head) {
         Ok(a) => a,

@@ -105,6 +105,10 @@ fn build_request(
         HeaderName::from_static("x-request-id"),
         value(ctx.id.as_bytes())?,
     );
+    map.append(
+        http::header::VIA,
+        HeaderValue::from_static(super::headers::via_mark()),
+    );
     if let Framing::Length(n) = head.framing {
         map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
     }
