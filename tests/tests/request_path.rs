@@ -464,3 +464,72 @@ fn apps_pointing_at_the_edge_are_refused_and_loops_end_in_508() {
     );
     assert!(text.starts_with("HTTP/1.1 508 "), "{text}");
 }
+
+#[test]
+fn sticky_sessions_across_two_servers_and_failover() {
+    for hop in Hop::BOTH {
+        let one = Backend::start(|_| Reply::ok("server-one"));
+        let two = Backend::start(|_| Reply::ok("server-two"));
+        let b = EdgeBuilder::new().app(&passthrough_app(
+            "web",
+            "https://app.example.com/shop/",
+            one.addr,
+            &format!("internal_servers = [\"{}\"]\nsticky = \"cookie\"", two.addr),
+        ));
+        let d = Deployment::start(b, hop);
+
+        // Without a cookie, requests spread over both servers.
+        let mut seen = std::collections::HashSet::new();
+        let mut cookie = None;
+        for _ in 0..8 {
+            let mut s = d.connect("app.example.com");
+            let r = get(&mut s, "app.example.com", "/shop/");
+            assert_eq!(r.status, 200, "{hop:?}");
+            seen.insert(r.text());
+            cookie = r.header("set-cookie");
+        }
+        assert_eq!(seen.len(), 2, "{hop:?}: both servers used: {seen:?}");
+        let cookie = cookie.expect("an affinity cookie");
+        assert!(cookie.starts_with("postern-affinity="), "{cookie}");
+        assert!(
+            cookie.contains("; Path=/shop/;") && cookie.ends_with("; Secure"),
+            "{hop:?}: scoped to the app, secure over https: {cookie}"
+        );
+        let pair = cookie.split(';').next().unwrap().to_string();
+
+        // With it, every request lands on the same server.
+        let mut s = d.connect("app.example.com");
+        let mut first = None;
+        for _ in 0..10 {
+            let r = request(
+                &mut s,
+                &format!("GET /shop/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: {pair}\r\n\r\n"),
+            );
+            assert_eq!(r.status, 200);
+            assert!(
+                r.header("set-cookie").is_none(),
+                "{hop:?}: no new cookie while it holds"
+            );
+            let who = r.text();
+            assert_eq!(first.get_or_insert(who.clone()), &who, "{hop:?}");
+        }
+
+        // That server goes away: the session fails over, with a new cookie.
+        let first = first.unwrap();
+        let (gone, other) = if first == "server-one" {
+            (one, "server-two")
+        } else {
+            (two, "server-one")
+        };
+        gone.stop();
+        let mut s = d.connect("app.example.com");
+        let r = request(
+            &mut s,
+            &format!("GET /shop/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: {pair}\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{hop:?}: {}", r.text());
+        assert_eq!(r.text(), other, "{hop:?}");
+        let moved = r.header("set-cookie").expect("a cookie for the new server");
+        assert_ne!(moved.split(';').next().unwrap(), pair, "{hop:?}");
+    }
+}

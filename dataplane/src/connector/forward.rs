@@ -12,7 +12,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -23,12 +23,9 @@ use crate::http1::body::Framing;
 use crate::http1::is_hop_by_hop;
 use crate::io::write_out;
 use crate::tunnel::{self, meta};
+use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{BodyIn, BodySource};
 use crate::upstream::{Target, UpstreamConn, UpstreamError};
-
-const STICKY_COOKIE: &str = "postern-affinity";
-/// How long a server that refused a connection is skipped.
-const DOWN_FOR: Duration = Duration::from_secs(10);
 
 struct Plan {
     app: String,
@@ -112,55 +109,6 @@ fn plan(local: &Local, req: &Request<h2::RecvStream>) -> Result<Plan, String> {
         host_header,
         websocket,
     })
-}
-
-/// A short, stable, non-revealing id of a server for the affinity cookie.
-fn server_tag(s: &(String, u16)) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, format!("{}:{}", s.0, s.1).as_bytes());
-    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn affinity(h: &HeaderMap) -> Option<String> {
-    for v in h.get_all(http::header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((k, val)) = pair.trim().split_once('=') {
-                if k == STICKY_COOKIE {
-                    return Some(val.to_string());
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Order in which to try the app's servers: the sticky one first, then
-/// round-robin, servers that failed lately last.
-fn order(local: &Local, plan: &Plan, req_headers: &HeaderMap) -> Vec<usize> {
-    let n = plan.servers.len();
-    let start = {
-        let mut rr = local.rr.borrow_mut();
-        let e = rr.entry(plan.app.clone()).or_insert(0);
-        *e = e.wrapping_add(1);
-        *e % n
-    };
-    let mut idx: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
-    if plan.sticky {
-        if let Some(tag) = affinity(req_headers) {
-            if let Some(p) = plan.servers.iter().position(|s| server_tag(s) == tag) {
-                idx.retain(|&i| i != p);
-                idx.insert(0, p);
-            }
-        }
-    }
-    let down = local.down.borrow();
-    let is_down = |i: &usize| {
-        down.get(&plan.servers[*i])
-            .is_some_and(|at| at.elapsed() < DOWN_FOR)
-    };
-    let (mut up, downs): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|i| !is_down(i));
-    up.extend(downs);
-    up
 }
 
 fn head_for_backend(
@@ -329,8 +277,7 @@ async fn exchange(
             }
         }
     };
-    let request_headers = parts.headers;
-    let response = match response_for_edge(&resp, &plan, &request_headers, &server) {
+    let response = match response_for_edge(&resp, &plan, &server) {
         Some(r) => r,
         None => {
             fail(
@@ -380,7 +327,6 @@ async fn exchange(
 fn response_for_edge(
     resp: &crate::http1::ResponseHead,
     plan: &Plan,
-    request_headers: &HeaderMap,
     server: &(String, u16),
 ) -> Option<Response<()>> {
     use http::header::{HeaderName, HeaderValue};
@@ -403,61 +349,60 @@ fn response_for_edge(
     if let Framing::Length(n) = resp.framing {
         map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
     }
-    let tag = server_tag(server);
-    if plan.sticky && affinity(request_headers).as_deref() != Some(tag.as_str()) {
-        let cookie = format!("{STICKY_COOKIE}={tag}; Path=/; HttpOnly; SameSite=Lax");
+    if plan.sticky {
+        // The edge sets the affinity cookie, for the app's external path.
         map.append(
-            http::header::SET_COOKIE,
-            HeaderValue::from_str(&cookie).ok()?,
+            HeaderName::from_static(meta::SERVER),
+            HeaderValue::from_str(&server_tag(&server.0, server.1)).ok()?,
         );
     }
     Some(out)
 }
 
-/// A connection to one of the app's servers: the sticky or next one
-/// first; a server that refuses is marked down and the next one tried
-/// (nothing was sent to it).
+/// A connection to one of the app's servers (the sticky one first; see
+/// [`crate::upstream::balance`]).
 async fn connect(
     local: &Local,
     plan: &Plan,
     headers: &HeaderMap,
     proxy: &Option<Arc<(String, u16)>>,
 ) -> Result<((String, u16), UpstreamConn), (u16, String)> {
-    let mut last_err = None;
-    for i in order(local, plan, headers) {
-        let server = &plan.servers[i];
-        let target = Target {
-            host: server.0.clone(),
-            port: server.1,
-            tls: plan.tls.clone(),
-            proxy: proxy.clone(),
-        };
-        match local.upstream.open(&target).await {
-            Ok(c) => {
-                local.down.borrow_mut().remove(server);
-                return Ok((server.clone(), c));
-            }
-            Err(e) => {
-                tracing::warn!(app = %plan.app, server = %format!("{}:{}", server.0, server.1), error = %e, "backend server unavailable");
-                local
-                    .down
-                    .borrow_mut()
-                    .insert(server.clone(), Instant::now());
-                last_err = Some(e);
-            }
-        }
-    }
-    Err(match last_err {
-        Some(UpstreamError::ConnectTimeout) => (
+    let servers: Vec<Server<'_>> = plan
+        .servers
+        .iter()
+        .map(|(host, port)| Server { host, port: *port })
+        .collect();
+    let sticky = if plan.sticky {
+        affinity(
+            headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .map(|v| v.as_bytes()),
+        )
+    } else {
+        None
+    };
+    let base = Target {
+        host: String::new(),
+        port: 0,
+        tls: plan.tls.clone(),
+        proxy: proxy.clone(),
+    };
+    match local
+        .upstream
+        .open_any(&plan.app, &servers, sticky.as_deref(), &base)
+        .await
+    {
+        Ok((i, c)) => Ok((plan.servers[i].clone(), c)),
+        Err(UpstreamError::ConnectTimeout) => Err((
             504,
             "the application's server did not accept a connection in time".to_string(),
-        ),
-        Some(e) => (
+        )),
+        Err(e) => Err((
             502,
             format!("the application's server could not be reached: {e}"),
-        ),
-        None => (502, "the application has no server".to_string()),
-    })
+        )),
+    }
 }
 
 /// WebSocket: the backend's 101 becomes a 200 to the edge's extended

@@ -187,10 +187,6 @@ pub struct Local {
     pub upstream: Rc<Upstream>,
     /// Backend TLS configurations by (validate, extra CA header).
     tls_configs: RefCell<HashMap<(bool, String), Arc<rustls::ClientConfig>>>,
-    /// Round-robin position per app.
-    pub rr: RefCell<HashMap<String, usize>>,
-    /// Servers that failed recently, and since when.
-    pub down: RefCell<HashMap<(String, u16), Instant>>,
     /// Tunnel slots running on this runtime (including ones added to
     /// cover edge workers); the runtime ends only when all have drained.
     live_slots: Cell<usize>,
@@ -328,8 +324,6 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                         ),
                         shared: shared.clone(),
                         tls_configs: RefCell::new(HashMap::new()),
-                        rr: RefCell::new(HashMap::new()),
-                        down: RefCell::new(HashMap::new()),
                         live_slots: Cell::new(0),
                     });
                     let mut tasks = Vec::new();

@@ -17,9 +17,11 @@ use crate::error::{ProxyError, Source};
 use crate::http1::body::Framing;
 use crate::http1::RequestHead;
 use crate::io::{write_out, Io};
+use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{exchange, BodyIn, BodySource};
 use crate::upstream::{Target, Upstream, UpstreamError};
 use postern_control::counters::FailReason;
+use postern_control::Sticky;
 
 /// Attempts of one request: the first, plus retries the rule allows.
 const MAX_ATTEMPTS: usize = 3;
@@ -111,10 +113,35 @@ impl Hop for DirectHop {
         let timeout = app.app.backend_timeout.duration();
         let upgrade = app.app.websocket && head.upgrade.is_some();
         let pool = ctx.worker.upstream.clone();
+        // The internal URL's server, then the app's other servers.
+        let mut servers = vec![Server {
+            host: &target.host,
+            port: target.port,
+        }];
+        servers.extend(
+            app.app
+                .internal_servers
+                .iter()
+                .map(|(host, port)| Server { host, port: *port }),
+        );
+        let sticky = app.app.sticky == Sticky::Cookie;
+        let affinity = sticky
+            .then(|| {
+                affinity(
+                    head.headers
+                        .iter()
+                        .filter(|h| h.is("cookie"))
+                        .map(|h| &h.value[..]),
+                )
+            })
+            .flatten();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut up = pool.open(&target).await.map_err(|e| {
+            let opened = pool
+                .open_any(&app.app.name, &servers, affinity.as_deref(), &target)
+                .await;
+            let (chosen, mut up) = opened.map_err(|e| {
                 if matches!(e, UpstreamError::ConnectTimeout) {
                     ProxyError::backend(
                         504,
@@ -134,11 +161,11 @@ impl Hop for DirectHop {
             let chunked = head.framing == Framing::Chunked;
             match exchange(&mut up, out, chunked, body, &head.method, upgrade, timeout).await {
                 Ok(r) => {
-                    return Ok(DirectResponse {
-                        body: BodyIn::new(up, &r, timeout),
-                        head: r.into(),
-                        pool,
-                    })
+                    let body = BodyIn::new(up, &r, timeout);
+                    let mut head: RespHead = r.into();
+                    let s = &servers[chosen];
+                    head.server = sticky.then(|| server_tag(s.host, s.port));
+                    return Ok(DirectResponse { body, head, pool });
                 }
                 Err(e) if e.retry && attempts < MAX_ATTEMPTS => continue,
                 Err(e) => return Err(e),

@@ -62,6 +62,9 @@ pub struct RespHead {
     pub framing: Framing,
     /// Header names listed in the server's `Connection`, lower-case.
     pub connection_tokens: Vec<String>,
+    /// Which of the app's servers answered (its affinity tag), for apps
+    /// with sticky sessions.
+    pub server: Option<String>,
 }
 
 impl From<ResponseHead> for RespHead {
@@ -72,6 +75,7 @@ impl From<ResponseHead> for RespHead {
             headers: RespHeaders::H1(r.headers),
             framing: r.framing,
             connection_tokens: r.connection_tokens,
+            server: None,
         }
     }
 }
@@ -280,6 +284,9 @@ pub fn client_head<'a>(
         }
         push_header(out, name, value);
     });
+    if let Some(tag) = &resp.server {
+        affinity_cookie(head, tag, &app.app, out);
+    }
     if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
         push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
     }
@@ -322,6 +329,33 @@ pub fn client_head<'a>(
         counters: ctx.counters,
     };
     (body, keep_alive)
+}
+
+/// Sets the affinity cookie when the server that answered is not the one
+/// the request's cookie names: scoped to the app's external path, and
+/// `Secure` on an https app.
+fn affinity_cookie(head: &RequestHead, tag: &str, app: &postern_control::App, out: &mut Vec<u8>) {
+    use crate::upstream::balance::{affinity, STICKY_COOKIE};
+    let current = affinity(
+        head.headers
+            .iter()
+            .filter(|h| h.is("cookie"))
+            .map(|h| &h.value[..]),
+    );
+    if current.as_deref() == Some(tag) {
+        return;
+    }
+    let ext = &app.external_url;
+    let secure = if ext.scheme == Scheme::Https {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{STICKY_COOKIE}={tag}; Path={}; HttpOnly; SameSite=Lax{secure}",
+        ext.path
+    );
+    push_header(out, b"Set-Cookie", cookie.as_bytes());
 }
 
 /// The `101` for an accepted upgrade: the server's headers (Set-Cookie

@@ -267,6 +267,11 @@ impl Hop for TunnelHop {
                 return Err(ProxyError::new(Source::Backend, reason, status, msg));
             }
             let status = parts.status.as_u16();
+            let server = parts
+                .headers
+                .get(meta::SERVER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let length = parts
                 .headers
                 .get(http::header::CONTENT_LENGTH)
@@ -288,6 +293,7 @@ impl Hop for TunnelHop {
                     headers: RespHeaders::H2(parts.headers),
                     framing,
                     connection_tokens: Vec::new(),
+                    server,
                 },
                 recv,
                 send: websocket.then_some(body_tx),

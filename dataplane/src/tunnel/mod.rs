@@ -53,6 +53,9 @@ pub mod meta {
     pub const HOST: &str = "postern-host";
     /// On a connector's own error response: what went wrong.
     pub const ERROR: &str = "postern-error";
+    /// Response: which of the app's servers answered (a short hash, for
+    /// the affinity cookie the edge sets).
+    pub const SERVER: &str = "postern-server";
     /// On the hello: `index/count` of the edge worker holding the tunnel.
     pub const WORKER: &str = "postern-worker";
 }

@@ -23,6 +23,7 @@ use monoio::net::TcpStream;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+pub mod balance;
 pub mod exchange;
 
 use crate::io::{Io, Stream};
@@ -136,6 +137,10 @@ struct Idle {
 /// Per-worker backend access.
 pub struct Upstream {
     idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    /// Round-robin position per app (see [`balance`]).
+    rr: RefCell<HashMap<String, usize>>,
+    /// Servers that refused a connection lately, and since when.
+    down: RefCell<HashMap<(String, u16), Instant>>,
     dns: RefCell<DnsCache>,
     max_idle: usize,
     connect_timeout: Duration,
@@ -145,6 +150,8 @@ impl Upstream {
     pub fn new(max_idle: usize, connect_timeout: Duration) -> Rc<Upstream> {
         Rc::new(Upstream {
             idle: RefCell::new(HashMap::new()),
+            rr: RefCell::new(HashMap::new()),
+            down: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
             max_idle,
             connect_timeout,
