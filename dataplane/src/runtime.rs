@@ -301,6 +301,8 @@ async fn accept_loop(
                 scheme,
                 sni,
                 outcome: Default::default(),
+                id: worker.next_conn_id(),
+                bound: Default::default(),
             };
             server::serve(worker, io, info).await;
         });

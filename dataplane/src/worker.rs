@@ -28,6 +28,7 @@ pub struct Worker {
     pub upstream: Rc<Upstream>,
     id_prefix: u64,
     counter: Cell<u64>,
+    conn_counter: Cell<u64>,
     /// This worker's counters (only this thread writes them).
     pub counters: Arc<CoreCounters>,
     /// Per-app counter blocks for the snapshot version in `.0`, by app id.
@@ -66,6 +67,7 @@ impl Worker {
             upstream,
             id_prefix: u64::from_le_bytes(seed),
             counter: Cell::new(0),
+            conn_counter: Cell::new(0),
             counters,
             app_counters: RefCell::new((u64::MAX, Vec::new())),
         })
@@ -106,6 +108,14 @@ impl Worker {
             cache.0 = snapshot.version;
         }
         cache.1[id].clone()
+    }
+
+    /// A connection id unique on this edge: the worker's index, then a
+    /// counter.
+    pub fn next_conn_id(&self) -> u64 {
+        let n = self.conn_counter.get().wrapping_add(1);
+        self.conn_counter.set(n);
+        ((self.index as u64) << 48) | (n & ((1 << 48) - 1))
     }
 
     /// 24 hex digits: the worker's random prefix, then a counter.

@@ -533,3 +533,132 @@ fn sticky_sessions_across_two_servers_and_failover() {
         assert_ne!(moved.split(';').next().unwrap(), pair, "{hop:?}");
     }
 }
+
+/// A backend that authenticates connections, as IIS does with NTLM: a
+/// three-step handshake on one connection, after which that connection
+/// is served as the signed-in user without further credentials.
+fn ntlm_backend() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut user: Option<String> = None;
+                let mut challenged = false;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut auth = None;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("authorization") {
+                                auth = Some(v.trim().to_string());
+                            }
+                        }
+                    }
+                    let reply = match auth.as_deref() {
+                        Some("NTLM TlRMTVNTUAABAAAA") => {
+                            challenged = true;
+                            ("401 Unauthorized", "NTLM TlRMTVNTUAACAAAA", String::new())
+                        }
+                        Some(a) if a.starts_with("NTLM TlRMTVNTUAADAAAA-") && challenged => {
+                            user = Some(a["NTLM TlRMTVNTUAADAAAA-".len()..].to_string());
+                            ("200 OK", "", format!("hello {}", user.as_deref().unwrap()))
+                        }
+                        _ => match &user {
+                            Some(u) => ("200 OK", "", format!("hello {u}")),
+                            None => ("401 Unauthorized", "NTLM", String::new()),
+                        },
+                    };
+                    let www = if reply.1.is_empty() {
+                        String::new()
+                    } else {
+                        format!("WWW-Authenticate: {}\r\n", reply.1)
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {}\r\n{www}Content-Length: {}\r\n\r\n{}",
+                        reply.0,
+                        reply.2.len(),
+                        reply.2
+                    );
+                    if r.get_mut().write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn windows_authentication_never_leaks_to_another_client() {
+    for hop in Hop::BOTH {
+        let be = ntlm_backend();
+        let b = EdgeBuilder::new()
+            .app(&passthrough_app(
+                "intranet",
+                "https://app.example.com/",
+                be,
+                "",
+            ))
+            .app(&passthrough_app(
+                "other",
+                "https://app.example.com/other/",
+                be,
+                "",
+            ));
+        let d = Deployment::start(b, hop);
+        let get_as = |s: &mut dyn postern_e2e::client::Stream, path: &str, auth: Option<&str>| {
+            let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+            request(
+                s,
+                &format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n{auth}\r\n"),
+            )
+        };
+        // Alice signs in on her connection, and stays signed in on it.
+        let mut alice = d.connect("app.example.com");
+        let r = get_as(&mut alice, "/", None);
+        assert_eq!(r.status, 401, "{hop:?}");
+        let r = get_as(&mut alice, "/", Some("NTLM TlRMTVNTUAABAAAA"));
+        assert_eq!(
+            (r.status, r.header("www-authenticate").as_deref()),
+            (401, Some("NTLM TlRMTVNTUAACAAAA")),
+            "{hop:?}"
+        );
+        let r = get_as(&mut alice, "/", Some("NTLM TlRMTVNTUAADAAAA-alice"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello alice"),
+            "{hop:?}"
+        );
+        for _ in 0..3 {
+            let r = get_as(&mut alice, "/", None);
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (200, "hello alice"),
+                "{hop:?}"
+            );
+        }
+        // Nobody else is ever served on Alice's backend connection, on
+        // this app or another one in front of the same server.
+        for round in 0..6 {
+            let mut bob = d.connect("app.example.com");
+            let path = if round % 2 == 0 { "/" } else { "/other/" };
+            let r = get_as(&mut bob, path, None);
+            assert_eq!(r.status, 401, "{hop:?} {path}: {}", r.text());
+            let r = get_as(&mut alice, "/", None);
+            assert_eq!(r.text(), "hello alice", "{hop:?}");
+        }
+    }
+}

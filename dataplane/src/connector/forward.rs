@@ -10,9 +10,11 @@
 //! it resets the stream, so the client never sees a truncated body as a
 //! complete one.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -25,7 +27,7 @@ use crate::io::write_out;
 use crate::tunnel::{self, meta};
 use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{BodyIn, BodySource};
-use crate::upstream::{Target, UpstreamConn, UpstreamError};
+use crate::upstream::{is_connection_auth, Target, UpstreamConn, UpstreamError};
 
 struct Plan {
     app: String,
@@ -170,6 +172,7 @@ fn bracket(host: &str) -> String {
 
 pub async fn handle(
     local: Rc<Local>,
+    bound: Rc<BoundConns>,
     req: Request<h2::RecvStream>,
     respond: h2::server::SendResponse<Bytes>,
 ) {
@@ -184,7 +187,35 @@ pub async fn handle(
             return;
         }
     };
-    Box::pin(exchange(&local, plan, req, respond)).await;
+    Box::pin(exchange(&local, &bound, plan, req, respond)).await;
+}
+
+/// Backend connections that carry a client's NTLM/Negotiate session, by
+/// the edge's id of that client connection. One table per tunnel (the
+/// edge keeps such a client on one tunnel), gone with the tunnel; an entry
+/// unused for [`BOUND_IDLE`] is dropped, and at most [`MAX_BOUND`] are kept.
+#[derive(Default)]
+pub struct BoundConns(RefCell<HashMap<u64, BoundConn>>);
+
+/// A bound connection, the server it goes to, and when it was last used.
+type BoundConn = (UpstreamConn, (String, u16), Instant);
+
+const BOUND_IDLE: Duration = Duration::from_secs(120);
+const MAX_BOUND: usize = 4096;
+
+impl BoundConns {
+    fn take(&self, id: u64) -> Option<((String, u16), UpstreamConn)> {
+        let mut map = self.0.borrow_mut();
+        map.retain(|_, (_, _, at)| at.elapsed() < BOUND_IDLE);
+        map.remove(&id).map(|(c, server, _)| (server, c))
+    }
+
+    fn keep(&self, id: u64, server: (String, u16), conn: UpstreamConn) {
+        let mut map = self.0.borrow_mut();
+        if map.len() < MAX_BOUND || map.contains_key(&id) {
+            map.insert(id, (conn, server, Instant::now()));
+        }
+    }
 }
 
 /// A request body arriving on a tunnel stream.
@@ -226,6 +257,7 @@ const MAX_ATTEMPTS: usize = 3;
 
 async fn exchange(
     local: &Rc<Local>,
+    bound: &BoundConns,
     plan: Plan,
     req: Request<h2::RecvStream>,
     respond: h2::server::SendResponse<Bytes>,
@@ -239,10 +271,30 @@ async fn exchange(
         timeout: plan.timeout,
         has_body: !no_body,
     };
+    // The edge's id of the client connection, and that client's
+    // connection-bound session, if it has one here.
+    let conn_id = parts
+        .headers
+        .get(meta::CONN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut own = conn_id
+        .and_then(|id| bound.take(id))
+        .filter(|(server, _)| plan.servers.contains(server));
+    let auth = parts
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| is_connection_auth(v.as_bytes()));
     let mut attempts = 0;
-    let (server, up, resp) = loop {
+    let (server, up, resp, was_bound) = loop {
         attempts += 1;
-        let (server, mut up) = match connect(local, &plan, &parts.headers, &proxy).await {
+        let was_bound = own.is_some();
+        let opened = match own.take() {
+            Some(pair) => Ok(pair),
+            None => connect(local, &plan, &parts.headers, &proxy).await,
+        };
+        let (server, mut up) = match opened {
             Ok(c) => c,
             Err((status, msg)) => {
                 fail(respond, status, &msg);
@@ -267,7 +319,7 @@ async fn exchange(
         )
         .await
         {
-            Ok(r) => break (server, up, r),
+            Ok(r) => break (server, up, r, was_bound),
             Err(e) if e.retry && attempts < MAX_ATTEMPTS => continue,
             Err(e) => {
                 if let Some(status) = e.status {
@@ -277,7 +329,14 @@ async fn exchange(
             }
         }
     };
-    let response = match response_for_edge(&resp, &plan, &server) {
+    let bind = conn_id.is_some()
+        && (was_bound
+            || auth
+            || resp
+                .headers
+                .iter()
+                .any(|h| h.is("www-authenticate") && is_connection_auth(&h.value)));
+    let response = match response_for_edge(&resp, &plan, &server, bind) {
         Some(r) => r,
         None => {
             fail(
@@ -318,7 +377,12 @@ async fn exchange(
             }
         }
     }
-    body_in.finish(&local.upstream);
+    if let Some(conn) = body_in.reusable() {
+        match conn_id {
+            Some(id) if bind => bound.keep(id, server, conn),
+            _ => local.upstream.release(conn),
+        }
+    }
 }
 
 /// The backend's response head as HTTP/2 (hop-by-hop headers dropped,
@@ -328,6 +392,7 @@ fn response_for_edge(
     resp: &crate::http1::ResponseHead,
     plan: &Plan,
     server: &(String, u16),
+    bind: bool,
 ) -> Option<Response<()>> {
     use http::header::{HeaderName, HeaderValue};
     let mut out = Response::new(());
@@ -348,6 +413,13 @@ fn response_for_edge(
     }
     if let Framing::Length(n) = resp.framing {
         map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    if bind {
+        // The edge keeps this client on this tunnel from now on.
+        map.append(
+            HeaderName::from_static(meta::BOUND),
+            HeaderValue::from_static("1"),
+        );
     }
     if plan.sticky {
         // The edge sets the affinity cookie, for the app's external path.

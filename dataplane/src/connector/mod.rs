@@ -525,6 +525,8 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
             None => std::future::pending().await,
         }
     });
+    // Connection-bound authentication of the edge's clients on this tunnel.
+    let bound = Rc::new(forward::BoundConns::default());
     let mut draining = false;
     let mut planned = false;
     let mut drain_deadline = None;
@@ -559,7 +561,7 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
                         hello(&local.shared, slot, &req, respond);
                         continue;
                     }
-                    monoio::spawn(forward::handle(local.clone(), req, respond));
+                    monoio::spawn(forward::handle(local.clone(), bound.clone(), req, respond));
                 }
             },
             _ = heartbeat.as_mut() => return Err("the edge stopped answering heartbeats".into()),

@@ -10,7 +10,7 @@
 //! app table is taken per request, once its head has arrived, so a change
 //! applies to kept-alive connections from their next request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,6 +26,7 @@ use crate::http1::body::{self, BodyError};
 use crate::http1::parse_request;
 use crate::io::{write_out, Io};
 use crate::pages;
+use crate::upstream::UpstreamConn;
 use crate::worker::Worker;
 
 /// What the client connection learned about itself at accept time.
@@ -40,6 +41,18 @@ pub struct ConnInfo {
     /// What happened to the request in progress, for the access log.
     /// Requests on a connection are sequential, so one cell suffices.
     pub outcome: Cell<Outcome>,
+    /// Unique on this edge while the connection lives (it names the
+    /// connection to a connector, for connection-bound authentication).
+    pub id: u64,
+    /// The backend connection this client's NTLM/Negotiate session lives
+    /// on, or the tunnel that holds it.
+    pub bound: RefCell<Option<Bound>>,
+}
+
+/// Where a client connection's connection-bound authentication lives.
+pub enum Bound {
+    Direct(UpstreamConn),
+    Tunnel(u64),
 }
 
 /// The access-log facts of one request.

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
 use super::request::{backend_path, backend_value, forwarded_headers};
@@ -19,7 +20,7 @@ use crate::http1::RequestHead;
 use crate::io::{write_out, Io};
 use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{exchange, BodyIn, BodySource};
-use crate::upstream::{Target, Upstream, UpstreamError};
+use crate::upstream::{is_connection_auth, Target, Upstream, UpstreamError};
 use postern_control::counters::FailReason;
 use postern_control::Sticky;
 
@@ -32,6 +33,9 @@ pub struct DirectResponse {
     head: RespHead,
     body: BodyIn,
     pool: Rc<Upstream>,
+    /// The connection carries a client's NTLM/Negotiate session: it goes
+    /// back to that client, never to the pool.
+    bind: bool,
 }
 
 impl BodySource for ClientBody<'_> {
@@ -135,12 +139,37 @@ impl Hop for DirectHop {
                 )
             })
             .flatten();
+        // A client whose NTLM/Negotiate session lives on a backend
+        // connection keeps using that connection.
+        let mut bound = match ctx.info.bound.borrow_mut().take() {
+            Some(Bound::Direct(c)) => Some(c),
+            _ => None,
+        };
+        let auth = head
+            .headers
+            .iter()
+            .any(|h| h.is("authorization") && is_connection_auth(&h.value));
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let opened = pool
-                .open_any(&app.app.name, &servers, affinity.as_deref(), &target)
-                .await;
+            let own = bound.take().and_then(|c| {
+                let i = servers.iter().position(|s| {
+                    c.is_for(&Target {
+                        host: s.host.to_string(),
+                        port: s.port,
+                        ..target.clone()
+                    })
+                })?;
+                Some((i, c))
+            });
+            let was_bound = own.is_some();
+            let opened = match own {
+                Some(pair) => Ok(pair),
+                None => {
+                    pool.open_any(&app.app.name, &servers, affinity.as_deref(), &target)
+                        .await
+                }
+            };
             let (chosen, mut up) = opened.map_err(|e| {
                 if matches!(e, UpstreamError::ConnectTimeout) {
                     ProxyError::backend(
@@ -165,7 +194,15 @@ impl Hop for DirectHop {
                     let mut head: RespHead = r.into();
                     let s = &servers[chosen];
                     head.server = sticky.then(|| server_tag(s.host, s.port));
-                    return Ok(DirectResponse { body, head, pool });
+                    let bind = was_bound
+                        || auth
+                        || head.headers.any("www-authenticate", is_connection_auth);
+                    return Ok(DirectResponse {
+                        body,
+                        head,
+                        pool,
+                        bind,
+                    });
                 }
                 Err(e) if e.retry && attempts < MAX_ATTEMPTS => continue,
                 Err(e) => return Err(e),
@@ -193,8 +230,14 @@ impl HopResponse for DirectResponse {
 
     fn consumed(&mut self, _n: usize) {}
 
-    fn finish(self) {
-        self.body.finish(&self.pool);
+    fn finish(self, ctx: &Exchange<'_>) {
+        if let Some(conn) = self.body.reusable() {
+            if self.bind {
+                *ctx.info.bound.borrow_mut() = Some(Bound::Direct(conn));
+            } else {
+                self.pool.release(conn);
+            }
+        }
     }
 
     async fn relay_upgraded(self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {

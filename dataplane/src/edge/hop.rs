@@ -132,8 +132,10 @@ pub trait HopResponse {
     /// The client has taken `n` bytes of the body (flow control).
     fn consumed(&mut self, n: usize);
 
-    /// The body was relayed to its end: the connection may be reused.
-    fn finish(self);
+    /// The body was relayed to its end: the connection may be reused (by
+    /// any request, or only by this client's when it carries its
+    /// connection-bound authentication).
+    fn finish(self, ctx: &Exchange<'_>);
 
     /// After the upgrade's head was written to `out` (not yet sent):
     /// relays bytes both ways until either side ends.

@@ -349,7 +349,7 @@ async fn respond<R: HopResponse>(
             }
         }
     }
-    resp.finish();
+    resp.finish(ctx);
     Next::from_keep_alive(keep_alive)
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use postern_control::counters::{bump, FailReason};
 
+use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
 use super::request::{backend_path, backend_value, forwarded_headers};
@@ -43,6 +44,9 @@ pub struct TunnelResponse {
     timeout: Duration,
     /// Body bytes received, checked against Content-Length at the end.
     received: u64,
+    /// The connector bound the backend connection to this client: the
+    /// tunnel to keep it on.
+    bind: Option<u64>,
     _lease: Lease,
 }
 
@@ -109,6 +113,10 @@ fn build_request(
         http::header::VIA,
         HeaderValue::from_static(super::headers::via_mark()),
     );
+    map.append(
+        HeaderName::from_static(meta::CONN),
+        HeaderValue::from(ctx.info.id),
+    );
     if let Framing::Length(n) = head.framing {
         map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
     }
@@ -163,11 +171,17 @@ impl Hop for TunnelHop {
         // Built once; a retry (rare) builds it again rather than every
         // request paying for a copy.
         let mut first = Some(build()?);
+        // A client whose NTLM/Negotiate session lives behind a tunnel
+        // stays on that tunnel.
+        let held = match *ctx.info.bound.borrow() {
+            Some(Bound::Tunnel(serial)) => Some(serial),
+            _ => None,
+        };
         let mut skip = Vec::new();
         let mut attempts = 0;
         loop {
             let list = worker.tunnel_list();
-            let Some((lease, cross)) = pick(&list, group, worker.index, &skip) else {
+            let Some((lease, cross)) = pick(&list, group, worker.index, &skip, held) else {
                 return Err(ProxyError::new(
                     Source::Edge,
                     FailReason::NoConnector,
@@ -285,6 +299,10 @@ impl Hop for TunnelHop {
             } else {
                 Framing::Chunked
             };
+            let bind = parts
+                .headers
+                .contains_key(meta::BOUND)
+                .then_some(tunnel.serial);
             let reason = parts.status.canonical_reason().unwrap_or("Unknown");
             return Ok(TunnelResponse {
                 head: RespHead {
@@ -300,6 +318,7 @@ impl Hop for TunnelHop {
                 websocket,
                 timeout,
                 received: 0,
+                bind,
                 _lease: lease,
             });
         }
@@ -350,7 +369,11 @@ impl HopResponse for TunnelResponse {
         tunnel::release(&mut self.recv, n);
     }
 
-    fn finish(self) {}
+    fn finish(self, ctx: &Exchange<'_>) {
+        if let Some(serial) = self.bind {
+            *ctx.info.bound.borrow_mut() = Some(Bound::Tunnel(serial));
+        }
+    }
 
     async fn relay_upgraded(mut self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {
         let Some(mut tx) = self.send.take() else {

@@ -193,22 +193,28 @@ impl Tunnels {
     }
 }
 
-/// Picks the tunnel for a request of `group`: the least busy healthy one
-/// on this worker, else on any worker (`cross` = true). `skip` holds
-/// tunnels that already refused this request.
+/// Picks the tunnel for a request of `group`: the `held` one if it is
+/// usable (it holds this client's connection-bound session), else the
+/// least busy healthy one on this worker, else on any worker (`cross` =
+/// true). `skip` holds tunnels that already refused this request.
 pub fn pick(
     list: &[Arc<Tunnel>],
     group: &str,
     worker: usize,
     skip: &[u64],
+    held: Option<u64>,
 ) -> Option<(Lease, bool)> {
     let mut best: Option<&Arc<Tunnel>> = None;
-    let mut best_key = (true, usize::MAX);
+    let mut best_key = (true, true, usize::MAX);
     for t in list {
         if t.group != group || t.is_closing() || skip.contains(&t.serial) {
             continue;
         }
-        let key = (t.worker != worker, t.outstanding.load(Ordering::Relaxed));
+        let key = (
+            held != Some(t.serial),
+            t.worker != worker,
+            t.outstanding.load(Ordering::Relaxed),
+        );
         if key < best_key {
             best_key = key;
             best = Some(t);

@@ -53,6 +53,12 @@ pub mod meta {
     pub const HOST: &str = "postern-host";
     /// On a connector's own error response: what went wrong.
     pub const ERROR: &str = "postern-error";
+    /// Request: the edge's id of the client connection (for
+    /// connection-bound authentication such as NTLM).
+    pub const CONN: &str = "postern-conn";
+    /// Response: the backend connection now belongs to that client
+    /// connection; the edge keeps the client on this tunnel.
+    pub const BOUND: &str = "postern-bound";
     /// Response: which of the app's servers answered (a short hash, for
     /// the affinity cookie the edge sets).
     pub const SERVER: &str = "postern-server";

@@ -3,12 +3,11 @@
 //! response head and body back, and the one retry rule applied to what
 //! can go wrong on a reused connection.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Upstream, UpstreamConn};
+use super::UpstreamConn;
 use crate::error::{may_retry, Delivery, ProxyError};
 use crate::http1::body::{BodyError, BodyReader, Encoder};
 use crate::http1::ResponseHead;
@@ -142,10 +141,9 @@ impl BodyIn {
         self.reader.is_done() || !self.conn.buf.is_empty()
     }
 
-    /// Returns the connection to `pool` if the exchange ended cleanly.
-    pub fn finish(self, pool: &Rc<Upstream>) {
-        if self.keep_alive && self.reader.is_done() {
-            pool.release(self.conn);
-        }
+    /// The connection, if the exchange ended cleanly and it may carry
+    /// another.
+    pub fn reusable(self) -> Option<UpstreamConn> {
+        (self.keep_alive && self.reader.is_done()).then_some(self.conn)
     }
 }

@@ -76,7 +76,26 @@ pub struct UpstreamConn {
     key: PoolKey,
 }
 
+/// Whether an `Authorization` or `WWW-Authenticate` value is NTLM or
+/// Negotiate: schemes that authenticate the *connection*, not the
+/// request, so a connection carrying them belongs to one client from then
+/// on and never goes back to the shared pool.
+pub fn is_connection_auth(v: &[u8]) -> bool {
+    let word = |w: &[u8]| {
+        v.len() >= w.len()
+            && v[..w.len()].eq_ignore_ascii_case(w)
+            && v.get(w.len()).is_none_or(|&b| b == b' ' || b == b',')
+    };
+    word(b"NTLM") || word(b"Negotiate")
+}
+
 impl UpstreamConn {
+    /// Whether this connection goes where `target` does, with the same
+    /// TLS and proxy settings.
+    pub fn is_for(&self, target: &Target) -> bool {
+        self.key == target.key()
+    }
+
     /// Reads the backend's response head. Informational answers are
     /// skipped, except a 101 when the request asked to `upgrade`. An error
     /// is the status for the client and what to tell it.
