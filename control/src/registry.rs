@@ -152,6 +152,96 @@ impl Registry {
     }
 }
 
+/// The registry as the running edge keeps it: in memory, read and changed
+/// under a short lock that is never held across I/O, and written to the
+/// state directory by whoever needs it there. A change an operator or a
+/// registration must see persisted ([`Live::change_durably`]) is written
+/// before the call returns; activity times ([`Live::change_lazily`]) are
+/// written by the next [`Live::flush`], which a control thread calls every
+/// second, so a tunnel opening never waits for a disk.
+pub struct Live {
+    dir: std::path::PathBuf,
+    /// The registry, its change count, and whether a lazy change waits.
+    inner: std::sync::Mutex<(Registry, u64, bool)>,
+    /// Serialises writes; holds the change count last written, so an
+    /// older copy never overwrites a newer one.
+    written: std::sync::Mutex<u64>,
+}
+
+impl Live {
+    /// The registry stored in `dir`, from now on kept by this value.
+    pub fn open(dir: &Path) -> Result<Live, StoreError> {
+        Ok(Live::new(dir, Registry::load(dir)?))
+    }
+
+    /// Keeps `registry` (as stored in `dir`).
+    pub fn new(dir: &Path, registry: Registry) -> Live {
+        Live {
+            dir: dir.to_path_buf(),
+            inner: std::sync::Mutex::new((registry, 0, false)),
+            written: std::sync::Mutex::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Registry, u64, bool)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the registry (no I/O).
+    pub fn read<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
+        f(&self.lock().0)
+    }
+
+    /// Changes the registry and writes it before returning. If the write
+    /// fails the change stays in memory and is retried by the next flush.
+    pub fn change_durably<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> Result<R, StoreError> {
+        let (result, copy, count) = {
+            let mut g = self.lock();
+            let r = f(&mut g.0);
+            g.1 += 1;
+            g.2 = true;
+            (r, g.0.clone(), g.1)
+        };
+        self.write(&copy, count)?;
+        Ok(result)
+    }
+
+    /// Changes the registry; the next [`Live::flush`] writes it.
+    pub fn change_lazily(&self, f: impl FnOnce(&mut Registry)) {
+        let mut g = self.lock();
+        f(&mut g.0);
+        g.1 += 1;
+        g.2 = true;
+    }
+
+    /// Writes the registry if a change waits.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (copy, count) = {
+            let g = self.lock();
+            if !g.2 {
+                return Ok(());
+            }
+            (g.0.clone(), g.1)
+        };
+        self.write(&copy, count)
+    }
+
+    fn write(&self, copy: &Registry, count: u64) -> Result<(), StoreError> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written >= count {
+            return Ok(());
+        }
+        copy.save(&self.dir)?;
+        *written = count;
+        drop(written);
+        let mut g = self.lock();
+        if g.1 == count {
+            g.2 = false;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +285,33 @@ mod tests {
         assert_eq!(r.connectors.len(), 2);
         r.connectors[0].revoked = true;
         assert_eq!(r.list(now, l, |_| 3)[0].state, State::Revoked);
+    }
+
+    #[test]
+    fn live_changes_reach_the_disk_when_they_must() {
+        let dir = std::env::temp_dir().join(format!("postern-live-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = Live::open(&dir).unwrap();
+        live.change_durably(|r| r.add(record("a", 5))).unwrap();
+        assert_eq!(
+            Registry::load(&dir).unwrap().connectors.len(),
+            1,
+            "durable at once"
+        );
+        live.change_lazily(|r| r.touch("a", 9));
+        assert_eq!(
+            Registry::load(&dir).unwrap().connectors[0].last_seen,
+            5,
+            "lazy: not yet"
+        );
+        assert_eq!(
+            live.read(|r| r.get("a").unwrap().last_seen),
+            9,
+            "but in memory"
+        );
+        live.flush().unwrap();
+        assert_eq!(Registry::load(&dir).unwrap().connectors[0].last_seen, 9);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

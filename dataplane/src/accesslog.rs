@@ -5,6 +5,7 @@
 //! the terminal cannot keep up) the line is dropped and counted, because
 //! slowing every request down to the speed of a log file is the worse
 //! failure. Lines are plain text or JSON (`access_log_format`).
+#![deny(clippy::disallowed_methods)]
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,8 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Where the log goes: `stdout`, `stderr`, `off`, or a file path (appended).
+/// Called once at start-up, before any worker runs.
+#[allow(clippy::disallowed_methods)]
 pub fn init(target: &str, json: bool) -> std::io::Result<()> {
     let mut out: Box<dyn Write + Send> = match target {
         "off" => return Ok(()),

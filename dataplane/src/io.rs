@@ -5,6 +5,7 @@
 //! once against [`Io`] instead of being generic over four stream types,
 //! which keeps compile times and binary size down; the `match` per call is
 //! noise next to a syscall.
+#![deny(clippy::disallowed_methods)]
 
 use std::io;
 use std::time::Duration;

@@ -21,6 +21,7 @@ mod edge;
 mod error;
 mod http1;
 mod io;
+mod offload;
 mod pages;
 mod quickstart;
 mod relay;

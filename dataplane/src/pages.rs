@@ -4,6 +4,7 @@
 //! can find the request in the logs. Pages never name an internal host,
 //! app or path: a 404 for an unknown host says only that nothing is
 //! published there.
+#![deny(clippy::disallowed_methods)]
 
 use std::io::Write;
 

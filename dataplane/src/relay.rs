@@ -4,6 +4,7 @@
 //! read, so the relay waits on *readiness* (cancellation-safe) for both
 //! sides and only then issues the read on the side that is ready. Either
 //! side closing ends the relay.
+#![deny(clippy::disallowed_methods)]
 
 use bytes::BytesMut;
 

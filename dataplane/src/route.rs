@@ -6,6 +6,7 @@
 //! an exact host always beats any wildcard. Each host keeps its apps sorted
 //! by path length, longest first, so the first prefix that matches is the
 //! longest.
+#![deny(clippy::disallowed_methods)]
 
 use std::collections::HashMap;
 

@@ -137,6 +137,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
                     }
                 }
                 let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .attach_thread_pool(crate::offload::pool())
                     .with_entries(1024)
                     .enable_timer()
                     .build()

@@ -1,5 +1,6 @@
 //! Per-worker state: everything a request touches that is not in the
 //! snapshot, owned by one thread and never shared.
+#![deny(clippy::disallowed_methods)]
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

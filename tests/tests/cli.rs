@@ -211,7 +211,9 @@ fn connectors_are_listed_from_the_registry() {
         out.starts_with("ID") && out.lines().count() == 1,
         "no connector registered yet: {out}{err}"
     );
-    // A registry entry (as registration writes it) shows with its state.
+    // Registry entries (as registration writes them) show with their
+    // state; the edge reads the registry at start and keeps it in memory.
+    drop(edge);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -221,11 +223,14 @@ fn connectors_are_listed_from_the_registry() {
         { "id": "c2", "host_name": "gw2.corp", "version": "0.1.0", "group": "emea", "registered_at": now - 1000, "last_seen": now - 600 },
         { "id": "c3", "host_name": "gw3.corp", "version": "0.1.0", "group": "emea", "registered_at": now - 9e6 as u64, "last_seen": now - 11 * 86400 }
     ]});
+    let (dir, config, https, http) = EdgeBuilder::new().write();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
     std::fs::write(
-        edge.dir.path().join("state/connectors.json"),
+        dir.path().join("state/connectors.json"),
         registry.to_string(),
     )
     .unwrap();
+    let edge = Edge::start_with(dir, &config, https, http);
     let (out, _) = text(&cli(&edge, &["connectors", "list"]));
     assert!(out.contains("gw1.corp") && out.contains("active"), "{out}");
     assert!(

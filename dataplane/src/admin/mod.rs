@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use postern_control::ca::{self, Ca};
 use postern_control::enroll;
-use postern_control::registry::{ConnectorRecord, Registry};
+use postern_control::registry::{ConnectorRecord, Live, Registry};
 use postern_control::store::{self, AppTable};
 use postern_control::{AppSpec, EdgeConfig};
 
@@ -88,8 +88,9 @@ pub struct Control {
     /// the edge with the token.
     ca_pin: String,
     tunnel_tls: Option<Arc<rustls::ServerConfig>>,
-    /// Serialises changes to the connector registry.
-    registry: Mutex<()>,
+    /// The connector registry, in memory; activity reaches the disk from
+    /// a control thread.
+    registry: Live,
 }
 
 impl Control {
@@ -129,14 +130,15 @@ impl Control {
             None => None,
         };
         let tunnels = Arc::new(Tunnels::default());
-        let mut registry = Registry::load(state_dir)?;
+        let mut stored = Registry::load(state_dir)?;
         // Connectors inactive past `connector_removed_after` are forgotten.
-        if registry.prune(enroll::now(), cfg.edge.connector_lifetimes) {
-            registry.save(state_dir)?;
+        if stored.prune(enroll::now(), cfg.edge.connector_lifetimes) {
+            stored.save(state_dir)?;
         }
-        for c in registry.connectors.iter().filter(|c| c.revoked) {
+        for c in stored.connectors.iter().filter(|c| c.revoked) {
             tunnels.revoke(&c.id);
         }
+        let registry = Live::new(state_dir, stored);
         let control = Arc::new(Control {
             counters: Default::default(),
             current: Mutex::new(Current {
@@ -153,8 +155,9 @@ impl Control {
             ca,
             ca_pin,
             tunnel_tls,
-            registry: Mutex::new(()),
+            registry,
         });
+        flush_registry(Arc::downgrade(&control));
         Ok((control, cfg))
     }
 
@@ -239,8 +242,9 @@ impl Control {
         &self,
     ) -> Result<Vec<postern_control::registry::ConnectorInfo>, store::StoreError> {
         let lifetimes = self.lock().cfg.edge.connector_lifetimes;
-        let registry = Registry::load(&self.state_dir)?;
-        Ok(registry.list(enroll::now(), lifetimes, |id| self.tunnels.count(id)))
+        Ok(self
+            .registry
+            .read(|r| r.list(enroll::now(), lifetimes, |id| self.tunnels.count(id))))
     }
 
     pub fn list_tokens(&self) -> Result<Vec<enroll::TokenInfo>, enroll::EnrollError> {
@@ -258,10 +262,6 @@ impl Control {
 impl Control {
     pub fn tunnel_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
         self.tunnel_tls.clone()
-    }
-
-    fn registry_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lifetime(&self) -> std::time::Duration {
@@ -310,25 +310,21 @@ impl Control {
             Ok(c) => c,
             Err(e) => return refuse(e.to_string()),
         };
-        {
-            let lifetimes = self.lock().cfg.edge.connector_lifetimes;
-            let _serial = self.registry_lock();
-            let saved = Registry::load(&self.state_dir).and_then(|mut r| {
-                r.prune(now, lifetimes);
-                r.add(ConnectorRecord {
-                    id: id.clone(),
-                    host_name: req.host_name.clone(),
-                    version: req.version.clone(),
-                    group: group.clone(),
-                    registered_at: now,
-                    last_seen: now,
-                    revoked: false,
-                });
-                r.save(&self.state_dir)
+        let lifetimes = self.lock().cfg.edge.connector_lifetimes;
+        let saved = self.registry.change_durably(|r| {
+            r.prune(now, lifetimes);
+            r.add(ConnectorRecord {
+                id: id.clone(),
+                host_name: req.host_name.clone(),
+                version: req.version.clone(),
+                group: group.clone(),
+                registered_at: now,
+                last_seen: now,
+                revoked: false,
             });
-            if let Err(e) = saved {
-                return refuse(format!("the edge could not record the connector: {e}"));
-            }
+        });
+        if let Err(e) = saved {
+            return refuse(format!("the edge could not record the connector: {e}"));
         }
         tracing::info!(connector = %id, %group, host = %req.host_name, %peer, "connector registered");
         Reply {
@@ -375,40 +371,48 @@ impl Control {
         if self.tunnels.is_revoked(id) {
             return Err(format!("connector {id} is revoked"));
         }
-        let registry = Registry::load(&self.state_dir).map_err(|e| e.to_string())?;
-        match registry.get(id) {
+        self.registry.read(|r| match r.get(id) {
             Some(c) if c.revoked => Err(format!("connector {id} is revoked")),
             Some(c) => Ok(c.group.clone()),
             None => Err(format!(
                 "connector {id} is not registered (removed after being inactive?)"
             )),
-        }
+        })
     }
 
     /// Notes that connector `id` opened or closed a tunnel just now.
+    /// (In memory, at once; on disk within a second.)
     pub fn connector_seen(&self, id: &str) {
-        let _serial = self.registry_lock();
-        let res = Registry::load(&self.state_dir).and_then(|mut r| {
-            r.touch(id, enroll::now());
-            r.save(&self.state_dir)
-        });
-        if let Err(e) = res {
-            tracing::warn!(connector = %id, error = %e, "cannot record connector activity");
-        }
+        let now = enroll::now();
+        self.registry.change_lazily(|r| r.touch(id, now));
     }
 
     /// Revokes connector `id`: its tunnels close now and it can neither
     /// reconnect nor renew. `Ok(false)` when there is no such connector.
     pub fn revoke_connector(&self, id: &str) -> Result<bool, store::StoreError> {
-        let _serial = self.registry_lock();
-        let mut registry = Registry::load(&self.state_dir)?;
-        if !registry.revoke(id) {
+        if !self.registry.change_durably(|r| r.revoke(id))? {
             return Ok(false);
         }
-        registry.save(&self.state_dir)?;
         self.tunnels.revoke(id);
         tracing::info!(connector = %id, "connector revoked");
         Ok(true)
+    }
+}
+
+/// The control thread that writes connector activity to the state
+/// directory, once a second at most, until the edge's control side goes.
+fn flush_registry(control: std::sync::Weak<Control>) {
+    let spawned = std::thread::Builder::new()
+        .name("postern-registry".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let Some(c) = control.upgrade() else { return };
+            if let Err(e) = c.registry.flush() {
+                tracing::warn!(error = %e, "cannot record connector activity; retrying");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the registry writer; connector activity is written at the next change");
     }
 }
 

@@ -9,6 +9,7 @@
 //! edge turns into its error page (with the request id); a failure after
 //! it resets the stream, so the client never sees a truncated body as a
 //! complete one.
+#![deny(clippy::disallowed_methods)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;

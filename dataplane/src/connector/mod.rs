@@ -306,6 +306,7 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
             .name(format!("postern-c{index}"))
             .spawn(move || {
                 let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .attach_thread_pool(crate::offload::pool())
                     .with_entries(1024)
                     .enable_timer()
                     .build()

@@ -7,6 +7,7 @@
 //! * [`path`], [`headers`], [`request`], [`response`] — the phases'
 //!   rules: path normal form, headers the edge owns, the upstream request,
 //!   the response head and body filter.
+#![deny(clippy::disallowed_methods)]
 
 pub mod conn;
 mod direct;

@@ -7,6 +7,7 @@
 //! ATTACKS.md in mind: conflicting or obfuscated `Content-Length` /
 //! `Transfer-Encoding` are refused, never "repaired", and heads are always
 //! re-serialised with CRLF rather than forwarded byte for byte.
+#![deny(clippy::disallowed_methods)]
 
 pub mod body;
 

@@ -9,6 +9,7 @@
 //! its own tunnels; when it has none for a group it uses another
 //! worker's (the h2 handles are thread-safe and monoio wakes across
 //! threads), and counts a cross-core relay.
+#![deny(clippy::disallowed_methods)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -277,7 +278,17 @@ async fn serve(
         (Some(super::ALPN_ENROLL), _) => {
             let read = monoio::time::timeout(EXCHANGE_TIMEOUT, super::read_json(&mut tls));
             let reply = match read.await.unwrap_or_else(|_| Err(timed_out())) {
-                Ok(req) => control.enroll(&req, peer),
+                // Spending the token, signing and recording the connector
+                // touch the disk: a control thread does it.
+                Ok(req) => {
+                    let control = control.clone();
+                    crate::offload::run(move || control.enroll(&req, peer))
+                        .await
+                        .unwrap_or_else(|| Reply {
+                            error: Some("the edge could not process the registration".into()),
+                            ..Default::default()
+                        })
+                }
                 Err(e) => Reply {
                     error: Some(e.to_string()),
                     ..Default::default()
@@ -292,7 +303,15 @@ async fn serve(
                 .unwrap_or_else(|_| Err(timed_out()))
                 .map(|r: super::RenewRequest| r)
             {
-                Ok(req) => control.renew(&id, &req.csr),
+                Ok(req) => {
+                    let control = control.clone();
+                    crate::offload::run(move || control.renew(&id, &req.csr))
+                        .await
+                        .unwrap_or_else(|| Reply {
+                            error: Some("the edge could not process the renewal".into()),
+                            ..Default::default()
+                        })
+                }
                 Err(e) => Reply {
                     error: Some(e.to_string()),
                     ..Default::default()

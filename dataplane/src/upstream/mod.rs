@@ -1,14 +1,14 @@
-//! The hop from the edge to an app's backend.
-//!
-//! Today the edge dials internal URLs directly; the connector tunnel will
-//! replace that hop. Everything the HTTP layer needs from a backend goes
-//! through [`Upstream::open`] and [`Upstream::release`], so the tunnel slots
-//! in behind the same two calls.
+//! Connections to internal servers, used by a tunnel-less edge (the direct
+//! hop) and by the connector: keep-alive pools, name resolution, the
+//! choice among an app's servers ([`balance`]) and the HTTP/1.1 exchange
+//! ([`exchange`]).
 //!
 //! Each worker owns its pool (no locks, no cross-core traffic): idle
 //! keep-alive connections per (host, port, TLS settings), reused newest
-//! first, dropped after [`IDLE_TTL`]. Name resolution is cached per worker
-//! for [`DNS_TTL`], because the system resolver blocks.
+//! first, dropped after [`IDLE_TTL`]. Names are resolved on a control
+//! thread, because the system resolver blocks, and cached per worker
+//! (answers for [`DNS_TTL`], failures for [`DNS_NEGATIVE_TTL`]).
+#![deny(clippy::disallowed_methods)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -145,8 +145,21 @@ pub enum UpstreamError {
     Proxy(String),
 }
 
-/// Resolved addresses per (host, port), with when they were resolved.
-type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+/// A name lookup's answer, and when it was made.
+enum Cached {
+    Found(Vec<SocketAddr>, Instant),
+    Failed(Instant),
+}
+
+/// Lookups per (host, port).
+type DnsCache = HashMap<(String, u16), Cached>;
+
+/// How long a failed lookup is remembered.
+pub const DNS_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Names remembered per worker.
+pub const DNS_CACHE_MAX: usize = 4096;
+/// Lookups one worker may have waiting at once.
+pub const DNS_MAX_PENDING: usize = 32;
 
 struct Idle {
     conn: UpstreamConn,
@@ -161,6 +174,7 @@ pub struct Upstream {
     /// Servers that refused a connection lately, and since when.
     down: RefCell<HashMap<(String, u16), Instant>>,
     dns: RefCell<DnsCache>,
+    dns_pending: std::cell::Cell<usize>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -172,6 +186,7 @@ impl Upstream {
             rr: RefCell::new(HashMap::new()),
             down: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
+            dns_pending: std::cell::Cell::new(0),
             max_idle,
             connect_timeout,
         })
@@ -216,28 +231,73 @@ impl Upstream {
         });
     }
 
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
+    /// The addresses of `host:port`. Names are looked up on a control
+    /// thread (the system resolver blocks); answers are kept for
+    /// [`DNS_TTL`], failures for [`DNS_NEGATIVE_TTL`], at most
+    /// [`DNS_CACHE_MAX`] names per worker, and at most
+    /// [`DNS_MAX_PENDING`] lookups wait at once: a flood of names that do
+    /// not resolve (random labels under a wildcard app) fails fast instead
+    /// of queueing, and a name that resolved before keeps its last answer
+    /// while a fresh lookup cannot be made.
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let key = (host.to_string(), port);
-        if let Some((addrs, at)) = self.dns.borrow().get(&key) {
-            if at.elapsed() < DNS_TTL {
-                return Ok(addrs.clone());
+        let stale = match self.dns.borrow().get(&key) {
+            Some(Cached::Found(addrs, at)) if at.elapsed() < DNS_TTL => return Ok(addrs.clone()),
+            Some(Cached::Failed(at)) if at.elapsed() < DNS_NEGATIVE_TTL => {
+                return Err(UpstreamError::Resolve(host.to_string()))
+            }
+            Some(Cached::Found(addrs, _)) => Some(addrs.clone()),
+            _ => None,
+        };
+        if self.dns_pending.get() >= DNS_MAX_PENDING {
+            return stale.ok_or_else(|| {
+                UpstreamError::Resolve(format!("{host} (too many name lookups in progress)"))
+            });
+        }
+        self.dns_pending.set(self.dns_pending.get() + 1);
+        let name = key.clone();
+        let looked_up = monoio::time::timeout(
+            self.connect_timeout,
+            crate::offload::run(move || {
+                use std::net::ToSocketAddrs;
+                #[allow(clippy::disallowed_methods)] // on a control thread
+                let found = name
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<SocketAddr>>());
+                found
+            }),
+        )
+        .await;
+        self.dns_pending.set(self.dns_pending.get() - 1);
+        let answer = match looked_up {
+            Ok(Some(Ok(addrs))) if !addrs.is_empty() => Some(addrs),
+            Ok(_) => None,
+            // Too slow: not cached either way; the next request asks again.
+            Err(_) => return stale.ok_or(UpstreamError::Resolve(host.to_string())),
+        };
+        let mut dns = self.dns.borrow_mut();
+        if dns.len() >= DNS_CACHE_MAX {
+            dns.retain(|_, c| match c {
+                Cached::Found(_, at) => at.elapsed() < DNS_TTL,
+                Cached::Failed(at) => at.elapsed() < DNS_NEGATIVE_TTL,
+            });
+            if dns.len() >= DNS_CACHE_MAX {
+                dns.clear();
             }
         }
-        use std::net::ToSocketAddrs;
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|_| UpstreamError::Resolve(host.to_string()))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(UpstreamError::Resolve(host.to_string()));
+        match answer {
+            Some(addrs) => {
+                dns.insert(key, Cached::Found(addrs.clone(), Instant::now()));
+                Ok(addrs)
+            }
+            None => {
+                dns.insert(key, Cached::Failed(Instant::now()));
+                stale.ok_or(UpstreamError::Resolve(host.to_string()))
+            }
         }
-        self.dns
-            .borrow_mut()
-            .insert(key, (addrs.clone(), Instant::now()));
-        Ok(addrs)
     }
 
     async fn connect(&self, target: &Target, key: PoolKey) -> Result<UpstreamConn, UpstreamError> {
@@ -245,7 +305,7 @@ impl Upstream {
             Some(p) => (p.0.as_str(), p.1),
             None => (target.host.as_str(), target.port),
         };
-        let addrs = self.resolve(dial_host, dial_port)?;
+        let addrs = self.resolve(dial_host, dial_port).await?;
         let mut last = None;
         let deadline = Instant::now() + self.connect_timeout;
         for addr in addrs {
@@ -337,3 +397,6 @@ async fn proxy_connect(tcp: &mut TcpStream, target: &Target) -> Result<(), Upstr
         _ => Err(UpstreamError::Proxy("unreadable answer".into())),
     }
 }
+
+#[cfg(test)]
+mod tests;
