@@ -232,16 +232,37 @@ impl EdgeCounters {
     }
 }
 
+/// Milliseconds since this process first asked (a monotonic clock that
+/// fits an atomic).
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// A worker that has not beaten for this long is reported down.
+pub const WORKER_SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything one worker counts.
 #[derive(Default)]
 pub struct CoreCounters {
     pub edge: EdgeCounters,
+    /// When the worker last showed it runs ([`monotonic_ms`]); a worker
+    /// that died or is stuck stops updating it.
+    pub heartbeat_ms: AtomicU64,
     /// Per-app blocks, created when a core first serves an app. Only this
     /// map's shape is locked, and only on that first request per app.
     apps: Mutex<HashMap<String, Arc<AppCounters>>>,
 }
 
 impl CoreCounters {
+    /// The worker is alive now.
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(monotonic_ms(), Relaxed);
+    }
+
     /// The block for `app`, created on first use.
     pub fn app(&self, app: &str) -> Arc<AppCounters> {
         let mut map = self.apps.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,9 +317,30 @@ pub struct Totals {
 }
 
 impl Registry {
+    /// For each core: whether it beat within [`WORKER_SILENT_AFTER`], and
+    /// how long ago it last did.
+    pub fn liveness(&self) -> Vec<(bool, std::time::Duration)> {
+        self.liveness_at(monotonic_ms())
+    }
+
+    fn liveness_at(&self, now: u64) -> Vec<(bool, std::time::Duration)> {
+        self.cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| {
+                let age = std::time::Duration::from_millis(
+                    now.saturating_sub(c.heartbeat_ms.load(Relaxed)),
+                );
+                (age < WORKER_SILENT_AFTER, age)
+            })
+            .collect()
+    }
+
     /// A new core's counters, included in every later read.
     pub fn add_core(&self) -> Arc<CoreCounters> {
         let core = Arc::new(CoreCounters::default());
+        core.beat();
         self.cores
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -440,5 +482,17 @@ mod tests {
             "{}",
             x.backend_latency_p99_ms
         );
+    }
+
+    #[test]
+    fn a_silent_worker_is_reported_down() {
+        let r = Registry::default();
+        let a = r.add_core();
+        let b = r.add_core();
+        a.heartbeat_ms.store(10_000, Relaxed);
+        b.heartbeat_ms.store(13_000, Relaxed);
+        let l = r.liveness_at(16_000);
+        assert_eq!((l[0].0, l[1].0), (false, true));
+        assert_eq!(l[0].1.as_secs(), 6);
     }
 }

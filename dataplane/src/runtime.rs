@@ -158,12 +158,14 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
                         control.tunnels.clone(),
                     );
                     // Idle workers pick up a new app table within 10 ms too,
-                    // so "every worker serves version N" is observable.
+                    // so "every worker serves version N" is observable; the
+                    // same task shows the worker is alive (`/healthz`).
                     let refresher = worker.clone();
                     monoio::spawn(async move {
                         loop {
                             monoio::time::sleep(Duration::from_millis(10)).await;
                             let _ = refresher.snapshot();
+                            refresher.counters.beat();
                         }
                     });
                     let mut listeners = Vec::new();

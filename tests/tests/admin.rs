@@ -42,6 +42,11 @@ fn token_is_required_and_private() {
     let (status, body) = edge.admin_call("GET", "/healthz", None, None);
     assert_eq!(status, 200, "health needs no token");
     assert_eq!(body["status"], "ok");
+    assert_eq!(
+        body["workers_alive"],
+        serde_json::json!([true, true]),
+        "every worker reports in"
+    );
     assert_eq!(edge.admin_call("GET", "/v1/apps", None, None).0, 401);
     assert_eq!(
         edge.admin_call("GET", "/v1/apps", None, Some("wrong")).0,

@@ -126,6 +126,16 @@ print(json.dumps(out))
     );
     assert_eq!(find("postern_unrouted_requests_total", &[]), 5.0);
     assert_eq!(find("postern_config_version", &[]), 1.0);
+    for worker in ["0", "1"] {
+        assert_eq!(find("postern_worker_up", &[("worker", worker)]), 1.0);
+        assert!(
+            find(
+                "postern_worker_heartbeat_age_seconds",
+                &[("worker", worker)]
+            ) < 5.0
+        );
+        assert_eq!(find("postern_connection_panics_total", &[]), 0.0);
+    }
     let families: Vec<&str> = samples.iter().filter_map(|s| s["type"].as_str()).collect();
     assert!(
         families.contains(&"summary")

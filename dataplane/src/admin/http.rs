@@ -224,9 +224,19 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         let (version, _) = control.apps();
         let serving = control.serving();
         let ready = !serving.is_empty() && serving.iter().all(|v| *v == version);
+        // A worker that stopped beating (died, or stuck) makes the edge
+        // unhealthy: a load balancer should stop sending it traffic.
+        let alive: Vec<bool> = control.counters.liveness().iter().map(|l| l.0).collect();
+        let healthy = !alive.is_empty() && alive.iter().all(|a| *a);
         return (
-            200,
-            json!({ "status": "ok", "app_table_version": version, "workers_serving": serving, "all_workers_current": ready }),
+            if healthy { 200 } else { 503 },
+            json!({
+                "status": if healthy { "ok" } else { "degraded" },
+                "app_table_version": version,
+                "workers_serving": serving,
+                "all_workers_current": ready,
+                "workers_alive": alive,
+            }),
         );
     }
     if !authorized(req, control) {
@@ -736,6 +746,33 @@ fn prometheus_text(control: &Control) -> String {
     );
     for (i, v) in control.serving().iter().enumerate() {
         let _ = writeln!(o, "postern_worker_config_version{{worker=\"{i}\"}} {v}");
+    }
+    let liveness = control.counters.liveness();
+    family(
+        &mut o,
+        "postern_worker_up",
+        "gauge",
+        "1 while a worker runs and answers, 0 once it stopped (died or stuck for 5 s).",
+    );
+    for (i, (alive, _)) in liveness.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "postern_worker_up{{worker=\"{i}\"}} {}",
+            u8::from(*alive)
+        );
+    }
+    family(
+        &mut o,
+        "postern_worker_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since a worker last showed it runs.",
+    );
+    for (i, (_, age)) in liveness.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "postern_worker_heartbeat_age_seconds{{worker=\"{i}\"}} {:.3}",
+            age.as_secs_f64()
+        );
     }
     let connectors = control.tunnels.counters();
     type PerConnector = fn(&crate::tunnel::edge::ConnectorCounters) -> u64;
