@@ -10,7 +10,17 @@
 # /proc/PID/task/*/stat before and after each run (postern-cpu), so it stays
 # meaningful when the load generator, not the proxy, is the bottleneck.
 #
-# Usage: scripts/bench-proxy.sh [DURATION_SECONDS] [CONNECTIONS]
+# Beside them runs the floor: postern-floor (perf/), a relay built from
+# Postern's own io_uring and TLS layers that copies bytes between each
+# client connection and one kept-alive backend connection, with no HTTP
+# processing. Our stack cannot go below it; every report gives the ratio.
+#
+# Machines here are shared and noisy, so every proxy is measured once per
+# round, in alternating order, for ROUNDS rounds; the report gives each
+# figure's median over the rounds, and each ratio as the median of the
+# per-round ratios (each taken within one round).
+#
+# Usage: scripts/bench-proxy.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 #   BENCH_NO_COUNTERS=1 also runs a build without counters (cargo feature
 #   `counters` off) to show what counting costs per request.
 set -euo pipefail
@@ -18,6 +28,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${1:-10}
 CONNS=${2:-32}
+ROUNDS=${3:-5}
 BASE_PORT=${BENCH_BASE_PORT:-18000}
 BACKEND_PORT=$((BASE_PORT + 1))
 NGINX_HTTP=$((BASE_PORT + 2))
@@ -27,6 +38,8 @@ POSTERN_HTTPS=$((BASE_PORT + 5))
 TUNNEL_HTTP=$((BASE_PORT + 6))
 TUNNEL_HTTPS=$((BASE_PORT + 7))
 TUNNEL_LISTENER=$((BASE_PORT + 8))
+FLOOR_HTTP=$((BASE_PORT + 15))
+FLOOR_HTTPS=$((BASE_PORT + 16))
 
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
@@ -128,25 +141,68 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-printf '\nPostern vs nginx %s, 1 KiB, %s connections, %ss per run, proxy on CPU 0\n\n' \
-    "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$CONNS" "$DURATION"
-printf '%-7s %-8s %12s %14s %10s %10s  %s\n' scheme proxy "req/s" "CPU-us/req" p50 p99 errors
-echo "(tunnel: edge -> HTTP/2 tunnel -> connector, both on CPU 0, their CPU summed)"
-for scheme in http https; do
-    if [ $scheme = http ]; then nport=$NGINX_HTTP; pport=$POSTERN_HTTP; tport=$TUNNEL_HTTP
-    else nport=$NGINX_HTTPS; pport=$POSTERN_HTTPS; tport=$TUNNEL_HTTPS; fi
-    read -r n_rps n_cpu n_p50 n_p99 n_err < <(run "$scheme://localhost:$nport/1k" "$NGINX_WORKER")
-    read -r p_rps p_cpu p_p50 p_p99 p_err < <(run "$scheme://localhost:$pport/1k" "$POSTERN_PID")
-    read -r t_rps t_cpu t_p50 t_p99 t_err < <(run "$scheme://localhost:$tport/1k" "$TUNNEL_EDGE_PID $CONNECTOR_PID")
-    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme nginx "$n_rps" "$n_cpu" "$n_p50" "$n_p99" "$n_err"
-    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme postern "$p_rps" "$p_cpu" "$p_p50" "$p_p99" "$p_err"
-    printf '%-7s %-8s %12s %14s %10s %10s  %s\n' $scheme tunnel "$t_rps" "$t_cpu" "$t_p50" "$t_p99" "$t_err"
-    awk -v pc="$p_cpu" -v nc="$n_cpu" -v pr="$p_rps" -v nr="$n_rps" -v s=$scheme \
-        'BEGIN {printf "%-7s ratio postern/nginx: CPU per request %.2fx, throughput %.2fx\n", s, pc/nc, pr/nr}'
-    awk -v pc="$t_cpu" -v nc="$n_cpu" -v pr="$t_rps" -v nr="$n_rps" -v s=$scheme \
-        'BEGIN {printf "%-7s ratio tunnel (edge+connector)/nginx: CPU per request %.2fx, throughput %.2fx\n\n", s, pc/nc, pr/nr}'
-    eval "with_counters_$scheme=$p_cpu"
+taskset -c 0 target/release/postern-floor "127.0.0.1:$BACKEND_PORT" "127.0.0.1:$FLOOR_HTTP" \
+    "127.0.0.1:$FLOOR_HTTPS" "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/logs/floor.out" 2>&1 & PIDS+=($!)
+FLOOR_PID=$!
+wait_port "$FLOOR_HTTP"; wait_port "$FLOOR_HTTPS"
+
+printf '\nPostern vs nginx %s, 1 KiB, %s connections, %ss per run, %s rounds, proxy on CPU 0\n' \
+    "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$CONNS" "$DURATION" "$ROUNDS"
+echo "(tunnel: edge -> HTTP/2 tunnel -> connector, both on CPU 0, their CPU summed;"
+echo " floor: postern-floor, a byte relay on Postern's I/O and TLS layers, no HTTP)"
+RESULTS="$WORK/results"
+: > "$RESULTS"
+printf '\n%-5s %-7s %-8s %12s %12s %10s %10s  %s\n' round scheme proxy "req/s" "CPU-us/req" p50 p99 errors
+for round in $(seq 1 "$ROUNDS"); do
+    for scheme in http https; do
+        if [ $scheme = http ]; then
+            ports="nginx:$NGINX_HTTP postern:$POSTERN_HTTP tunnel:$TUNNEL_HTTP floor:$FLOOR_HTTP"
+        else
+            ports="nginx:$NGINX_HTTPS postern:$POSTERN_HTTPS tunnel:$TUNNEL_HTTPS floor:$FLOOR_HTTPS"
+        fi
+        # Alternate the order: odd rounds forwards, even rounds backwards.
+        [ $((round % 2)) = 0 ] && ports=$(echo "$ports" | tr ' ' '\n' | tac | tr '\n' ' ')
+        for entry in $ports; do
+            proxy=${entry%%:*}; port=${entry##*:}
+            case $proxy in
+                nginx) pids=$NGINX_WORKER ;;
+                postern) pids=$POSTERN_PID ;;
+                tunnel) pids="$TUNNEL_EDGE_PID $CONNECTOR_PID" ;;
+                floor) pids=$FLOOR_PID ;;
+            esac
+            read -r rps cpu p50 p99 err < <(run "$scheme://localhost:$port/1k" "$pids")
+            printf '%-5s %-7s %-8s %12s %12s %10s %10s  %s\n' "$round" $scheme $proxy "$rps" "$cpu" "$p50" "$p99" "$err"
+            echo "$round $scheme $proxy $rps $cpu $(to_us "$p50") $(to_us "$p99")" >> "$RESULTS"
+        done
+    done
 done
+
+# Medians over the rounds, and per-round ratios' medians.
+median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+field() { awk -v s="$1" -v p="$2" -v f="$3" '$2==s && $3==p {print $f}' "$RESULTS"; }
+ratio() { # scheme proxy peer field: median over rounds of proxy/peer
+    awk -v s="$1" -v p="$2" -v q="$3" -v f="$4" '$2==s && $3==p {a[$1]=$f} $2==s && $3==q {b[$1]=$f}
+        END {for (r in a) if (b[r] > 0) print a[r]/b[r]}' "$RESULTS" | median
+}
+printf '\nmedians over %s rounds\n' "$ROUNDS"
+printf '%-7s %-8s %12s %12s %10s %10s\n' scheme proxy "req/s" "CPU-us/req" "p50 us" "p99 us"
+for scheme in http https; do
+    for proxy in nginx postern tunnel floor; do
+        printf '%-7s %-8s %12.0f %12.2f %10.0f %10.0f\n' $scheme $proxy \
+            "$(field $scheme $proxy 4 | median)" "$(field $scheme $proxy 5 | median)" \
+            "$(field $scheme $proxy 6 | median)" "$(field $scheme $proxy 7 | median)"
+    done
+done
+printf '\nratios (median of per-round ratios)      CPU/request  throughput  p99\n'
+for scheme in http https; do
+    for pair in "postern nginx" "tunnel nginx" "floor nginx" "postern floor" "tunnel floor"; do
+        set -- $pair
+        printf '%-7s %-8s / %-8s              %8.2fx   %8.2fx   %6.2fx\n' $scheme "$1" "$2" \
+            "$(ratio $scheme "$1" "$2" 5)" "$(ratio $scheme "$1" "$2" 4)" "$(ratio $scheme "$1" "$2" 7)"
+    done
+    eval "with_counters_$scheme=$(field $scheme postern 5 | median)"
+done
+echo
 
 # Throughput of the tunnel path on both cores (Entra application proxy
 # publishes 586 req/s for a 2-core connector): edge and connector each get

@@ -1,5 +1,15 @@
-//! The parts of the data plane that work without a runtime, as a library
-//! so the benchmark harness (`perf/`) measures the same code the `postern`
-//! binary runs.
+//! The parts of the data plane that work without the rest of the binary,
+//! as a library so the benchmark harness (`perf/`) measures the same code
+//! the `postern` binary runs: link translation, and the completion-I/O
+//! stream layer (TCP, TLS over io_uring, the byte relay) that the floor
+//! relay is built from.
 
+pub mod io;
+pub mod relay;
 pub mod translate;
+
+pub mod tls {
+    //! The TLS stream over completion I/O (the rest of `tls` belongs to
+    //! the binary).
+    pub mod stream;
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use postern_e2e::backend::{Backend, RawBackend, Reply};
 use postern_e2e::client::raw_exchange;
-use postern_e2e::{Edge, EdgeBuilder};
+use postern_e2e::{Deployment, Edge, EdgeBuilder, Hop};
 
 /// An edge with http app `a.example.com` → backend, and `oidc.example.com`
 /// requiring pre-authentication.
@@ -310,55 +310,32 @@ fn case_12_upgrade_only_after_101() {
 }
 
 #[test]
-fn case_13_bad_backend_responses_are_502_through_a_tunnel_too() {
-    for response in [
-        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"[..],
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
-    ] {
-        let be = RawBackend::start(response, false);
-        let b = EdgeBuilder::new().tunnel().app(&format!(
-            "name = \"a\"\nexternal_url = \"http://a.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}",
-            be.addr
-        ));
-        let edge = b.start();
-        let _c = postern_e2e::connector::Connector::start(&edge, "default", "", 2);
-        for _ in 0..2 {
-            let (resp, _) = raw_exchange(
-                edge.http,
-                b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
-            );
-            assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
-        }
-        assert_eq!(
-            be.connections.load(Ordering::SeqCst),
-            2,
-            "each bad response closes its upstream connection"
-        );
-    }
-}
-
-#[test]
 fn case_13_bad_backend_responses_are_502_and_drop_the_upstream() {
-    for response in [
-        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"[..],
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
-    ] {
-        let be = RawBackend::start(response, false);
-        let edge = edge_for(be.addr);
-        for _ in 0..2 {
-            let (resp, _) = raw_exchange(
-                edge.http,
-                b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
+    for hop in Hop::BOTH {
+        for response in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+        ] {
+            let be = RawBackend::start(response, false);
+            let b = EdgeBuilder::new().app(&format!(
+                "name = \"a\"\nexternal_url = \"http://a.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"\ncookie = {{ secure = false }}",
+                be.addr
+            ));
+            let d = Deployment::start(b, hop);
+            for _ in 0..2 {
+                let (resp, _) = raw_exchange(
+                    d.edge.http,
+                    b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
+                );
+                assert!(resp.starts_with("HTTP/1.1 502"), "{hop:?}: {resp}");
+            }
+            assert_eq!(
+                be.connections.load(Ordering::SeqCst),
+                2,
+                "{hop:?}: each bad response closes its upstream connection"
             );
-            assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
         }
-        assert_eq!(
-            be.connections.load(Ordering::SeqCst),
-            2,
-            "each bad response closes its upstream connection"
-        );
     }
 }
 

@@ -343,40 +343,6 @@ fn backend_abort_mid_body(tunnel: bool) {
 }
 
 #[test]
-fn websocket_upgrade_relays_after_101_and_keeps_cookies() {
-    let be = Backend::start(|_| {
-        Reply::ok("")
-            .status(101)
-            .header("Upgrade", "websocket")
-            .header("Connection", "Upgrade")
-            .header("Set-Cookie", "affinity=1; Path=/")
-    });
-    let b = EdgeBuilder::new().app(&app("a", "https://app.example.com/", be.addr, ""));
-    let (_edge, mut s) = b.start_and_connect("app.example.com");
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .unwrap();
-    let mut pending = Vec::new();
-    let r = read_response(&mut s, &mut pending, "GET").unwrap();
-    assert_eq!(r.status, 101);
-    assert_eq!(
-        r.header("set-cookie").as_deref(),
-        Some("affinity=1; Path=/")
-    );
-    assert_eq!(be.last().header("upgrade"), Some("websocket"));
-    s.write_all(b"ping-bytes").unwrap();
-    let mut got = pending;
-    while got.len() < 10 {
-        let mut buf = [0u8; 64];
-        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(&got, b"ping-bytes");
-}
-
-#[test]
 fn heads_and_bodies_split_into_tiny_pieces() {
     // The backend dribbles its response a few bytes at a time.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_e2e::backend::{Backend, Reply};
-use postern_e2e::client::{get, read_to_close, request};
+use postern_e2e::client::{get, read_response, read_to_close, request};
 use postern_e2e::{passthrough_app, Deployment, EdgeBuilder, Hop};
 
 /// A passthrough `/` app in front of `root`, and an `/admin/` app in front
@@ -659,6 +659,66 @@ fn windows_authentication_never_leaks_to_another_client() {
             assert_eq!(r.status, 401, "{hop:?} {path}: {}", r.text());
             let r = get_as(&mut alice, "/", None);
             assert_eq!(r.text(), "hello alice", "{hop:?}");
+        }
+    }
+}
+
+#[test]
+fn websocket_keeps_cookies_and_carries_both_directions() {
+    for hop in Hop::BOTH {
+        let be = Backend::start(|_| {
+            Reply::ok("")
+                .status(101)
+                .header("Upgrade", "websocket")
+                .header("Connection", "Upgrade")
+                .header("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+                .header("Set-Cookie", "affinity=1; Path=/")
+        });
+        let b = EdgeBuilder::new().app(&passthrough_app(
+            "ws",
+            "https://app.example.com/",
+            be.addr,
+            "",
+        ));
+        let d = Deployment::start(b, hop);
+        let mut s = d.connect("app.example.com");
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+        let mut pending = Vec::new();
+        let r = read_response(&mut s, &mut pending, "GET").unwrap();
+        assert_eq!(r.status, 101, "{hop:?}");
+        assert_eq!(
+            r.header("set-cookie").as_deref(),
+            Some("affinity=1; Path=/"),
+            "{hop:?}: the 101's cookies are kept"
+        );
+        assert_eq!(
+            r.header("sec-websocket-accept").as_deref(),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{hop:?}"
+        );
+        let seen = be.last();
+        assert_eq!(seen.method, "GET", "{hop:?}");
+        assert_eq!(seen.header("upgrade"), Some("websocket"), "{hop:?}");
+        assert_eq!(
+            seen.header("sec-websocket-key"),
+            Some("dGhlIHNhbXBsZSBub25jZQ=="),
+            "{hop:?}"
+        );
+        // The backend echoes what it gets after its 101.
+        for round in 0..3 {
+            let msg = format!("frame-{round}-{}", "x".repeat(round * 5000));
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut got = std::mem::take(&mut pending);
+            while got.len() < msg.len() {
+                let mut buf = [0u8; 8192];
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "{hop:?}: closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, msg.as_bytes(), "{hop:?}");
         }
     }
 }

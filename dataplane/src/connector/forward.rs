@@ -311,7 +311,7 @@ async fn exchange(
         let method = parts.method.as_str().as_bytes();
         match crate::upstream::exchange::exchange(
             &mut up,
-            out,
+            &mut out,
             chunked,
             &mut body,
             method,

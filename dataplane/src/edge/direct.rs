@@ -55,12 +55,15 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     let (app, info, id) = (ctx.app, ctx.info, ctx.id);
     out.extend_from_slice(&head.method);
     out.push(b' ');
-    out.extend_from_slice(&backend_path(ctx, head));
+    backend_path(ctx, head, out);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     if app.app.translate_headers {
-        out.extend_from_slice(
-            crate::route::internal_authority(&app.app, &ctx.internal_host).as_bytes(),
-        );
+        out.extend_from_slice(ctx.internal_host.as_bytes());
+        let int = &app.app.internal_url;
+        if int.port != int.scheme.default_port() {
+            use std::io::Write as _;
+            let _ = write!(out, ":{}", int.port);
+        }
     } else {
         out.extend_from_slice(&head.authority);
     }
@@ -106,6 +109,7 @@ impl Hop for DirectHop {
         ctx: &Exchange<'_>,
         head: &RequestHead,
         body: &mut ClientBody<'_>,
+        out: &mut Vec<u8>,
     ) -> Result<DirectResponse, ProxyError> {
         let app = ctx.app;
         let target = Target {
@@ -118,16 +122,21 @@ impl Hop for DirectHop {
         let upgrade = app.app.websocket && head.upgrade.is_some();
         let pool = ctx.worker.upstream.clone();
         // The internal URL's server, then the app's other servers.
-        let mut servers = vec![Server {
-            host: &target.host,
-            port: target.port,
-        }];
-        servers.extend(
-            app.app
-                .internal_servers
-                .iter()
-                .map(|(host, port)| Server { host, port: *port }),
-        );
+        let servers: Vec<Server<'_>> = if app.app.internal_servers.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(Server {
+                host: &target.host,
+                port: target.port,
+            })
+            .chain(
+                app.app
+                    .internal_servers
+                    .iter()
+                    .map(|(host, port)| Server { host, port: *port }),
+            )
+            .collect()
+        };
         let sticky = app.app.sticky == Sticky::Cookie;
         let affinity = sticky
             .then(|| {
@@ -153,6 +162,9 @@ impl Hop for DirectHop {
         loop {
             attempts += 1;
             let own = bound.take().and_then(|c| {
+                if c.is_for(&target) {
+                    return Some((0, c));
+                }
                 let i = servers.iter().position(|s| {
                     c.is_for(&Target {
                         host: s.host.to_string(),
@@ -165,6 +177,8 @@ impl Hop for DirectHop {
             let was_bound = own.is_some();
             let opened = match own {
                 Some(pair) => Ok(pair),
+                // One server (the common case): nothing to choose.
+                None if servers.is_empty() => pool.open(&target).await.map(|c| (0, c)),
                 None => {
                     pool.open_any(&app.app.name, &servers, affinity.as_deref(), &target)
                         .await
@@ -185,15 +199,17 @@ impl Hop for DirectHop {
                     )
                 }
             })?;
-            let mut out = Vec::with_capacity(1024);
-            request_head(ctx, head, upgrade, &mut out);
+            out.clear();
+            request_head(ctx, head, upgrade, out);
             let chunked = head.framing == Framing::Chunked;
             match exchange(&mut up, out, chunked, body, &head.method, upgrade, timeout).await {
                 Ok(r) => {
                     let body = BodyIn::new(up, &r, timeout);
                     let mut head: RespHead = r.into();
-                    let s = &servers[chosen];
-                    head.server = sticky.then(|| server_tag(s.host, s.port));
+                    head.server = sticky.then(|| match servers.get(chosen) {
+                        Some(s) => server_tag(s.host, s.port),
+                        None => server_tag(&target.host, target.port),
+                    });
                     let bind = was_bound
                         || auth
                         || head.headers.any("www-authenticate", is_connection_auth);

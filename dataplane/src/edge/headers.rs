@@ -43,7 +43,16 @@ const OWNED_PREFIXES: &[&[u8]] = &[b"x-postern-", b"postern-"];
 
 /// Whether a client header with this name is the edge's to set.
 pub fn is_edge_owned(name: &[u8]) -> bool {
-    OWNED.iter().any(|o| loose_eq(name, o)) || OWNED_PREFIXES.iter().any(|p| loose_prefix(name, p))
+    // Every owned name starts with one of these letters; most headers a
+    // request carries (accept, cookie, user-agent...) are turned away by
+    // their first byte.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'x' | b'f' | b'h' | b'e' | b't' | b'p') => {
+            OWNED.iter().any(|o| loose_eq(name, o))
+                || OWNED_PREFIXES.iter().any(|p| loose_prefix(name, p))
+        }
+        _ => false,
+    }
 }
 
 /// `X-Forwarded-For` in any spelling.

@@ -104,12 +104,13 @@ pub trait Hop {
 
     /// Sends the request, streaming its body from `body`, and waits for
     /// the response head. Retries that the retry rule allows happen
-    /// inside.
+    /// inside. `out` is the connection's write buffer, free to use.
     async fn send(
         &mut self,
         ctx: &Exchange<'_>,
         head: &RequestHead,
         body: &mut ClientBody<'_>,
+        out: &mut Vec<u8>,
     ) -> Result<Self::Response, ProxyError>;
 }
 

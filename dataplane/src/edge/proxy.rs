@@ -252,7 +252,7 @@ async fn forward<H: Hop>(
 ) -> Next {
     let started = Instant::now();
     let mut body = ClientBody::new(ctx, io, buf, &head);
-    let sent = hop.send(ctx, &head, &mut body).await;
+    let sent = hop.send(ctx, &head, &mut body, out).await;
     // Whatever the hop did, a body not read to its end must not be parsed
     // as the next request: the connection then closes after the answer.
     let body_read = body.is_done();

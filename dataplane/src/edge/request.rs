@@ -83,14 +83,12 @@ pub fn backend_value(ctx: &Exchange<'_>, head: &RequestHead, h: &Header) -> Opti
     Some(v)
 }
 
-/// The path the backend gets: the internal prefix, then what follows the
-/// external prefix the request was routed on.
-pub fn backend_path(ctx: &Exchange<'_>, head: &RequestHead) -> Vec<u8> {
+/// Appends the path the backend gets to `out`: the internal prefix, then
+/// what follows the external prefix the request was routed on.
+pub fn backend_path(ctx: &Exchange<'_>, head: &RequestHead, out: &mut Vec<u8>) {
     let app = &ctx.app.app;
     let ext_path = app.external_url.path.as_bytes();
     let rest = &head.path[ext_path.len().min(head.path.len())..];
-    let mut path = Vec::with_capacity(app.internal_url.path.len() + rest.len());
-    path.extend_from_slice(app.internal_url.path.as_bytes());
-    path.extend_from_slice(rest);
-    path
+    out.extend_from_slice(app.internal_url.path.as_bytes());
+    out.extend_from_slice(rest);
 }

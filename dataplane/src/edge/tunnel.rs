@@ -65,7 +65,11 @@ fn build_request(
     let uri = http::Uri::builder()
         .scheme(int.scheme.as_str())
         .authority(authority)
-        .path_and_query(backend_path(ctx, head))
+        .path_and_query({
+            let mut path = Vec::with_capacity(head.path.len() + int.path.len());
+            backend_path(ctx, head, &mut path);
+            path
+        })
         .build()
         .map_err(|e| e.to_string())?;
     let mut req = http::Request::new(());
@@ -154,6 +158,7 @@ impl Hop for TunnelHop {
         ctx: &Exchange<'_>,
         head: &RequestHead,
         body: &mut ClientBody<'_>,
+        _out: &mut Vec<u8>,
     ) -> Result<TunnelResponse, ProxyError> {
         let (worker, app) = (ctx.worker, ctx.app);
         let timeout = app.app.backend_timeout.duration();

@@ -53,7 +53,10 @@ impl Upstream {
         let n = servers.len();
         let start = {
             let mut rr = self.rr.borrow_mut();
-            let e = rr.entry(app.to_string()).or_insert(0);
+            let e = match rr.get_mut(app) {
+                Some(e) => e,
+                None => rr.entry(app.to_string()).or_insert(0),
+            };
             *e = e.wrapping_add(1);
             *e % n
         };

@@ -33,7 +33,7 @@ pub trait BodySource {
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<B: BodySource>(
     up: &mut UpstreamConn,
-    mut out: Vec<u8>,
+    out: &mut Vec<u8>,
     chunked: bool,
     body: &mut B,
     method: &[u8],
@@ -52,9 +52,7 @@ pub async fn exchange<B: BodySource>(
     up.io.write_timeout = timeout;
     if has_body && !body.buffered() {
         // Head first: the body may take a while to arrive.
-        write_out(&mut up.io, &mut out)
-            .await
-            .map_err(|_| lost(FAILED))?;
+        write_out(&mut up.io, out).await.map_err(|_| lost(FAILED))?;
     }
     let encoder = if chunked {
         Encoder::Chunked
@@ -67,18 +65,16 @@ pub async fn exchange<B: BodySource>(
         let res = if encoder == Encoder::Identity && out.is_empty() {
             up.io.write_all(data).await.0
         } else {
-            encoder.encode(&data, &mut out);
-            write_out(&mut up.io, &mut out).await
+            encoder.encode(&data, out);
+            write_out(&mut up.io, out).await
         };
         // Part of a body reached the server: never sent again.
         res.map_err(|_| ProxyError::backend(502, FAILED))?;
         body.consumed(n);
     }
-    encoder.finish(&mut out);
+    encoder.finish(out);
     if !out.is_empty() {
-        write_out(&mut up.io, &mut out)
-            .await
-            .map_err(|_| lost(FAILED))?;
+        write_out(&mut up.io, out).await.map_err(|_| lost(FAILED))?;
     }
     match up.read_head(method == b"HEAD", upgrade, timeout).await {
         Ok(r) => Ok(r),
