@@ -20,7 +20,7 @@ use crate::http1::RequestHead;
 use crate::io::{write_out, Io};
 use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{exchange, BodyIn, BodySource};
-use crate::upstream::{is_connection_auth, Target, Upstream, UpstreamError};
+use crate::upstream::{is_connection_auth, Target, Upstream, UpstreamConn, UpstreamError};
 use postern_control::counters::FailReason;
 use postern_control::Sticky;
 
@@ -101,6 +101,105 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     out.extend_from_slice(b"\r\n");
 }
 
+/// The servers a request may go to: the internal URL's, then the app's
+/// `internal_servers`; and, with sticky sessions, the one the request's
+/// affinity cookie names.
+struct Servers<'a> {
+    /// Empty for an app with one server (the common case: nothing to
+    /// choose, nothing allocated).
+    list: Vec<Server<'a>>,
+    sticky: bool,
+    affinity: Option<String>,
+}
+
+impl<'a> Servers<'a> {
+    fn of(ctx: &'a Exchange<'_>, head: &RequestHead, target: &'a Target) -> Servers<'a> {
+        let app = &ctx.app.app;
+        let list = if app.internal_servers.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(Server {
+                host: &target.host,
+                port: target.port,
+            })
+            .chain(
+                app.internal_servers
+                    .iter()
+                    .map(|(host, port)| Server { host, port: *port }),
+            )
+            .collect()
+        };
+        let sticky = app.sticky == Sticky::Cookie;
+        let affinity = sticky
+            .then(|| {
+                affinity(
+                    head.headers
+                        .iter()
+                        .filter(|h| h.is("cookie"))
+                        .map(|h| &h.value[..]),
+                )
+            })
+            .flatten();
+        Servers {
+            list,
+            sticky,
+            affinity,
+        }
+    }
+
+    /// Which server a (bound) connection goes to, if it is one of them.
+    fn index_of(&self, conn: &UpstreamConn, target: &Target) -> Option<usize> {
+        if conn.is_for(target) {
+            return Some(0);
+        }
+        self.list.iter().position(|s| {
+            conn.is_for(&Target {
+                host: s.host.to_string(),
+                port: s.port,
+                ..target.clone()
+            })
+        })
+    }
+
+    /// A connection to one of the servers, and which.
+    async fn open(
+        &self,
+        pool: &Upstream,
+        app: &str,
+        target: &Target,
+    ) -> Result<(usize, UpstreamConn), ProxyError> {
+        let opened = if self.list.is_empty() {
+            pool.open(target).await.map(|c| (0, c))
+        } else {
+            pool.open_any(app, &self.list, self.affinity.as_deref(), target)
+                .await
+        };
+        opened.map_err(|e| {
+            if matches!(e, UpstreamError::ConnectTimeout) {
+                ProxyError::backend(
+                    504,
+                    "the application's server did not accept a connection in time",
+                )
+            } else {
+                ProxyError::new(
+                    Source::Backend,
+                    FailReason::BackendUnreachable,
+                    502,
+                    "the application's server could not be reached",
+                )
+            }
+        })
+    }
+
+    /// The affinity tag of server `i`, for sticky apps.
+    fn tag(&self, i: usize, target: &Target) -> Option<String> {
+        self.sticky.then(|| match self.list.get(i) {
+            Some(s) => server_tag(s.host, s.port),
+            None => server_tag(&target.host, target.port),
+        })
+    }
+}
+
 impl Hop for DirectHop {
     type Response = DirectResponse;
 
@@ -121,33 +220,7 @@ impl Hop for DirectHop {
         let timeout = app.app.backend_timeout.duration();
         let upgrade = app.app.websocket && head.upgrade.is_some();
         let pool = ctx.worker.upstream.clone();
-        // The internal URL's server, then the app's other servers.
-        let servers: Vec<Server<'_>> = if app.app.internal_servers.is_empty() {
-            Vec::new()
-        } else {
-            std::iter::once(Server {
-                host: &target.host,
-                port: target.port,
-            })
-            .chain(
-                app.app
-                    .internal_servers
-                    .iter()
-                    .map(|(host, port)| Server { host, port: *port }),
-            )
-            .collect()
-        };
-        let sticky = app.app.sticky == Sticky::Cookie;
-        let affinity = sticky
-            .then(|| {
-                affinity(
-                    head.headers
-                        .iter()
-                        .filter(|h| h.is("cookie"))
-                        .map(|h| &h.value[..]),
-                )
-            })
-            .flatten();
+        let servers = Servers::of(ctx, head, &target);
         // A client whose NTLM/Negotiate session lives on a backend
         // connection keeps using that connection.
         let mut bound = match ctx.info.bound.borrow_mut().take() {
@@ -161,44 +234,14 @@ impl Hop for DirectHop {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let own = bound.take().and_then(|c| {
-                if c.is_for(&target) {
-                    return Some((0, c));
-                }
-                let i = servers.iter().position(|s| {
-                    c.is_for(&Target {
-                        host: s.host.to_string(),
-                        port: s.port,
-                        ..target.clone()
-                    })
-                })?;
-                Some((i, c))
-            });
+            let own = bound
+                .take()
+                .and_then(|c| Some((servers.index_of(&c, &target)?, c)));
             let was_bound = own.is_some();
-            let opened = match own {
-                Some(pair) => Ok(pair),
-                // One server (the common case): nothing to choose.
-                None if servers.is_empty() => pool.open(&target).await.map(|c| (0, c)),
-                None => {
-                    pool.open_any(&app.app.name, &servers, affinity.as_deref(), &target)
-                        .await
-                }
+            let (chosen, mut up) = match own {
+                Some(pair) => pair,
+                None => servers.open(&pool, &app.app.name, &target).await?,
             };
-            let (chosen, mut up) = opened.map_err(|e| {
-                if matches!(e, UpstreamError::ConnectTimeout) {
-                    ProxyError::backend(
-                        504,
-                        "the application's server did not accept a connection in time",
-                    )
-                } else {
-                    ProxyError::new(
-                        Source::Backend,
-                        FailReason::BackendUnreachable,
-                        502,
-                        "the application's server could not be reached",
-                    )
-                }
-            })?;
             out.clear();
             request_head(ctx, head, upgrade, out);
             let chunked = head.framing == Framing::Chunked;
@@ -206,10 +249,7 @@ impl Hop for DirectHop {
                 Ok(r) => {
                     let body = BodyIn::new(up, &r, timeout);
                     let mut head: RespHead = r.into();
-                    head.server = sticky.then(|| match servers.get(chosen) {
-                        Some(s) => server_tag(s.host, s.port),
-                        None => server_tag(&target.host, target.port),
-                    });
+                    head.server = servers.tag(chosen, &target);
                     let bind = was_bound
                         || auth
                         || head.headers.any("www-authenticate", is_connection_auth);

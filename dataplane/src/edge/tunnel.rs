@@ -237,19 +237,7 @@ impl Hop for TunnelHop {
             };
             attempts += 1;
             if !websocket {
-                while let Some(data) = body.next().await.inspect_err(|_| {
-                    body_tx.send_reset(h2::Reason::CANCEL);
-                })? {
-                    if tunnel::send_data(&mut body_tx, data, false).await.is_err() {
-                        // The answer (or its failure) says what happened;
-                        // the rest of the body stays unread, and the
-                        // client connection closes after the answer.
-                        break;
-                    }
-                }
-                if body.is_done() && has_body {
-                    let _ = body_tx.send_data(Bytes::new(), true);
-                }
+                send_body(body, &mut body_tx).await?;
             }
             let response = match monoio::time::timeout(timeout, response).await {
                 Ok(Ok(r)) => r,
@@ -275,59 +263,108 @@ impl Hop for TunnelHop {
                 }
             };
             let (parts, recv) = response.into_parts();
-            if let Some(msg) = parts.headers.get(meta::ERROR) {
-                let status = parts.status.as_u16();
-                let reason = if status == 504 {
-                    FailReason::BackendTimeout
-                } else {
-                    FailReason::BackendUnreachable
-                };
-                let msg = String::from_utf8_lossy(msg.as_bytes()).into_owned();
-                return Err(ProxyError::new(Source::Backend, reason, status, msg));
-            }
-            let status = parts.status.as_u16();
-            let server = parts
-                .headers
-                .get(meta::SERVER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let length = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| crate::http1::parse_content_length(v.as_bytes()));
-            let framing = if head.is_head() || status == 204 || status == 304 {
-                Framing::Empty
-            } else if let Some(n) = length {
-                Framing::Length(n)
-            } else if recv.is_end_stream() {
-                Framing::Empty
-            } else {
-                Framing::Chunked
-            };
-            let bind = parts
-                .headers
-                .contains_key(meta::BOUND)
-                .then_some(tunnel.serial);
-            let reason = parts.status.canonical_reason().unwrap_or("Unknown");
-            return Ok(TunnelResponse {
-                head: RespHead {
-                    status,
-                    reason: Bytes::from_static(reason.as_bytes()),
-                    headers: RespHeaders::H2(parts.headers),
-                    framing,
-                    connection_tokens: Vec::new(),
-                    server,
-                },
+            return into_response(
+                head,
+                parts,
                 recv,
-                send: websocket.then_some(body_tx),
+                RequestStream { lease, body_tx },
                 websocket,
                 timeout,
-                received: 0,
-                bind,
-                _lease: lease,
-            });
+            );
         }
     }
+}
+
+/// Streams the client's body onto the request stream. A stream the
+/// connector closed stops it early: the answer (or its failure) says what
+/// happened, the rest of the body stays unread, and the client connection
+/// closes after the answer.
+async fn send_body(
+    body: &mut ClientBody<'_>,
+    tx: &mut h2::SendStream<Bytes>,
+) -> Result<(), ProxyError> {
+    let has_body = body.has_body();
+    while let Some(data) = body.next().await.inspect_err(|_| {
+        tx.send_reset(h2::Reason::CANCEL);
+    })? {
+        if tunnel::send_data(tx, data, false).await.is_err() {
+            return Ok(());
+        }
+    }
+    if has_body {
+        let _ = tx.send_data(Bytes::new(), true);
+    }
+    Ok(())
+}
+
+/// The request stream's halves the response keeps: the tunnel's lease,
+/// and the sending half (an upgrade goes on writing to it).
+struct RequestStream {
+    lease: Lease,
+    body_tx: h2::SendStream<Bytes>,
+}
+
+/// The connector's answer as a response for the core: a backend failure
+/// it reports becomes the error it is; otherwise the head keeps the
+/// stream's header map as it arrived.
+fn into_response(
+    head: &RequestHead,
+    parts: http::response::Parts,
+    recv: h2::RecvStream,
+    stream: RequestStream,
+    websocket: bool,
+    timeout: Duration,
+) -> Result<TunnelResponse, ProxyError> {
+    let status = parts.status.as_u16();
+    if let Some(msg) = parts.headers.get(meta::ERROR) {
+        let reason = if status == 504 {
+            FailReason::BackendTimeout
+        } else {
+            FailReason::BackendUnreachable
+        };
+        let msg = String::from_utf8_lossy(msg.as_bytes()).into_owned();
+        return Err(ProxyError::new(Source::Backend, reason, status, msg));
+    }
+    let server = parts
+        .headers
+        .get(meta::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| crate::http1::parse_content_length(v.as_bytes()));
+    let framing = if head.is_head() || status == 204 || status == 304 {
+        Framing::Empty
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if recv.is_end_stream() {
+        Framing::Empty
+    } else {
+        Framing::Chunked
+    };
+    let bind = parts
+        .headers
+        .contains_key(meta::BOUND)
+        .then_some(stream.lease.0.serial);
+    let reason = parts.status.canonical_reason().unwrap_or("Unknown");
+    Ok(TunnelResponse {
+        head: RespHead {
+            status,
+            reason: Bytes::from_static(reason.as_bytes()),
+            headers: RespHeaders::H2(parts.headers),
+            framing,
+            connection_tokens: Vec::new(),
+            server,
+        },
+        recv,
+        send: websocket.then_some(stream.body_tx),
+        websocket,
+        timeout,
+        received: 0,
+        bind,
+        _lease: stream.lease,
+    })
 }
 
 impl HopResponse for TunnelResponse {
