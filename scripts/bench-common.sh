@@ -1,6 +1,6 @@
 # Shared by the side-by-side benchmarks (BENCH.md); sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
-# make_cert, write_backend_conf. Callers set CONNS and DURATION before calling `run`.
+# make_cert, write_backend_conf, write_edge_conf, to_us. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -45,6 +45,44 @@ http {
     types { text/html html; }
     server { listen 127.0.0.1:$1 reuseport; root $WORK/www; }
 }
+CONF
+}
+
+# A one-worker edge publishing the backend over http and https:
+# write_edge_conf FILE HTTP_PORT HTTPS_PORT ADMIN_PORT BACKEND_PORT PIN
+write_edge_conf() {
+    cat > "$1" <<CONF
+[edge]
+workers = 1
+pin_workers = $6
+access_log = "off"           # nginx runs with access_log off too
+admin_address = "127.0.0.1:$4"
+state_dir = "$WORK/state"
+
+[[listener]]
+address = "127.0.0.1:$2"
+scheme = "http"
+
+[[listener]]
+address = "127.0.0.1:$3"
+scheme = "https"
+
+[[certificate]]
+cert_file = "$WORK/cert.pem"
+key_file = "$WORK/key.pem"
+
+[[app]]
+name = "bench-https"
+external_url = "https://localhost:$3/"
+internal_url = "http://127.0.0.1:$5/"
+preauth = "passthrough"
+
+[[app]]
+name = "bench-http"
+external_url = "http://localhost:$2/"
+internal_url = "http://127.0.0.1:$5/"
+preauth = "passthrough"
+cookie = { secure = false }
 CONF
 }
 

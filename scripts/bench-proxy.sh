@@ -76,39 +76,7 @@ http {
 }
 CONF
 
-cat > "$WORK/edge.toml" <<CONF
-[edge]
-workers = 1
-pin_workers = true
-access_log = "off"           # nginx runs with access_log off too
-admin_address = "127.0.0.1:$((BASE_PORT + 9))"
-state_dir = "$WORK/state"
-
-[[listener]]
-address = "127.0.0.1:$POSTERN_HTTP"
-scheme = "http"
-
-[[listener]]
-address = "127.0.0.1:$POSTERN_HTTPS"
-scheme = "https"
-
-[[certificate]]
-cert_file = "$WORK/cert.pem"
-key_file = "$WORK/key.pem"
-
-[[app]]
-name = "bench-https"
-external_url = "https://localhost:$POSTERN_HTTPS/"
-internal_url = "http://127.0.0.1:$BACKEND_PORT/"
-preauth = "passthrough"
-
-[[app]]
-name = "bench-http"
-external_url = "http://localhost:$POSTERN_HTTP/"
-internal_url = "http://127.0.0.1:$BACKEND_PORT/"
-preauth = "passthrough"
-cookie = { secure = false }
-CONF
+write_edge_conf "$WORK/edge.toml" "$POSTERN_HTTP" "$POSTERN_HTTPS" "$((BASE_PORT + 9))" "$BACKEND_PORT" true
 
 # The same apps behind a second edge that relays through a connector.
 sed -e "s|^admin_address = .*|admin_address = \"127.0.0.1:$((BASE_PORT + 10))\"\ntunnel_address = \"127.0.0.1:$TUNNEL_LISTENER\"|" \

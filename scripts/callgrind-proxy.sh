@@ -29,39 +29,7 @@ EDGE=${POSTERN_BIN:-$POSTERN}
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
 make_cert localhost
 write_backend_conf "$BACKEND_PORT"
-cat > "$WORK/edge.toml" <<CONF
-[edge]
-workers = 1
-pin_workers = false
-access_log = "off"
-admin_address = "127.0.0.1:$((BASE_PORT + 4))"
-state_dir = "$WORK/state"
-
-[[listener]]
-address = "127.0.0.1:$EDGE_HTTP"
-scheme = "http"
-
-[[listener]]
-address = "127.0.0.1:$EDGE_HTTPS"
-scheme = "https"
-
-[[certificate]]
-cert_file = "$WORK/cert.pem"
-key_file = "$WORK/key.pem"
-
-[[app]]
-name = "bench-https"
-external_url = "https://localhost:$EDGE_HTTPS/"
-internal_url = "http://127.0.0.1:$BACKEND_PORT/"
-preauth = "passthrough"
-
-[[app]]
-name = "bench-http"
-external_url = "http://localhost:$EDGE_HTTP/"
-internal_url = "http://127.0.0.1:$BACKEND_PORT/"
-preauth = "passthrough"
-cookie = { secure = false }
-CONF
+write_edge_conf "$WORK/edge.toml" "$EDGE_HTTP" "$EDGE_HTTPS" "$((BASE_PORT + 4))" "$BACKEND_PORT" false
 
 "$NGINX" -p "$WORK" -c "$WORK/backend.conf" & PIDS+=($!)
 POSTERN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
