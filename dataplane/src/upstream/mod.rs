@@ -272,11 +272,11 @@ impl Upstream {
         )
         .await;
         self.dns_pending.set(self.dns_pending.get() - 1);
+        // A lookup that fails or takes too long is remembered as failed:
+        // asking again at once would only queue another slow lookup.
         let answer = match looked_up {
             Ok(Some(Ok(addrs))) if !addrs.is_empty() => Some(addrs),
-            Ok(_) => None,
-            // Too slow: not cached either way; the next request asks again.
-            Err(_) => return stale.ok_or(UpstreamError::Resolve(host.to_string())),
+            _ => None,
         };
         let mut dns = self.dns.borrow_mut();
         if dns.len() >= DNS_CACHE_MAX {
