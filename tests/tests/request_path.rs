@@ -27,6 +27,19 @@ fn two_apps(root: &Backend, admin: &Backend, admin_enabled: bool, hop: Hop) -> D
     Deployment::start(b, hop)
 }
 
+/// An edge (and, through a tunnel, its connector) publishing one
+/// passthrough app.
+fn one_app(
+    name: &str,
+    external: &str,
+    backend: std::net::SocketAddr,
+    extra: &str,
+    hop: Hop,
+) -> Deployment {
+    let b = EdgeBuilder::new().app(&passthrough_app(name, external, backend, extra));
+    Deployment::start(b, hop)
+}
+
 fn echo_path() -> Backend {
     Backend::start(|s| Reply::ok(s.target.clone()))
 }
@@ -126,13 +139,7 @@ fn clients_cannot_set_the_edges_headers() {
             } else {
                 "trusted_forwarded_for = [\"192.0.2.0/24\"]"
             };
-            let b = EdgeBuilder::new().app(&passthrough_app(
-                "a",
-                "https://app.example.com/",
-                be.addr,
-                extra,
-            ));
-            let d = Deployment::start(b, hop);
+            let d = one_app("a", "https://app.example.com/", be.addr, extra, hop);
             let mut s = d.connect("app.example.com");
             let mut req = String::from("GET /p HTTP/1.1\r\nHost: app.example.com\r\n");
             for name in SPOOFED {
@@ -242,13 +249,7 @@ fn a_request_body_is_never_read_as_a_request() {
 fn a_changed_app_table_applies_to_kept_alive_connections() {
     for hop in Hop::BOTH {
         let be = Backend::hello();
-        let b = EdgeBuilder::new().app(&passthrough_app(
-            "a",
-            "https://app.example.com/",
-            be.addr,
-            "",
-        ));
-        let d = Deployment::start(b, hop);
+        let d = one_app("a", "https://app.example.com/", be.addr, "", hop);
         let mut s = d.connect("app.example.com");
         assert_eq!(get(&mut s, "app.example.com", "/").status, 200);
         let (status, v) = d.edge.admin("POST", "/v1/apps/a/disable", None);
@@ -470,13 +471,13 @@ fn sticky_sessions_across_two_servers_and_failover() {
     for hop in Hop::BOTH {
         let one = Backend::start(|_| Reply::ok("server-one"));
         let two = Backend::start(|_| Reply::ok("server-two"));
-        let b = EdgeBuilder::new().app(&passthrough_app(
+        let d = one_app(
             "web",
             "https://app.example.com/shop/",
             one.addr,
             &format!("internal_servers = [\"{}\"]\nsticky = \"cookie\"", two.addr),
-        ));
-        let d = Deployment::start(b, hop);
+            hop,
+        );
 
         // Without a cookie, requests spread over both servers.
         let mut seen = std::collections::HashSet::new();
@@ -674,13 +675,7 @@ fn websocket_keeps_cookies_and_carries_both_directions() {
                 .header("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
                 .header("Set-Cookie", "affinity=1; Path=/")
         });
-        let b = EdgeBuilder::new().app(&passthrough_app(
-            "ws",
-            "https://app.example.com/",
-            be.addr,
-            "",
-        ));
-        let d = Deployment::start(b, hop);
+        let d = one_app("ws", "https://app.example.com/", be.addr, "", hop);
         let mut s = d.connect("app.example.com");
         s.write_all(
             b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",

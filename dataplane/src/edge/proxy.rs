@@ -164,17 +164,19 @@ fn route(snapshot: &Snapshot, info: &ConnInfo, head: &RequestHead) -> Result<usi
             "this connection was opened for a different host name; open a new connection",
         ));
     }
-    let (p, q) = match memchr::memchr(b'?', &head.path) {
-        Some(i) => (&head.path[..i], &head.path[i..]),
-        None => (&head.path[..], &b""[..]),
-    };
     match snapshot.router.lookup(info.scheme, &head.host, &head.path) {
         Route::App(a) => Ok(a),
-        Route::AddSlash(_) => Err(Answer::Redirect(format!(
-            "{}/{}",
-            String::from_utf8_lossy(p),
-            String::from_utf8_lossy(q)
-        ))),
+        Route::AddSlash(_) => {
+            let (p, q) = match memchr::memchr(b'?', &head.path) {
+                Some(i) => (&head.path[..i], &head.path[i..]),
+                None => (&head.path[..], &b""[..]),
+            };
+            Err(Answer::Redirect(format!(
+                "{}/{}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(q)
+            )))
+        }
         Route::NotFound => {
             // An http request for an app published only over https.
             if info.scheme == Scheme::Http
