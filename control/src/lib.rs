@@ -12,10 +12,12 @@
 
 pub mod ca;
 pub mod config;
+pub mod connectors;
 pub mod counters;
 pub mod enroll;
 pub mod registry;
 pub mod store;
+pub mod tables;
 pub mod url;
 
 pub use config::{

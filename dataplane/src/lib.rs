@@ -7,6 +7,7 @@
 pub mod io;
 pub mod relay;
 pub mod translate;
+pub mod tunnel;
 
 pub mod tls {
     //! The TLS stream over completion I/O (the rest of `tls` belongs to

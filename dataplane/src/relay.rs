@@ -9,6 +9,7 @@
 use bytes::BytesMut;
 
 use crate::io::Io;
+use crate::tunnel;
 
 /// Relay limit per direction per wake-up.
 const RELAY_CHUNK: usize = 16 * 1024;
@@ -46,4 +47,56 @@ pub async fn copy_bidirectional(a: &mut Io, b: &mut Io) {
             }
         }
     }
+}
+
+/// Relays an upgraded connection over a tunnel stream until either side
+/// ends: `early` (bytes already read from `io`) first, then whatever `io`
+/// sends goes out on `tx` and whatever arrives on `rx` is written to `io`.
+/// Completion reads cannot be cancelled without losing what they read, so
+/// (as in [`copy_bidirectional`]) the relay waits on readiness and reads only a
+/// side that is ready; a stream's window is returned once its bytes are
+/// written on.
+pub async fn over_stream(
+    io: &mut Io,
+    early: bytes::Bytes,
+    tx: &mut h2::SendStream<bytes::Bytes>,
+    rx: &mut h2::RecvStream,
+) {
+    if !early.is_empty() && tunnel::send_data(tx, early, false).await.is_err() {
+        return;
+    }
+    let mut buf = bytes::BytesMut::with_capacity(crate::io::READ_CHUNK);
+    loop {
+        if !io.has_buffered() {
+            let io_ready = monoio::select! {
+                r = io.readable() => { if r.is_err() { break; } true }
+                d = rx.data() => match d {
+                    Some(Ok(data)) => {
+                        let n = data.len();
+                        let (res, _) = io.write_all(data).await;
+                        if res.is_err() { break; }
+                        tunnel::release(rx, n);
+                        false
+                    }
+                    _ => break,
+                },
+            };
+            if !io_ready {
+                continue;
+            }
+        }
+        match io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tunnel::send_data(tx, buf.split().freeze(), false)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send_data(bytes::Bytes::new(), true);
+    io.shutdown().await;
 }

@@ -194,7 +194,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
                     drop(ready);
                     let mut tasks = Vec::new();
                     if let Some(l) = tunnel_listener {
-                        tasks.push(monoio::spawn(crate::tunnel::edge::accept_loop(
+                        tasks.push(monoio::spawn(crate::edge::tunnels::accept_loop(
                             worker.clone(),
                             l,
                             control.clone(),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use postern_control::counters::{AppCounters, CoreCounters};
 
+use crate::edge::tunnels::{TunnelList, Tunnels};
 use crate::snapshot::{Published, Snapshot};
-use crate::tunnel::edge::{TunnelList, Tunnels};
 use crate::upstream::Upstream;
 
 pub struct Worker {

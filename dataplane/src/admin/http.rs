@@ -322,22 +322,20 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 Err(e) => (503, json!({ "error": e.to_string() })),
             }
         }
-        ("GET", ["v1", "connectors"]) => match control.connectors() {
-            Ok(list) => {
-                let workers = control.serving().len();
-                let list: Vec<Value> = list
-                    .into_iter()
-                    .map(|c| {
-                        let by_worker = control.tunnels.by_worker(&c.record.id, workers);
-                        let mut v = json!(c);
-                        v["tunnels_by_worker"] = json!(by_worker);
-                        v
-                    })
-                    .collect();
-                (200, json!({ "connectors": list }))
-            }
-            Err(e) => (503, json!({ "error": e.to_string() })),
-        },
+        ("GET", ["v1", "connectors"]) => {
+            let workers = control.serving().len();
+            let list: Vec<Value> = control
+                .connectors()
+                .into_iter()
+                .map(|c| {
+                    let by_worker = control.tunnels.by_worker(&c.record.id, workers);
+                    let mut v = json!(c);
+                    v["tunnels_by_worker"] = json!(by_worker);
+                    v
+                })
+                .collect();
+            (200, json!({ "connectors": list }))
+        }
         ("POST", ["v1", "connectors", id, "revoke"]) => match control.revoke_connector(id) {
             Ok(true) => (200, json!({ "id": id, "state": "revoked" })),
             Ok(false) => (
@@ -775,7 +773,7 @@ fn prometheus_text(control: &Control) -> String {
         );
     }
     let connectors = control.tunnels.counters();
-    type PerConnector = fn(&crate::tunnel::edge::ConnectorCounters) -> u64;
+    type PerConnector = fn(&crate::edge::tunnels::ConnectorCounters) -> u64;
     let per_connector: [(&str, &str, &str, PerConnector); 3] = [
         (
             "postern_connector_tunnels",

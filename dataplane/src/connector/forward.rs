@@ -530,5 +530,5 @@ async fn websocket(
         return;
     };
     let early = up.buf.split().freeze();
-    tunnel::relay_upgraded(&mut up.io, early, &mut send, &mut body).await;
+    crate::relay::over_stream(&mut up.io, early, &mut send, &mut body).await;
 }

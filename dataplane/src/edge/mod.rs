@@ -18,3 +18,4 @@ mod proxy;
 mod request;
 mod response;
 mod tunnel;
+pub mod tunnels;

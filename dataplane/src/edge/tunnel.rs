@@ -20,12 +20,12 @@ use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
 use super::request::{backend_path, backend_value, forwarded_headers};
 use super::response::{RespHead, RespHeaders};
+use crate::edge::tunnels::{pick, Lease};
 use crate::error::{may_retry, Delivery, ProxyError, Source};
 use crate::http1::body::Framing;
 use crate::http1::RequestHead;
 use crate::io::{write_out, Io};
 use crate::route;
-use crate::tunnel::edge::{pick, Lease};
 use crate::tunnel::{self, meta};
 
 /// Transmissions of one request: the first, plus retries of a request a
@@ -424,6 +424,6 @@ impl HopResponse for TunnelResponse {
         if write_out(client, out).await.is_err() {
             return;
         }
-        tunnel::relay_upgraded(client, early, &mut tx, &mut self.recv).await;
+        crate::relay::over_stream(client, early, &mut tx, &mut self.recv).await;
     }
 }

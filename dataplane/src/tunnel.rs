@@ -20,8 +20,6 @@
 //! act on a stale one. The edge strips client-sent `postern-*` headers;
 //! the connector strips them before the backend sees the request.
 
-pub mod edge;
-
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -262,53 +260,4 @@ pub async fn send_data(
 /// Gives back `n` bytes of window after they were written onwards.
 pub fn release(body: &mut h2::RecvStream, n: usize) {
     let _ = body.flow_control().release_capacity(n);
-}
-
-/// Relays an upgraded connection over a tunnel stream until either side
-/// ends: `early` (bytes already read from `io`) first, then whatever `io`
-/// sends goes out on `tx` and whatever arrives on `rx` is written to `io`.
-/// Completion reads cannot be cancelled without losing what they read, so
-/// (as in [`crate::relay`]) the relay waits on readiness and reads only a
-/// side that is ready; a stream's window is returned once its bytes are
-/// written on.
-pub async fn relay_upgraded(
-    io: &mut crate::io::Io,
-    early: bytes::Bytes,
-    tx: &mut h2::SendStream<bytes::Bytes>,
-    rx: &mut h2::RecvStream,
-) {
-    if !early.is_empty() && send_data(tx, early, false).await.is_err() {
-        return;
-    }
-    let mut buf = bytes::BytesMut::with_capacity(crate::io::READ_CHUNK);
-    loop {
-        if !io.has_buffered() {
-            let io_ready = monoio::select! {
-                r = io.readable() => { if r.is_err() { break; } true }
-                d = rx.data() => match d {
-                    Some(Ok(data)) => {
-                        let n = data.len();
-                        let (res, _) = io.write_all(data).await;
-                        if res.is_err() { break; }
-                        release(rx, n);
-                        false
-                    }
-                    _ => break,
-                },
-            };
-            if !io_ready {
-                continue;
-            }
-        }
-        match io.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if send_data(tx, buf.split().freeze(), false).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = tx.send_data(bytes::Bytes::new(), true);
-    io.shutdown().await;
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use monoio::net::{TcpListener, TcpStream};
 
-use super::{meta, Reply};
 use crate::admin::Control;
+use crate::tunnel::{self, meta, Reply};
 use crate::worker::Worker;
 
 /// One open tunnel.
@@ -275,8 +275,8 @@ async fn serve(
                 .find_map(|n| postern_control::ca::connector_id(n).map(str::to_string))
         });
     match (alpn.as_deref(), connector) {
-        (Some(super::ALPN_ENROLL), _) => {
-            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, super::read_json(&mut tls));
+        (Some(tunnel::ALPN_ENROLL), _) => {
+            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, tunnel::read_json(&mut tls));
             let reply = match read.await.unwrap_or_else(|_| Err(timed_out())) {
                 // Spending the token, signing and recording the connector
                 // touch the disk: a control thread does it.
@@ -296,12 +296,12 @@ async fn serve(
             };
             finish(&mut tls, &reply).await
         }
-        (Some(super::ALPN_RENEW), Some(id)) => {
-            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, super::read_json(&mut tls));
+        (Some(tunnel::ALPN_RENEW), Some(id)) => {
+            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, tunnel::read_json(&mut tls));
             let reply = match read
                 .await
                 .unwrap_or_else(|_| Err(timed_out()))
-                .map(|r: super::RenewRequest| r)
+                .map(|r: tunnel::RenewRequest| r)
             {
                 Ok(req) => {
                     let control = control.clone();
@@ -319,7 +319,7 @@ async fn serve(
             };
             finish(&mut tls, &reply).await
         }
-        (Some(super::ALPN_TUNNEL), Some(id)) => {
+        (Some(tunnel::ALPN_TUNNEL), Some(id)) => {
             let group = match control.tunnel_group(&id) {
                 Ok(g) => g,
                 Err(why) => {
@@ -349,7 +349,7 @@ fn timed_out() -> std::io::Error {
 /// Writes the reply and closes, within [`EXCHANGE_TIMEOUT`].
 async fn finish(tls: &mut TunnelIo, reply: &Reply) -> std::io::Result<()> {
     monoio::time::timeout(EXCHANGE_TIMEOUT, async {
-        super::write_json(tls, reply).await?;
+        tunnel::write_json(tls, reply).await?;
         tokio::io::AsyncWriteExt::shutdown(tls).await
     })
     .await
@@ -367,9 +367,9 @@ async fn run_tunnel(
     control: Arc<Control>,
 ) -> std::io::Result<()> {
     let (send, mut conn) = h2::client::Builder::new()
-        .initial_window_size(super::STREAM_WINDOW)
-        .initial_connection_window_size(super::CONNECTION_WINDOW)
-        .max_header_list_size(super::MAX_HEADER_LIST)
+        .initial_window_size(tunnel::STREAM_WINDOW)
+        .initial_connection_window_size(tunnel::CONNECTION_WINDOW)
+        .max_header_list_size(tunnel::MAX_HEADER_LIST)
         .max_concurrent_reset_streams(256)
         .handshake::<_, Bytes>(tls)
         .await
@@ -404,7 +404,7 @@ async fn run_tunnel(
     let closed = std::future::poll_fn(|cx| tunnel.poll_closed(cx));
     let heartbeat = async {
         match ping {
-            Some(p) => super::heartbeat(p).await,
+            Some(p) => tunnel::heartbeat(p).await,
             None => std::future::pending().await,
         }
     };
@@ -429,7 +429,7 @@ async fn run_tunnel(
 async fn hello(send: h2::client::SendRequest<Bytes>, index: usize, count: usize) -> bool {
     let req = match http::Request::builder()
         .method("POST")
-        .uri(format!("https://postern{}", super::HELLO_PATH))
+        .uri(format!("https://postern{}", tunnel::HELLO_PATH))
         .header(meta::WORKER, format!("{index}/{count}"))
         .body(())
     {
