@@ -1,0 +1,351 @@
+//! The edge-wide half of validation: `[edge]` settings, listeners,
+//! certificates and the identity provider, then every app (see `app`)
+//! and the rules between apps.
+
+use super::*;
+
+pub(super) struct Validator<'a> {
+    pub(super) problems: Vec<String>,
+    pub(super) base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    pub(super) fn problem(&mut self, msg: String) {
+        self.problems.push(msg);
+    }
+
+    pub(super) fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn secs(&mut self, field: &str, value: u64, max: u64) -> Duration {
+        if value == 0 || value > max {
+            self.problem(format!(
+                "edge.{field}: {value} is out of range (1..={max} seconds)"
+            ));
+        }
+        Duration::from_secs(value)
+    }
+
+    /// An `IP:port` setting of `[edge]`, if set and valid.
+    fn address(&mut self, field: &str, value: Option<&str>) -> Option<SocketAddr> {
+        let value = value?;
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(format!("edge.{field}: `{value}` is not an IP:port address"));
+                None
+            }
+        }
+    }
+
+    fn cert_lifetime(&mut self, secs: Option<u64>) -> Duration {
+        let secs = secs.unwrap_or(30 * 24 * 3600);
+        if secs < 60 {
+            self.problem(format!(
+                "edge.connector_cert_lifetime: {secs} s is too short (at least 60)"
+            ));
+        }
+        self.secs("connector_cert_lifetime", secs, 365 * 24 * 3600)
+    }
+
+    /// The largest decoded body link translation takes on, in bytes.
+    fn decoded_limit(&mut self, mib: Option<u64>) -> u64 {
+        let mib = mib.unwrap_or(64);
+        if !(1..=4096).contains(&mib) {
+            self.problem(format!(
+                "edge.translate_max_decoded_mib: {mib} is outside 1..=4096"
+            ));
+        }
+        mib.clamp(1, 4096) << 20
+    }
+
+    pub(super) fn file(&mut self, raw: raw::File) -> EdgeConfig {
+        let edge = self.edge(raw.edge.unwrap_or_default());
+        let listeners = self.listeners(raw.listener, &edge);
+        let certificates = self.certificates(raw.certificate, &listeners);
+        let identity_provider = self.identity_provider(raw.identity_provider);
+        let apps = self.apps(&raw.app, &listeners, &edge, identity_provider.is_some());
+        EdgeConfig {
+            edge,
+            listeners,
+            certificates,
+            identity_provider,
+            apps,
+            app_specs: raw.app,
+            base_dir: self.base_dir.to_path_buf(),
+        }
+    }
+
+    fn edge(&mut self, e: raw::Edge) -> EdgeSettings {
+        let workers = match e.workers {
+            Some(0) => {
+                self.problem("edge.workers: must be at least 1 (omit it for one per CPU)".into());
+                None
+            }
+            Some(n) if n > 1024 => {
+                self.problem(format!("edge.workers: {n} is more than the limit of 1024"));
+                None
+            }
+            Some(n) => NonZeroUsize::new(n),
+            None => None,
+        };
+        let mut reserved_suffixes = Vec::new();
+        for (i, s) in e.reserved_suffixes.iter().enumerate() {
+            let s = s.trim_start_matches('.').to_ascii_lowercase();
+            match url::parse_host(&s, false) {
+                Ok(_) => reserved_suffixes.push(s),
+                Err(err) => self.problem(format!("edge.reserved_suffixes[{i}]: {err}")),
+            }
+        }
+        let edge = EdgeSettings {
+            workers,
+            pin_workers: e.pin_workers.unwrap_or(true),
+            state_dir: e.state_dir.as_deref().map(|p| self.path(p)),
+            reserved_suffixes,
+            tls_handshake_timeout: self.secs(
+                "tls_handshake_timeout",
+                e.tls_handshake_timeout.unwrap_or(10),
+                300,
+            ),
+            request_header_timeout: self.secs(
+                "request_header_timeout",
+                e.request_header_timeout.unwrap_or(30),
+                300,
+            ),
+            keepalive_timeout: self.secs(
+                "keepalive_timeout",
+                e.keepalive_timeout.unwrap_or(75),
+                3600,
+            ),
+            client_send_timeout: self.secs(
+                "client_send_timeout",
+                e.client_send_timeout.unwrap_or(60),
+                3600,
+            ),
+            backend_connect_timeout: self.secs(
+                "backend_connect_timeout",
+                e.backend_connect_timeout.unwrap_or(10),
+                300,
+            ),
+            upstream_pool_size: e.upstream_pool_size.unwrap_or(64),
+            connector_lifetimes: crate::registry::Lifetimes {
+                inactive_after: self.secs(
+                    "connector_inactive_after",
+                    e.connector_inactive_after.unwrap_or(300),
+                    30 * 24 * 3600,
+                ),
+                removed_after: self.secs(
+                    "connector_removed_after",
+                    e.connector_removed_after.unwrap_or(10 * 24 * 3600),
+                    365 * 24 * 3600,
+                ),
+            },
+            access_log: match e.access_log.as_deref() {
+                None => "stdout".to_string(),
+                Some(p @ ("stdout" | "stderr" | "off")) => p.to_string(),
+                Some(path) => self.path(path).display().to_string(),
+            },
+            access_log_json: match e.access_log_format.as_deref().unwrap_or("text") {
+                "text" => false,
+                "json" => true,
+                other => {
+                    self.problem(format!(
+                        "edge.access_log_format: `{other}` is not `text` or `json`"
+                    ));
+                    false
+                }
+            },
+            tunnel_address: self.address("tunnel_address", e.tunnel_address.as_deref()),
+            connector_cert_lifetime: self.cert_lifetime(e.connector_cert_lifetime),
+            translate_max_decoded_size: self.decoded_limit(e.translate_max_decoded_mib),
+            admin_address: self
+                .address("admin_address", e.admin_address.as_deref())
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        };
+        if edge.admin_address.ip().is_unspecified() {
+            admin_everywhere(&mut self.problems, &edge.admin_address);
+        }
+        if edge.upstream_pool_size > 100_000 {
+            self.problem("edge.upstream_pool_size: more than 100000 idle connections".into());
+        }
+        edge
+    }
+
+    fn listeners(&mut self, raw: Vec<raw::Listener>, edge: &EdgeSettings) -> Vec<ListenerConfig> {
+        let mut listeners = Vec::new();
+        for (i, l) in raw.into_iter().enumerate() {
+            let address = match l.address.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.problem(format!(
+                        "listener[{i}].address: `{}` is not an IP:port address",
+                        l.address
+                    ));
+                    continue;
+                }
+            };
+            let scheme = match l.scheme.as_str() {
+                "https" => Scheme::Https,
+                "http" => Scheme::Http,
+                other => {
+                    self.problem(format!(
+                        "listener[{i}].scheme: `{other}` is not `https` or `http`"
+                    ));
+                    continue;
+                }
+            };
+            let public_port = l.public_port.unwrap_or(address.port());
+            if public_port == 0 {
+                self.problem(format!(
+                    "listener[{i}].public_port: must be set when binding port 0"
+                ));
+            }
+            listeners.push(ListenerConfig {
+                address,
+                scheme,
+                public_port,
+            });
+        }
+        if listeners.is_empty() {
+            self.problem("listener: at least one [[listener]] is needed".into());
+        }
+        if let Some(t) = edge.tunnel_address {
+            let clash = |a: SocketAddr| {
+                a.port() == t.port()
+                    && (a.ip() == t.ip() || a.ip().is_unspecified() || t.ip().is_unspecified())
+            };
+            if clash(edge.admin_address) {
+                self.problem(format!(
+                    "edge.tunnel_address: {t} overlaps the admin address {}",
+                    edge.admin_address
+                ));
+            }
+            for l in listeners.iter().filter(|l| clash(l.address)) {
+                self.problem(format!(
+                    "edge.tunnel_address: {t} overlaps the public listener {}; connectors need a listener of their own",
+                    l.address
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for l in &listeners {
+            if !seen.insert(l.address) {
+                self.problem(format!("listener: address {} is listed twice", l.address));
+            }
+            if l.address.port() == edge.admin_address.port()
+                && (l.address.ip() == edge.admin_address.ip()
+                    || l.address.ip().is_unspecified()
+                    || edge.admin_address.ip().is_unspecified())
+            {
+                self.problem(format!(
+                    "edge.admin_address: {} overlaps the public listener {}; the admin API is never served on a public listener",
+                    edge.admin_address, l.address
+                ));
+            }
+        }
+        listeners
+    }
+
+    fn certificates(
+        &mut self,
+        raw: Vec<raw::Certificate>,
+        listeners: &[ListenerConfig],
+    ) -> Vec<CertificateFiles> {
+        let certificates: Vec<CertificateFiles> = raw
+            .into_iter()
+            .map(|c| CertificateFiles {
+                cert_file: self.path(&c.cert_file),
+                key_file: self.path(&c.key_file),
+                names: c.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            })
+            .collect();
+        if listeners.iter().any(|l| l.scheme == Scheme::Https) && certificates.is_empty() {
+            self.problem(
+                "certificate: an https listener needs at least one [[certificate]]".into(),
+            );
+        }
+        certificates
+    }
+
+    fn identity_provider(
+        &mut self,
+        raw: Option<raw::IdentityProvider>,
+    ) -> Option<IdentityProvider> {
+        let identity_provider = raw.map(|p| IdentityProvider {
+            issuer: p.issuer,
+            client_id: p.client_id,
+            client_secret_file: p.client_secret_file.as_deref().map(|f| self.path(f)),
+            scopes: p
+                .scopes
+                .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
+        });
+        if let Some(p) = &identity_provider {
+            if !p.issuer.starts_with("https://") && !p.issuer.starts_with("http://") {
+                self.problem(format!(
+                    "identity_provider.issuer: `{}` is not an http(s) URL",
+                    p.issuer
+                ));
+            }
+            if p.client_id.is_empty() {
+                self.problem("identity_provider.client_id: must not be empty".into());
+            }
+        }
+        identity_provider
+    }
+
+    pub(super) fn apps(
+        &mut self,
+        specs: &[AppSpec],
+        listeners: &[ListenerConfig],
+        edge: &EdgeSettings,
+        have_idp: bool,
+    ) -> Vec<App> {
+        let mut apps = Vec::new();
+        for (i, a) in specs.iter().enumerate() {
+            if let Some(app) = self.app(i, a.clone(), listeners, edge, have_idp) {
+                apps.push(app);
+            }
+        }
+        self.cross_app(&apps);
+        apps
+    }
+
+    /// Rules between apps: unique names and unique (scheme, host, path).
+    fn cross_app(&mut self, apps: &[App]) {
+        let mut names = HashSet::new();
+        let mut routes = std::collections::HashMap::new();
+        for a in apps {
+            if !names.insert(a.name.as_str()) {
+                self.problem(format!(
+                    "app \"{}\": name: used by more than one app",
+                    a.name
+                ));
+            }
+            let key = (
+                a.external_url.scheme,
+                a.external_url.host.clone(),
+                a.external_url.path.clone(),
+            );
+            if let Some(other) = routes.insert(key, a.name.as_str()) {
+                self.problem(format!(
+                    "app \"{}\": external_url: `{}` is already published by app \"{other}\"",
+                    a.name, a.external_url
+                ));
+            }
+        }
+    }
+}
+
+/// The admin API on every interface is refused: it must be reachable only
+/// where the operator chose (loopback, or one management address).
+fn admin_everywhere(problems: &mut Vec<String>, addr: &SocketAddr) {
+    problems.push(format!(
+        "edge.admin_address: {addr} listens on every interface; give a loopback or management address"
+    ));
+}
