@@ -221,23 +221,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         );
     }
     if segments == ["healthz"] {
-        let (version, _) = control.apps();
-        let serving = control.serving();
-        let ready = !serving.is_empty() && serving.iter().all(|v| *v == version);
-        // A worker that stopped beating (died, or stuck) makes the edge
-        // unhealthy: a load balancer should stop sending it traffic.
-        let alive: Vec<bool> = control.counters.liveness().iter().map(|l| l.0).collect();
-        let healthy = !alive.is_empty() && alive.iter().all(|a| *a);
-        return (
-            if healthy { 200 } else { 503 },
-            json!({
-                "status": if healthy { "ok" } else { "degraded" },
-                "app_table_version": version,
-                "workers_serving": serving,
-                "all_workers_current": ready,
-                "workers_alive": alive,
-            }),
-        );
+        return health(control);
     }
     if !authorized(req, control) {
         return (
@@ -246,7 +230,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         );
     }
     match (method, segments.as_slice()) {
-        ("GET", ["metrics"]) => (200, Value::String(prometheus_text(control))),
+        ("GET", ["metrics"]) => (200, Value::String(super::metrics::text(control))),
         ("GET", ["v1", "counters"]) => {
             let (version, _) = control.apps();
             let totals = control.counters.totals();
@@ -264,56 +248,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 .collect();
             (200, json!({ "certificates": list }))
         }
-        ("POST", ["v1", "certificates"]) => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Upload {
-                name: String,
-                cert_pem: Option<String>,
-                key_pem: Option<String>,
-                pkcs12_base64: Option<String>,
-                password: Option<String>,
-            }
-            let up: Upload = match serde_json::from_slice(&req.body) {
-                Ok(u) => u,
-                Err(e) => {
-                    return (
-                        400,
-                        json!({ "error": format!("the body is not a valid certificate upload: {e}") }),
-                    )
-                }
-            };
-            let invalid = |field: &str, why: String| {
-                let m = format!("{field}: {why}");
-                (422, json!({ "error": m, "problems": [m] }))
-            };
-            let (cert, key) = match (up.cert_pem, up.key_pem, up.pkcs12_base64) {
-                (Some(c), Some(k), None) => (c, k),
-                (None, None, Some(p12)) => {
-                    let Some(der) = certs::base64_decode(&p12) else {
-                        return invalid("pkcs12_base64", "not valid base64".into());
-                    };
-                    match certs::pkcs12_to_pem(&der, up.password.as_deref().unwrap_or("")) {
-                        Ok(pair) => pair,
-                        Err(certs::CertError::Invalid(field, why)) => return invalid(field, why),
-                        Err(e) => return (503, json!({ "error": e.to_string() })),
-                    }
-                }
-                _ => {
-                    return invalid(
-                        "cert_pem",
-                        "send either cert_pem and key_pem, or pkcs12_base64 with its password"
-                            .into(),
-                    )
-                }
-            };
-            let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
-            match certs.upload(&up.name, &cert, &key) {
-                Ok(names) => (201, json!({ "name": up.name, "dns_names": names })),
-                Err(certs::CertError::Invalid(field, why)) => invalid(field, why),
-                Err(e) => (503, json!({ "error": e.to_string() })),
-            }
-        }
+        ("POST", ["v1", "certificates"]) => upload_certificate(req, control),
         ("DELETE", ["v1", "certificates", name]) => {
             let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
             match certs.remove(name) {
@@ -322,20 +257,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 Err(e) => (503, json!({ "error": e.to_string() })),
             }
         }
-        ("GET", ["v1", "connectors"]) => {
-            let workers = control.serving().len();
-            let list: Vec<Value> = control
-                .connectors()
-                .into_iter()
-                .map(|c| {
-                    let by_worker = control.tunnels.by_worker(&c.record.id, workers);
-                    let mut v = json!(c);
-                    v["tunnels_by_worker"] = json!(by_worker);
-                    v
-                })
-                .collect();
-            (200, json!({ "connectors": list }))
-        }
+        ("GET", ["v1", "connectors"]) => list_connectors(control),
         ("POST", ["v1", "connectors", id, "revoke"]) => match control.revoke_connector(id) {
             Ok(true) => (200, json!({ "id": id, "state": "revoked" })),
             Ok(false) => (
@@ -344,63 +266,8 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             ),
             Err(e) => (503, json!({ "error": e.to_string() })),
         },
-        ("GET", ["v1", "connector-groups"]) => {
-            let (_, apps) = control.apps();
-            let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for a in apps {
-                let g = a
-                    .connector_group
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
-                groups.entry(g).or_default().push(a.name);
-            }
-            if let Ok(tokens) = control.list_tokens() {
-                for t in tokens {
-                    groups.entry(t.group).or_default();
-                }
-            }
-            let groups: Vec<Value> = groups
-                .into_iter()
-                .map(|(name, apps)| json!({ "name": name, "apps": apps }))
-                .collect();
-            (200, json!({ "groups": groups }))
-        }
-        ("POST", ["v1", "enrollment-tokens"]) => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct NewToken {
-                group: Option<String>,
-                ttl_seconds: Option<u64>,
-            }
-            let body = if req.body.iter().all(u8::is_ascii_whitespace) {
-                &b"{}"[..]
-            } else {
-                &req.body[..]
-            };
-            let spec: NewToken = match serde_json::from_slice(body) {
-                Ok(s) => s,
-                Err(e) => {
-                    return (
-                        400,
-                        json!({ "error": format!("the body is not a valid token request: {e}") }),
-                    )
-                }
-            };
-            let group = spec.group.unwrap_or_else(|| "default".into());
-            let ttl = spec
-                .ttl_seconds
-                .unwrap_or(postern_control::enroll::DEFAULT_TTL_SECS);
-            match control.create_token(&group, ttl) {
-                Ok((rec, token)) => (
-                    201,
-                    json!({ "id": rec.id, "token": token, "group": rec.group, "expires_at": rec.expires_at }),
-                ),
-                Err(postern_control::enroll::EnrollError::Invalid(m)) => {
-                    (422, json!({ "error": m, "problems": [m] }))
-                }
-                Err(e) => (503, json!({ "error": e.to_string() })),
-            }
-        }
+        ("GET", ["v1", "connector-groups"]) => connector_groups(control),
+        ("POST", ["v1", "enrollment-tokens"]) => create_token(req, control),
         ("GET", ["v1", "enrollment-tokens"]) => match control.list_tokens() {
             Ok(t) => (200, json!({ "tokens": t })),
             Err(e) => (503, json!({ "error": e.to_string() })),
@@ -417,21 +284,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             let (version, apps) = control.apps();
             (200, json!({ "version": version, "apps": apps }))
         }
-        ("POST", ["v1", "apps"]) => {
-            let spec = match parse_spec(&req.body) {
-                Ok(s) => s,
-                Err(e) => return e,
-            };
-            let name = spec.name.clone();
-            let result = control.change(|apps| {
-                if apps.iter().any(|a| a.name == name) {
-                    return Err(ApplyError::Conflict(name.clone()));
-                }
-                apps.push(spec);
-                Ok(())
-            });
-            answer(result, 201, control, Some(&name))
-        }
+        ("POST", ["v1", "apps"]) => add_app(req, control),
         ("GET", ["v1", "apps", name]) => {
             let (version, apps) = control.apps();
             match apps.into_iter().find(|a| a.name == *name) {
@@ -439,71 +292,257 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
                 None => err_body(&ApplyError::NotFound(name.to_string())),
             }
         }
-        ("PUT", ["v1", "apps", name]) => {
-            let mut spec = match parse_spec(&req.body) {
-                Ok(s) => s,
-                Err(e) => return e,
-            };
-            if spec.name.is_empty() {
-                spec.name = name.to_string();
-            }
-            if spec.name != *name {
-                return err_body(&ApplyError::BadRequest(format!(
-                    "name: the body names \"{}\" but the URL names \"{name}\"",
-                    spec.name
-                )));
-            }
-            let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
-                Some(slot) => {
-                    *slot = spec;
-                    Ok(())
-                }
-                None => Err(ApplyError::NotFound(name.to_string())),
-            });
-            answer(result, 200, control, Some(name))
-        }
-        ("DELETE", ["v1", "apps", name]) => {
-            let result = control.change(|apps| {
-                let before = apps.len();
-                apps.retain(|a| a.name != *name);
-                if apps.len() == before {
-                    return Err(ApplyError::NotFound(name.to_string()));
-                }
-                Ok(())
-            });
-            match result {
-                Ok(_) => (204, Value::Null),
-                Err(e) => err_body(&e),
-            }
-        }
+        ("PUT", ["v1", "apps", name]) => replace_app(req, control, name),
+        ("DELETE", ["v1", "apps", name]) => remove_app(control, name),
         ("POST", ["v1", "apps", name, action @ ("enable" | "disable")]) => {
-            let enabled = *action == "enable";
-            let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
-                Some(app) => {
-                    app.enabled = Some(enabled);
-                    Ok(())
-                }
-                None => Err(ApplyError::NotFound(name.to_string())),
-            });
-            answer(result, 200, control, Some(name))
+            enable_app(control, name, action)
         }
-        (_, ["v1", "apps"])
-        | (_, ["v1", "apps", _])
-        | (_, ["v1", "apps", _, "enable" | "disable"])
-        | (_, ["metrics"])
-        | (_, ["v1", "counters"])
-        | (_, ["v1", "connector-groups"])
-        | (_, ["v1", "connectors"])
-        | (_, ["v1", "connectors", _, "revoke"])
-        | (_, ["v1", "certificates"])
-        | (_, ["v1", "certificates", _])
-        | (_, ["v1", "enrollment-tokens"])
-        | (_, ["v1", "enrollment-tokens", _]) => (
+        (_, segments) if is_endpoint(segments) => (
             405,
             json!({ "error": format!("{method} is not allowed on {path}") }),
         ),
         _ => (404, json!({ "error": format!("no such endpoint: {path}") })),
     }
+}
+
+/// `GET /healthz`: the table version each worker serves, and whether
+/// every worker is alive.
+fn health(control: &Control) -> (u16, Value) {
+    let (version, _) = control.apps();
+    let serving = control.serving();
+    let ready = !serving.is_empty() && serving.iter().all(|v| *v == version);
+    // A worker that stopped beating (died, or stuck) makes the edge
+    // unhealthy: a load balancer should stop sending it traffic.
+    let alive: Vec<bool> = control.counters.liveness().iter().map(|l| l.0).collect();
+    let healthy = !alive.is_empty() && alive.iter().all(|a| *a);
+    (
+        if healthy { 200 } else { 503 },
+        json!({
+            "status": if healthy { "ok" } else { "degraded" },
+            "app_table_version": version,
+            "workers_serving": serving,
+            "all_workers_current": ready,
+            "workers_alive": alive,
+        }),
+    )
+}
+
+/// `POST /v1/certificates`: PEM pair or PKCS#12.
+fn upload_certificate(req: &Request, control: &Control) -> (u16, Value) {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Upload {
+        name: String,
+        cert_pem: Option<String>,
+        key_pem: Option<String>,
+        pkcs12_base64: Option<String>,
+        password: Option<String>,
+    }
+    let up: Upload = match serde_json::from_slice(&req.body) {
+        Ok(u) => u,
+        Err(e) => {
+            return (
+                400,
+                json!({ "error": format!("the body is not a valid certificate upload: {e}") }),
+            )
+        }
+    };
+    let invalid = |field: &str, why: String| {
+        let m = format!("{field}: {why}");
+        (422, json!({ "error": m, "problems": [m] }))
+    };
+    let (cert, key) = match (up.cert_pem, up.key_pem, up.pkcs12_base64) {
+        (Some(c), Some(k), None) => (c, k),
+        (None, None, Some(p12)) => {
+            let Some(der) = certs::base64_decode(&p12) else {
+                return invalid("pkcs12_base64", "not valid base64".into());
+            };
+            match certs::pkcs12_to_pem(&der, up.password.as_deref().unwrap_or("")) {
+                Ok(pair) => pair,
+                Err(certs::CertError::Invalid(field, why)) => return invalid(field, why),
+                Err(e) => return (503, json!({ "error": e.to_string() })),
+            }
+        }
+        _ => {
+            return invalid(
+                "cert_pem",
+                "send either cert_pem and key_pem, or pkcs12_base64 with its password".into(),
+            )
+        }
+    };
+    let mut certs = control.certs.lock().unwrap_or_else(|e| e.into_inner());
+    match certs.upload(&up.name, &cert, &key) {
+        Ok(names) => (201, json!({ "name": up.name, "dns_names": names })),
+        Err(certs::CertError::Invalid(field, why)) => invalid(field, why),
+        Err(e) => (503, json!({ "error": e.to_string() })),
+    }
+}
+
+/// `GET /v1/connectors`, with each connector's tunnels per worker.
+fn list_connectors(control: &Control) -> (u16, Value) {
+    let workers = control.serving().len();
+    let list: Vec<Value> = control
+        .connectors()
+        .into_iter()
+        .map(|c| {
+            let by_worker = control.tunnels.by_worker(&c.record.id, workers);
+            let mut v = json!(c);
+            v["tunnels_by_worker"] = json!(by_worker);
+            v
+        })
+        .collect();
+    (200, json!({ "connectors": list }))
+}
+
+/// `GET /v1/connector-groups`: groups named by apps or tokens.
+fn connector_groups(control: &Control) -> (u16, Value) {
+    let (_, apps) = control.apps();
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for a in apps {
+        let g = a
+            .connector_group
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        groups.entry(g).or_default().push(a.name);
+    }
+    if let Ok(tokens) = control.list_tokens() {
+        for t in tokens {
+            groups.entry(t.group).or_default();
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, apps)| json!({ "name": name, "apps": apps }))
+        .collect();
+    (200, json!({ "groups": groups }))
+}
+
+/// `POST /v1/enrollment-tokens`.
+fn create_token(req: &Request, control: &Control) -> (u16, Value) {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewToken {
+        group: Option<String>,
+        ttl_seconds: Option<u64>,
+    }
+    let body = if req.body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        &req.body[..]
+    };
+    let spec: NewToken = match serde_json::from_slice(body) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                400,
+                json!({ "error": format!("the body is not a valid token request: {e}") }),
+            )
+        }
+    };
+    let group = spec.group.unwrap_or_else(|| "default".into());
+    let ttl = spec
+        .ttl_seconds
+        .unwrap_or(postern_control::enroll::DEFAULT_TTL_SECS);
+    match control.create_token(&group, ttl) {
+        Ok((rec, token)) => (
+            201,
+            json!({ "id": rec.id, "token": token, "group": rec.group, "expires_at": rec.expires_at }),
+        ),
+        Err(postern_control::enroll::EnrollError::Invalid(m)) => {
+            (422, json!({ "error": m, "problems": [m] }))
+        }
+        Err(e) => (503, json!({ "error": e.to_string() })),
+    }
+}
+
+/// `POST /v1/apps`.
+fn add_app(req: &Request, control: &Control) -> (u16, Value) {
+    let spec = match parse_spec(&req.body) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let name = spec.name.clone();
+    let result = control.change(|apps| {
+        if apps.iter().any(|a| a.name == name) {
+            return Err(ApplyError::Conflict(name.clone()));
+        }
+        apps.push(spec);
+        Ok(())
+    });
+    answer(result, 201, control, Some(&name))
+}
+
+/// `PUT /v1/apps/{name}`.
+fn replace_app(req: &Request, control: &Control, name: &str) -> (u16, Value) {
+    let mut spec = match parse_spec(&req.body) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    if spec.name.is_empty() {
+        spec.name = name.to_string();
+    }
+    if spec.name != *name {
+        return err_body(&ApplyError::BadRequest(format!(
+            "name: the body names \"{}\" but the URL names \"{name}\"",
+            spec.name
+        )));
+    }
+    let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
+        Some(slot) => {
+            *slot = spec;
+            Ok(())
+        }
+        None => Err(ApplyError::NotFound(name.to_string())),
+    });
+    answer(result, 200, control, Some(name))
+}
+
+/// Whether `segments` name an admin endpoint (for 405 against 404).
+fn is_endpoint(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["v1", "apps"]
+            | ["v1", "apps", _]
+            | ["v1", "apps", _, "enable" | "disable"]
+            | ["metrics"]
+            | ["v1", "counters"]
+            | ["v1", "connector-groups"]
+            | ["v1", "connectors"]
+            | ["v1", "connectors", _, "revoke"]
+            | ["v1", "certificates"]
+            | ["v1", "certificates", _]
+            | ["v1", "enrollment-tokens"]
+            | ["v1", "enrollment-tokens", _]
+    )
+}
+
+/// `DELETE /v1/apps/{name}`.
+fn remove_app(control: &Control, name: &str) -> (u16, Value) {
+    let result = control.change(|apps| {
+        let before = apps.len();
+        apps.retain(|a| a.name != *name);
+        if apps.len() == before {
+            return Err(ApplyError::NotFound(name.to_string()));
+        }
+        Ok(())
+    });
+    match result {
+        Ok(_) => (204, Value::Null),
+        Err(e) => err_body(&e),
+    }
+}
+
+/// `POST /v1/apps/{name}/enable` and `.../disable`.
+fn enable_app(control: &Control, name: &str, action: &str) -> (u16, Value) {
+    let enabled = action == "enable";
+    let result = control.change(|apps| match apps.iter_mut().find(|a| a.name == *name) {
+        Some(app) => {
+            app.enabled = Some(enabled);
+            Ok(())
+        }
+        None => Err(ApplyError::NotFound(name.to_string())),
+    });
+    answer(result, 200, control, Some(name))
 }
 
 fn parse_spec(body: &[u8]) -> Result<AppSpec, (u16, Value)> {
@@ -542,269 +581,4 @@ fn err_body(e: &ApplyError) -> (u16, Value) {
         ApplyError::BadRequest(_) => (400, json!({ "error": e.to_string() })),
         ApplyError::Storage(_) => (503, json!({ "error": e.to_string() })),
     }
-}
-
-/// Prometheus text exposition (format 0.0.4) of every counter.
-fn prometheus_text(control: &Control) -> String {
-    use std::fmt::Write as _;
-    let t = control.counters.totals();
-    let (version, _) = control.apps();
-    let mut o = String::with_capacity(4096);
-    let label = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
-    let per_app: [(&str, &str, PerApp); 7] = [
-        (
-            "postern_requests_total",
-            "Requests routed to an app.",
-            |a| a.requests,
-        ),
-        (
-            "postern_received_bytes_total",
-            "Request body bytes received from clients.",
-            |a| a.bytes_in,
-        ),
-        (
-            "postern_sent_bytes_total",
-            "Response body bytes sent to clients.",
-            |a| a.bytes_out,
-        ),
-        (
-            "postern_translated_responses_total",
-            "Response bodies that went through link translation.",
-            |a| a.translated_responses,
-        ),
-        (
-            "postern_translated_bytes_total",
-            "Decoded response body bytes scanned by link translation.",
-            |a| a.translated_bytes,
-        ),
-        (
-            "postern_links_translated_total",
-            "Internal URLs rewritten to external URLs in response bodies.",
-            |a| a.links_translated,
-        ),
-        (
-            "postern_translate_failed_total",
-            "Translated responses cut short (decoded size limit, corrupt encoding).",
-            |a| a.translate_failed,
-        ),
-    ];
-    for (name, help, value) in per_app {
-        family(&mut o, name, "counter", help);
-        for (app, a) in &t.apps {
-            let _ = writeln!(o, "{name}{{app=\"{}\"}} {}", label(app), value(a));
-        }
-    }
-    family(
-        &mut o,
-        "postern_failed_requests_total",
-        "counter",
-        "Requests to an app that failed, by reason.",
-    );
-    for (app, a) in &t.apps {
-        for (reason, n) in &a.failed_by_reason {
-            let _ = writeln!(
-                o,
-                "postern_failed_requests_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
-                label(app)
-            );
-        }
-    }
-    family(
-        &mut o,
-        "postern_translate_skipped_total",
-        "counter",
-        "Response bodies of translating apps left untranslated, by reason.",
-    );
-    for (app, a) in &t.apps {
-        for (reason, n) in &a.translate_skipped_by_reason {
-            let _ = writeln!(
-                o,
-                "postern_translate_skipped_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
-                label(app)
-            );
-        }
-    }
-    family(
-        &mut o,
-        "postern_backend_latency_seconds",
-        "summary",
-        "Time from sending a request to the backend to its response head.",
-    );
-    for (app, a) in &t.apps {
-        let app = label(app);
-        for (q, v) in [
-            ("0.5", a.backend_latency_p50_ms),
-            ("0.9", a.backend_latency_p90_ms),
-            ("0.99", a.backend_latency_p99_ms),
-        ] {
-            let _ = writeln!(
-                o,
-                "postern_backend_latency_seconds{{app=\"{app}\",quantile=\"{q}\"}} {}",
-                v / 1000.0
-            );
-        }
-        let _ = writeln!(
-            o,
-            "postern_backend_latency_seconds_sum{{app=\"{app}\"}} {}",
-            a.backend_latency_sum_ms / 1000.0
-        );
-        let _ = writeln!(
-            o,
-            "postern_backend_latency_seconds_count{{app=\"{app}\"}} {}",
-            a.backend_latency_count
-        );
-    }
-    let e = &t.edge;
-    for (name, kind, help, v) in [
-        (
-            "postern_active_connections",
-            "gauge",
-            "Client connections open now.",
-            e.active_connections.to_string(),
-        ),
-        (
-            "postern_connections_accepted_total",
-            "counter",
-            "Client connections accepted.",
-            e.connections_accepted.to_string(),
-        ),
-        (
-            "postern_tls_handshakes_total",
-            "counter",
-            "Completed TLS handshakes.",
-            e.tls_handshakes.to_string(),
-        ),
-        (
-            "postern_tls_handshake_failures_total",
-            "counter",
-            "Failed or timed-out TLS handshakes.",
-            e.tls_handshake_failures.to_string(),
-        ),
-        (
-            "postern_unrouted_requests_total",
-            "counter",
-            "Requests answered without an app (unknown host, 421, redirects).",
-            e.requests_unrouted.to_string(),
-        ),
-        (
-            "postern_bad_requests_total",
-            "counter",
-            "Requests refused as malformed.",
-            e.bad_requests.to_string(),
-        ),
-        (
-            "postern_connection_panics_total",
-            "counter",
-            "Client connections closed because their handler panicked.",
-            e.panics.to_string(),
-        ),
-        (
-            "postern_tunnel_requests_total",
-            "counter",
-            "Requests relayed over connector tunnels.",
-            e.tunnel_requests.to_string(),
-        ),
-        (
-            "postern_cross_core_relays_total",
-            "counter",
-            "Requests relayed over a tunnel held by another worker.",
-            e.cross_core_relays.to_string(),
-        ),
-        (
-            "postern_config_version",
-            "gauge",
-            "Version of the app table.",
-            version.to_string(),
-        ),
-        (
-            "postern_access_log_dropped_total",
-            "counter",
-            "Access log lines dropped because the writer fell behind.",
-            crate::accesslog::DROPPED
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .to_string(),
-        ),
-    ] {
-        family(&mut o, name, kind, help);
-        let _ = writeln!(o, "{name} {v}");
-    }
-    family(
-        &mut o,
-        "postern_worker_config_version",
-        "gauge",
-        "Version of the app table each worker serves.",
-    );
-    for (i, v) in control.serving().iter().enumerate() {
-        let _ = writeln!(o, "postern_worker_config_version{{worker=\"{i}\"}} {v}");
-    }
-    let liveness = control.counters.liveness();
-    family(
-        &mut o,
-        "postern_worker_up",
-        "gauge",
-        "1 while a worker runs and answers, 0 once it stopped (died or stuck for 5 s).",
-    );
-    for (i, (alive, _)) in liveness.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "postern_worker_up{{worker=\"{i}\"}} {}",
-            u8::from(*alive)
-        );
-    }
-    family(
-        &mut o,
-        "postern_worker_heartbeat_age_seconds",
-        "gauge",
-        "Seconds since a worker last showed it runs.",
-    );
-    for (i, (_, age)) in liveness.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "postern_worker_heartbeat_age_seconds{{worker=\"{i}\"}} {:.3}",
-            age.as_secs_f64()
-        );
-    }
-    let connectors = control.tunnels.counters();
-    type PerConnector = fn(&crate::edge::tunnels::ConnectorCounters) -> u64;
-    let per_connector: [(&str, &str, &str, PerConnector); 3] = [
-        (
-            "postern_connector_tunnels",
-            "gauge",
-            "Tunnels a connector holds to this edge now.",
-            |c| c.tunnels,
-        ),
-        (
-            "postern_connector_requests_total",
-            "counter",
-            "Requests relayed to a connector since the edge started.",
-            |c| c.requests,
-        ),
-        (
-            "postern_connector_streams_in_flight",
-            "gauge",
-            "Requests a connector is handling now.",
-            |c| c.streams_in_flight,
-        ),
-    ];
-    for (name, kind, help, get) in per_connector {
-        family(&mut o, name, kind, help);
-        for (id, c) in &connectors {
-            let _ = writeln!(
-                o,
-                "{name}{{connector=\"{}\",group=\"{}\"}} {}",
-                label(id),
-                label(&c.group),
-                get(c)
-            );
-        }
-    }
-    o
 }

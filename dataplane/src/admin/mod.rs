@@ -12,6 +12,7 @@
 
 pub mod certs;
 pub mod http;
+mod metrics;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
