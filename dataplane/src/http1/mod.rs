@@ -86,6 +86,91 @@ pub struct ResponseHead {
 /// Tries to parse a request head at the start of `buf`. `Ok(None)` means
 /// more bytes are needed; on success the head's bytes are removed from `buf`.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpError> {
+    let Some(raw) = split_request(buf)? else {
+        return Ok(None);
+    };
+    let f = Fields::scan(&raw.headers, &raw.before)?;
+    let framing = request_framing(&f, raw.minor)?;
+    // Target: origin-form, or absolute-form whose authority wins over Host.
+    let (path, authority) = if raw.target.first() == Some(&b'/') {
+        (raw.target.clone(), None)
+    } else if let Some((auth, path)) = split_absolute(&raw.target) {
+        (path, Some(auth))
+    } else if &raw.method[..] == b"CONNECT" {
+        return Err(err(405, "CONNECT is not supported"));
+    } else {
+        return Err(err(
+            400,
+            "the request target must be a path or an absolute URL",
+        ));
+    };
+    if path.contains(&b'#') {
+        return Err(err(400, "the request target contains a fragment"));
+    }
+    match (f.hosts, raw.minor) {
+        (0, 1) => return Err(err(400, "the Host header is missing")),
+        (0, _) if authority.is_none() => return Err(err(400, "the Host header is missing")),
+        (n, _) if n > 1 => return Err(err(400, "the Host header is repeated")),
+        _ => {}
+    }
+    let authority = match authority.or(f.host) {
+        Some(a) => a,
+        None => return Err(err(400, "the Host header is missing")),
+    };
+    let host =
+        parse_authority(&authority).ok_or(err(400, "the Host header is not a valid host"))?;
+
+    let expect_continue = match f.expect {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => return Err(err(417, "only `Expect: 100-continue` is supported")),
+    };
+    let tokens = f.connection_tokens;
+    let keep_alive = if raw.minor == 0 {
+        tokens.iter().any(|t| t == "keep-alive")
+    } else {
+        !tokens.iter().any(|t| t == "close")
+    };
+    let upgrade = match f.upgrade {
+        Some(u) if tokens.iter().any(|t| t == "upgrade") && raw.minor == 1 => {
+            // h2c upgrades are never relayed (ATTACKS 12).
+            (!u.split(|&b| b == b',').any(|p| {
+                let p = trim_ows(p);
+                p.len() >= 3 && p[..3].eq_ignore_ascii_case(b"h2c")
+            }))
+            .then_some(u)
+        }
+        _ => None,
+    };
+    Ok(Some(RequestHead {
+        method: raw.method,
+        path,
+        minor: raw.minor,
+        headers: raw.headers,
+        host,
+        authority,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+        connection_tokens: tokens,
+    }))
+}
+
+/// A request head split off the buffer, before its headers are read.
+struct RawRequest {
+    method: Bytes,
+    target: Bytes,
+    minor: u8,
+    headers: Vec<Header>,
+    /// Per header, the byte before its value: the colon or the
+    /// whitespace httparse skipped.
+    before: [u8; MAX_HEADERS],
+}
+
+/// Runs httparse over `buf`; on a complete head, splits it off (the
+/// parsed fields then share its bytes).
+fn split_request(buf: &mut BytesMut) -> Result<Option<RawRequest>, HttpError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
@@ -121,158 +206,112 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
     let method_off = span(base, req.method.unwrap_or("").as_bytes());
     let target_off = span(base, target.as_bytes());
     let mut spans = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = span(base, h.name.as_bytes());
+    let mut before = [0u8; MAX_HEADERS];
+    for (h, b) in req.headers.iter().zip(before.iter_mut()) {
         let value = span(base, h.value);
-        // The byte before the value is the colon or the whitespace httparse
-        // skipped. Only a space is accepted there for the framing headers
-        // (ATTACKS 2: a tab before `chunked` is an obfuscation).
-        let before = buf[value.0.saturating_sub(1)];
-        spans.push((name, value, before));
+        spans.push((span(base, h.name.as_bytes()), value));
+        *b = buf[value.0.saturating_sub(1)];
     }
     let head = buf.split_to(len).freeze();
     let slice = |(s, e): (usize, usize)| head.slice(s..e);
-    let headers: Vec<Header> = spans
-        .iter()
-        .map(|&(n, v, _)| Header {
-            name: slice(n),
-            value: slice(v),
-        })
-        .collect();
-    let method = slice(method_off);
-    let target = slice(target_off);
+    Ok(Some(RawRequest {
+        method: slice(method_off),
+        target: slice(target_off),
+        minor,
+        headers: spans
+            .iter()
+            .map(|&(n, v)| Header {
+                name: slice(n),
+                value: slice(v),
+            })
+            .collect(),
+        before,
+    }))
+}
 
-    let mut host_header: Option<Bytes> = None;
-    let mut hosts = 0;
-    let mut content_length: Option<u64> = None;
-    let mut te_lines = 0;
-    let mut te_value: Option<(Bytes, u8)> = None;
-    let mut connection_tokens = Vec::new();
-    let mut expect: Option<Bytes> = None;
-    let mut upgrade: Option<Bytes> = None;
-    for (h, &(_, _, before)) in headers.iter().zip(&spans) {
-        if h.is("host") {
-            hosts += 1;
-            host_header = Some(h.value.clone());
-        } else if h.is("content-length") {
-            let n = parse_content_length(&h.value)
-                .ok_or(err(400, "Content-Length is not a valid decimal length"))?;
-            if content_length.is_some_and(|c| c != n) {
-                return Err(err(400, "conflicting Content-Length values"));
+/// The request headers the edge reads itself.
+#[derive(Default)]
+struct Fields {
+    host: Option<Bytes>,
+    hosts: usize,
+    content_length: Option<u64>,
+    te_lines: usize,
+    /// The Transfer-Encoding value and the byte before it.
+    te: Option<(Bytes, u8)>,
+    connection_tokens: Vec<String>,
+    expect: Option<Bytes>,
+    upgrade: Option<Bytes>,
+}
+
+impl Fields {
+    fn scan(headers: &[Header], before: &[u8]) -> Result<Fields, HttpError> {
+        let mut f = Fields::default();
+        for (h, &before) in headers.iter().zip(before) {
+            if h.is("host") {
+                f.hosts += 1;
+                f.host = Some(h.value.clone());
+            } else if h.is("content-length") {
+                let n = parse_content_length(&h.value)
+                    .ok_or(err(400, "Content-Length is not a valid decimal length"))?;
+                if f.content_length.is_some_and(|c| c != n) {
+                    return Err(err(400, "conflicting Content-Length values"));
+                }
+                f.content_length = Some(n);
+            } else if h.is("transfer-encoding") {
+                f.te_lines += 1;
+                f.te = Some((h.value.clone(), before));
+            } else if h.is("connection") {
+                push_tokens(&h.value, &mut f.connection_tokens);
+            } else if h.is("expect") {
+                f.expect = Some(h.value.clone());
+            } else if h.is("upgrade") {
+                f.upgrade = Some(h.value.clone());
+            } else if loose_eq(&h.name, b"content-length")
+                || loose_eq(&h.name, b"transfer-encoding")
+            {
+                // `Content_Length` is read as the framing header by some
+                // servers and ignored by others: a desync waiting to happen.
+                return Err(err(400, "a framing header is spelt with `_`"));
             }
-            content_length = Some(n);
-        } else if h.is("transfer-encoding") {
-            te_lines += 1;
-            te_value = Some((h.value.clone(), before));
-        } else if h.is("connection") {
-            push_tokens(&h.value, &mut connection_tokens);
-        } else if h.is("expect") {
-            expect = Some(h.value.clone());
-        } else if h.is("upgrade") {
-            upgrade = Some(h.value.clone());
-        } else if loose_eq(&h.name, b"content-length") || loose_eq(&h.name, b"transfer-encoding") {
-            // `Content_Length` is read as the framing header by some
-            // servers and ignored by others: a desync waiting to happen.
-            return Err(err(400, "a framing header is spelt with `_`"));
         }
+        Ok(f)
     }
+}
 
-    let framing = match (te_value, content_length) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                400,
-                "both Content-Length and Transfer-Encoding are present",
-            ))
-        }
+/// How the request body is delimited; any ambiguity is refused.
+fn request_framing(f: &Fields, minor: u8) -> Result<Framing, HttpError> {
+    match (&f.te, f.content_length) {
+        (Some(_), Some(_)) => Err(err(
+            400,
+            "both Content-Length and Transfer-Encoding are present",
+        )),
         (Some(_), None) if minor == 0 => {
-            return Err(err(400, "Transfer-Encoding is not allowed in HTTP/1.0"))
+            Err(err(400, "Transfer-Encoding is not allowed in HTTP/1.0"))
         }
         (Some((value, before)), None) => {
-            if te_lines > 1 {
+            if f.te_lines > 1 {
                 return Err(err(400, "Transfer-Encoding is repeated"));
             }
-            if before != b':' && before != b' ' {
+            // Only a space may precede a framing value (ATTACKS 2: a tab
+            // before `chunked` is an obfuscation).
+            if *before != b':' && *before != b' ' {
                 return Err(err(400, "Transfer-Encoding value is malformed"));
             }
             if value.eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked
+                Ok(Framing::Chunked)
             } else if value
                 .split(|&b| b == b',')
                 .all(|t| is_token(trim_ows(t)) && !trim_ows(t).eq_ignore_ascii_case(b"chunked"))
             {
-                return Err(err(501, "only the chunked transfer coding is implemented"));
+                Err(err(501, "only the chunked transfer coding is implemented"))
             } else {
-                return Err(err(400, "Transfer-Encoding value is malformed"));
+                Err(err(400, "Transfer-Encoding value is malformed"))
             }
         }
         // `Content-Length: 0` is kept: some backends insist on it for POST.
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::Empty,
-    };
-
-    // Target: origin-form, or absolute-form whose authority wins over Host.
-    let (path, authority) = if target.first() == Some(&b'/') {
-        (target.clone(), None)
-    } else if let Some((auth, path)) = split_absolute(&target) {
-        (path, Some(auth))
-    } else if &method[..] == b"CONNECT" {
-        return Err(err(405, "CONNECT is not supported"));
-    } else {
-        return Err(err(
-            400,
-            "the request target must be a path or an absolute URL",
-        ));
-    };
-    if path.contains(&b'#') {
-        return Err(err(400, "the request target contains a fragment"));
+        (None, Some(n)) => Ok(Framing::Length(n)),
+        (None, None) => Ok(Framing::Empty),
     }
-    match (hosts, minor) {
-        (0, 1) => return Err(err(400, "the Host header is missing")),
-        (0, _) if authority.is_none() => return Err(err(400, "the Host header is missing")),
-        (n, _) if n > 1 => return Err(err(400, "the Host header is repeated")),
-        _ => {}
-    }
-    let authority = match authority.or(host_header) {
-        Some(a) => a,
-        None => return Err(err(400, "the Host header is missing")),
-    };
-    let host =
-        parse_authority(&authority).ok_or(err(400, "the Host header is not a valid host"))?;
-
-    let expect_continue = match expect {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
-        Some(_) => return Err(err(417, "only `Expect: 100-continue` is supported")),
-    };
-    let keep_alive = if minor == 0 {
-        connection_tokens.iter().any(|t| t == "keep-alive")
-    } else {
-        !connection_tokens.iter().any(|t| t == "close")
-    };
-    let upgrade = match upgrade {
-        Some(u) if connection_tokens.iter().any(|t| t == "upgrade") && minor == 1 => {
-            // h2c upgrades are never relayed (ATTACKS 12).
-            (!u.split(|&b| b == b',').any(|p| {
-                let p = trim_ows(p);
-                p.len() >= 3 && p[..3].eq_ignore_ascii_case(b"h2c")
-            }))
-            .then_some(u)
-        }
-        _ => None,
-    };
-    Ok(Some(RequestHead {
-        method,
-        path,
-        minor,
-        headers,
-        host,
-        authority,
-        framing,
-        keep_alive,
-        expect_continue,
-        upgrade,
-        connection_tokens,
-    }))
 }
 
 /// Parses a backend's response head. Any ambiguity in framing is an error:
