@@ -18,7 +18,6 @@ use postern_control::{EdgeConfig, Scheme};
 use crate::admin::Control;
 use crate::edge::conn::{self as server, ConnInfo};
 use crate::io::{Io, Stream};
-use crate::snapshot::Published;
 use crate::tls::{self, stream::TlsStream};
 use crate::worker::Worker;
 
@@ -68,11 +67,9 @@ impl Running {
 
 /// Starts the workers on the published snapshot and certificates.
 pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartError> {
-    let published: Arc<Published> = control.published();
-    let counters = &control.counters;
-    let resolver = control.resolver();
     let server_tls = if cfg.listeners.iter().any(|l| l.scheme == Scheme::Https) {
-        let resolver = resolver
+        let resolver = control
+            .resolver()
             .ok_or_else(|| tls::TlsSetupError::Config("no certificate configured".into()))?;
         Some(tls::server_config(resolver)?)
     } else {
@@ -86,139 +83,35 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
         tracing::warn!("io_uring is unavailable (kernel, seccomp policy or MONOIO_FORCE_LEGACY_DRIVER); workers run on the epoll driver");
     }
 
-    // Port 0 means "any free port": pick one here so every worker's
-    // SO_REUSEPORT socket shares it.
     let mut addresses = Vec::new();
     for l in &cfg.listeners {
-        let mut addr = l.address;
-        if addr.port() == 0 {
-            let probe =
-                std::net::TcpListener::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
-            addr = probe
-                .local_addr()
-                .map_err(|err| StartError::Bind { addr, err })?;
-        }
-        addresses.push((l.scheme, addr));
+        addresses.push((l.scheme, fixed_port(l.address)?));
     }
-    let tunnel_address = match cfg.edge.tunnel_address {
-        Some(addr) if addr.port() == 0 => {
-            let probe =
-                std::net::TcpListener::bind(addr).map_err(|err| StartError::Bind { addr, err })?;
-            Some(
-                probe
-                    .local_addr()
-                    .map_err(|err| StartError::Bind { addr, err })?,
-            )
-        }
-        other => other,
-    };
+    let tunnel_address = cfg.edge.tunnel_address.map(fixed_port).transpose()?;
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::new();
     let mut serving = Vec::new();
     for index in 0..workers {
-        let addresses = addresses.clone();
-        let published = published.clone();
-        let control = control.clone();
         let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
         serving.push(version.clone());
-        let core_counters = counters.add_core();
-        let server_tls = server_tls.clone();
-        let ready = ready_tx.clone();
-        let pin = cfg.edge.pin_workers.then_some(index % cpus);
-        let handshake_timeout = cfg.edge.tls_handshake_timeout;
-        let send_timeout = cfg.edge.client_send_timeout;
+        let plan = WorkerPlan {
+            index,
+            workers,
+            pin: cfg.edge.pin_workers.then_some(index % cpus),
+            addresses: addresses.clone(),
+            tunnel_address,
+            control: control.clone(),
+            version,
+            counters: control.counters.add_core(),
+            server_tls: server_tls.clone(),
+            handshake_timeout: cfg.edge.tls_handshake_timeout,
+            send_timeout: cfg.edge.client_send_timeout,
+            ready: ready_tx.clone(),
+        };
         let t = std::thread::Builder::new()
             .name(format!("postern-w{index}"))
-            .spawn(move || {
-                if let Some(cpu) = pin {
-                    if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-                        tracing::warn!(worker = index, cpu, error = ?e, "cannot pin worker");
-                    }
-                }
-                let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                    .attach_thread_pool(crate::offload::pool())
-                    .with_entries(1024)
-                    .enable_timer()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready.send(Err(StartError::Worker(index, e)));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let worker = Worker::new(
-                        index,
-                        workers,
-                        published,
-                        version,
-                        core_counters,
-                        control.tunnels.clone(),
-                    );
-                    // Idle workers pick up a new app table within 10 ms too,
-                    // so "every worker serves version N" is observable; the
-                    // same task shows the worker is alive (`/healthz`).
-                    let refresher = worker.clone();
-                    monoio::spawn(async move {
-                        loop {
-                            monoio::time::sleep(Duration::from_millis(10)).await;
-                            let _ = refresher.snapshot();
-                            refresher.counters.beat();
-                        }
-                    });
-                    let mut listeners = Vec::new();
-                    for (scheme, addr) in addresses {
-                        let opts = ListenerOpts::new().reuse_port(true).backlog(4096);
-                        match TcpListener::bind_with_config(addr, &opts) {
-                            Ok(l) => listeners.push((scheme, l)),
-                            Err(err) => {
-                                let _ = ready.send(Err(StartError::Bind { addr, err }));
-                                return;
-                            }
-                        }
-                    }
-                    let mut tunnel_listener = None;
-                    if let Some(addr) = tunnel_address {
-                        let opts = ListenerOpts::new().reuse_port(true).backlog(1024);
-                        match TcpListener::bind_with_config(addr, &opts) {
-                            Ok(l) => tunnel_listener = Some(l),
-                            Err(err) => {
-                                let _ = ready.send(Err(StartError::Bind { addr, err }));
-                                return;
-                            }
-                        }
-                    }
-                    let _ = ready.send(Ok(()));
-                    drop(ready);
-                    let mut tasks = Vec::new();
-                    if let Some(l) = tunnel_listener {
-                        tasks.push(monoio::spawn(crate::edge::tunnels::accept_loop(
-                            worker.clone(),
-                            l,
-                            control.clone(),
-                        )));
-                    }
-                    for (scheme, listener) in listeners {
-                        let tls = match scheme {
-                            Scheme::Https => server_tls.clone(),
-                            Scheme::Http => None,
-                        };
-                        tasks.push(monoio::spawn(accept_loop(
-                            worker.clone(),
-                            listener,
-                            scheme,
-                            tls,
-                            handshake_timeout,
-                            send_timeout,
-                        )));
-                    }
-                    for t in tasks {
-                        t.await;
-                    }
-                });
-            })
+            .spawn(move || plan.run())
             .map_err(|e| StartError::Worker(index, e))?;
         threads.push(t);
     }
@@ -243,6 +136,127 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
         serving,
         threads,
     })
+}
+
+/// Port 0 means "any free port": pick one here so every worker's
+/// SO_REUSEPORT socket shares it.
+fn fixed_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr)
+        .and_then(|probe| probe.local_addr())
+        .map_err(|err| StartError::Bind { addr, err })
+}
+
+/// Everything one worker thread starts from.
+struct WorkerPlan {
+    index: usize,
+    workers: usize,
+    pin: Option<usize>,
+    addresses: Vec<(Scheme, SocketAddr)>,
+    tunnel_address: Option<SocketAddr>,
+    control: Arc<Control>,
+    version: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<postern_control::counters::CoreCounters>,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+    handshake_timeout: Duration,
+    send_timeout: Duration,
+    ready: mpsc::Sender<Result<(), StartError>>,
+}
+
+impl WorkerPlan {
+    /// The worker thread: pins itself, builds its runtime, binds its
+    /// sockets, reports ready (or why not), and serves until the end.
+    fn run(self) {
+        let index = self.index;
+        if let Some(cpu) = self.pin {
+            if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                tracing::warn!(worker = index, cpu, error = ?e, "cannot pin worker");
+            }
+        }
+        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .attach_thread_pool(crate::offload::pool())
+            .with_entries(1024)
+            .enable_timer()
+            .build();
+        match rt {
+            Ok(mut rt) => rt.block_on(self.serve()),
+            Err(e) => {
+                let _ = self.ready.send(Err(StartError::Worker(index, e)));
+            }
+        }
+    }
+
+    async fn serve(self) {
+        let worker = Worker::new(
+            self.index,
+            self.workers,
+            self.control.published(),
+            self.version,
+            self.counters,
+            self.control.tunnels.clone(),
+        );
+        // Idle workers pick up a new app table within 10 ms too, so "every
+        // worker serves version N" is observable; the same task shows the
+        // worker is alive (`/healthz`).
+        let refresher = worker.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                let _ = refresher.snapshot();
+                refresher.counters.beat();
+            }
+        });
+        let bind = |addr: SocketAddr, backlog: i32| {
+            let opts = ListenerOpts::new().reuse_port(true).backlog(backlog);
+            TcpListener::bind_with_config(addr, &opts).map_err(|err| StartError::Bind { addr, err })
+        };
+        let mut listeners = Vec::new();
+        for &(scheme, addr) in &self.addresses {
+            match bind(addr, 4096) {
+                Ok(l) => listeners.push((scheme, l)),
+                Err(e) => {
+                    let _ = self.ready.send(Err(e));
+                    return;
+                }
+            }
+        }
+        let tunnel_listener = match self.tunnel_address.map(|a| bind(a, 1024)).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = self.ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = self.ready.send(Ok(()));
+        drop(self.ready);
+        let mut tasks = Vec::new();
+        if let Some(l) = tunnel_listener {
+            tasks.push(monoio::spawn(crate::edge::tunnels::accept_loop(
+                worker.clone(),
+                l,
+                self.control.clone(),
+            )));
+        }
+        for (scheme, listener) in listeners {
+            let tls = match scheme {
+                Scheme::Https => self.server_tls.clone(),
+                Scheme::Http => None,
+            };
+            tasks.push(monoio::spawn(accept_loop(
+                worker.clone(),
+                listener,
+                scheme,
+                tls,
+                self.handshake_timeout,
+                self.send_timeout,
+            )));
+        }
+        for t in tasks {
+            t.await;
+        }
+    }
 }
 
 async fn accept_loop(
