@@ -8,6 +8,8 @@
 //! to the client is built straight from either, with no per-request copy
 //! into a third type.
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use postern_control::counters::{bump, AppCounters};
 use postern_control::{HostPattern, Scheme};
@@ -214,6 +216,44 @@ pub fn client_head<'a>(
     // the connection's end.
     let delimited = matches!(framing, Framing::Length(_) | Framing::Empty);
     let keep_alive = head.keep_alive && body_read && (delimited || client_chunked);
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(&resp.reason);
+    out.extend_from_slice(b"\r\n");
+    let has_request_id = copy_headers(ctx, head, resp, plan, out);
+    if let Some(tag) = &resp.server {
+        affinity_cookie(head, tag, &app.app, out);
+    }
+    if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
+        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
+    }
+    // The id users quote and operators search for, unless the backend
+    // has its own.
+    if !has_request_id {
+        push_header(out, b"X-Request-Id", id.as_bytes());
+    }
+    let encoder = framing_headers(head, resp.status, framing, client_chunked, keep_alive, out);
+    let body = BodyOut {
+        encoder,
+        translator: plan
+            .map(|p| Translator::new(p, ctx.snapshot.settings.translate_max_decoded_size)),
+        counters: ctx.counters,
+    };
+    (body, keep_alive)
+}
+
+/// Copies the backend's response headers to the client head: hop-by-hop
+/// and edge-owned ones dropped, validators weakened under translation,
+/// URLs and cookies translated. Returns whether the backend set its own
+/// `X-Request-Id`.
+fn copy_headers(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    resp: &RespHead,
+    plan: Option<translate::body::Plan>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let app = ctx.app;
     let translate_headers = app.app.translate_headers;
     let int = &app.app.internal_url;
     let ext = &app.app.external_url;
@@ -227,10 +267,6 @@ pub fn client_head<'a>(
             _ => None,
         },
     };
-    out.clear();
-    out.extend_from_slice(format!("HTTP/1.1 {} ", resp.status).as_bytes());
-    out.extend_from_slice(&resp.reason);
-    out.extend_from_slice(b"\r\n");
     let mut has_request_id = false;
     resp.headers.each(|name, value| {
         if crate::http1::is_hop_by_hop(name)
@@ -284,28 +320,26 @@ pub fn client_head<'a>(
         }
         push_header(out, name, value);
     });
-    if let Some(tag) = &resp.server {
-        affinity_cookie(head, tag, &app.app, out);
-    }
-    if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
-        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
-    }
-    // The id users quote and operators search for, unless the backend
-    // has its own.
-    if !has_request_id {
-        push_header(out, b"X-Request-Id", id.as_bytes());
-    }
+    has_request_id
+}
+
+/// The client head's framing and connection headers, and the encoder
+/// the body goes through.
+fn framing_headers(
+    head: &RequestHead,
+    status: u16,
+    framing: Framing,
+    client_chunked: bool,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> Encoder {
     let encoder = match framing {
         Framing::Length(n) => {
-            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            let _ = write!(out, "Content-Length: {n}\r\n");
             Encoder::Identity
         }
         Framing::Empty => {
-            if !head.is_head()
-                && resp.status != 304
-                && resp.status != 204
-                && !(100..200).contains(&resp.status)
-            {
+            if !head.is_head() && status != 304 && status != 204 && !(100..200).contains(&status) {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
             Encoder::Identity
@@ -322,13 +356,7 @@ pub fn client_head<'a>(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let body = BodyOut {
-        encoder,
-        translator: plan
-            .map(|p| Translator::new(p, ctx.snapshot.settings.translate_max_decoded_size)),
-        counters: ctx.counters,
-    };
-    (body, keep_alive)
+    encoder
 }
 
 /// Sets the affinity cookie when the server that answered is not the one
