@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use postern_control::counters::{AppCounters, CoreCounters};
 
-use crate::edge::tunnels::{TunnelList, Tunnels};
+use crate::edge::tunnels::{Tunnel, TunnelList, Tunnels};
 use crate::snapshot::{Published, Snapshot};
 use crate::upstream::Upstream;
 
@@ -87,14 +87,15 @@ impl Worker {
         self.snapshot.borrow().clone()
     }
 
-    /// The open tunnels, as of the last change (no lock unless it changed).
-    pub fn tunnel_list(&self) -> TunnelList {
+    /// Runs `f` over the open tunnels, as of the last change (no lock, and
+    /// no shared reference count touched, unless the list changed).
+    pub fn with_tunnels<R>(&self, f: impl FnOnce(&[Arc<Tunnel>]) -> R) -> R {
         let v = self.tunnels.version();
         let mut cache = self.tunnel_cache.borrow_mut();
         if cache.0 != v {
             *cache = (v, self.tunnels.list());
         }
-        cache.1.clone()
+        f(&cache.1)
     }
 
     /// The counters of app `id` in `snapshot`.

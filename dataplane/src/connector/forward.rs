@@ -354,34 +354,40 @@ async fn exchange(
         Err(_) => return,
     };
     let mut body_in = BodyIn::new(up, &resp, plan.timeout);
-    if !is_empty {
-        loop {
-            match body_in.next(false).await {
-                Ok(Some(data)) => {
-                    let done = body_in.is_done();
-                    if tunnel::send_data(&mut send, data, done).await.is_err() {
-                        return; // the edge reset the stream
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    let _ = send.send_data(Bytes::new(), true);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(app = %plan.app, error = %e.message, "backend failed mid-response");
-                    send.send_reset(h2::Reason::INTERNAL_ERROR);
-                    return;
-                }
-            }
-        }
+    if !is_empty && !relay_body(&mut body_in, &mut send, &plan.app).await {
+        return;
     }
     if let Some(conn) = body_in.reusable() {
         match conn_id {
             Some(id) if bind => bound.keep(id, server, conn),
             _ => local.upstream.release(conn),
+        }
+    }
+}
+
+/// Relays the backend's response body onto the stream; false when the
+/// stream or the backend failed (the stream is then reset or gone).
+async fn relay_body(body_in: &mut BodyIn, send: &mut h2::SendStream<Bytes>, app: &str) -> bool {
+    loop {
+        match body_in.next(false).await {
+            Ok(Some(data)) => {
+                let done = body_in.is_done();
+                if tunnel::send_data(send, data, done).await.is_err() {
+                    return false; // the edge reset the stream
+                }
+                if done {
+                    return true;
+                }
+            }
+            Ok(None) => {
+                let _ = send.send_data(Bytes::new(), true);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(app = %app, error = %e.message, "backend failed mid-response");
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                return false;
+            }
         }
     }
 }

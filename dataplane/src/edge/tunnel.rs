@@ -2,7 +2,7 @@
 //! app's connector group.
 //!
 //! Picking: least outstanding streams among the group's healthy tunnels,
-//! this worker's first. A request the tunnel never took (the connector
+//! this worker's own first (see `edge::tunnels`). A request the tunnel never took (the connector
 //! was going away, or refused the stream before processing it) is tried on
 //! another tunnel when the retry rule allows, at most three times in all.
 //! A request a connector held when it died is answered 502 with the
@@ -185,8 +185,8 @@ impl Hop for TunnelHop {
         let mut skip = Vec::new();
         let mut attempts = 0;
         loop {
-            let list = worker.tunnel_list();
-            let Some((lease, cross)) = pick(&list, group, worker.index, &skip, held) else {
+            let picked = worker.with_tunnels(|list| pick(list, group, worker.index, &skip, held));
+            let Some(lease) = picked else {
                 return Err(ProxyError::new(
                     Source::Edge,
                     FailReason::NoConnector,
@@ -197,43 +197,22 @@ impl Hop for TunnelHop {
                 ));
             };
             bump(&worker.counters.edge.tunnel_requests, 1);
-            if cross {
+            if lease.cross {
                 bump(&worker.counters.edge.cross_core_relays, 1);
             }
-            let tunnel = lease.0.clone();
-            skip.push(tunnel.serial);
-            let mut send = match monoio::time::timeout(timeout, tunnel.send.clone().ready()).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tunnel.retire();
-                    tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel unusable");
-                    if may_retry(&head.method, has_body, Delivery::NotSent) {
-                        continue;
-                    }
-                    return Err(connector_error(502, "the tunnel failed"));
-                }
-                Err(_) => {
-                    return Err(connector_error(
-                        504,
-                        "the connector did not take the request in time",
-                    ))
-                }
-            };
-            let end = !has_body && !websocket;
+            skip.push(lease.tunnel.serial);
             let req = match first.take() {
                 Some(r) => r,
                 None => build()?,
             };
-            let (response, mut body_tx) = match send.send_request(req, end) {
+            let end = !has_body && !websocket;
+            let (response, mut body_tx) = match open_stream(&lease, req, end, timeout).await {
                 Ok(pair) => pair,
-                Err(e) => {
-                    tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel refused a new stream");
-                    tunnel.retire();
-                    if may_retry(&head.method, has_body, Delivery::NotSent) {
-                        continue;
-                    }
-                    return Err(connector_error(502, "the tunnel failed"));
+                Err(Opened::Retry) if may_retry(&head.method, has_body, Delivery::NotSent) => {
+                    continue
                 }
+                Err(Opened::Retry) => return Err(connector_error(502, "the tunnel failed")),
+                Err(Opened::Failed(e)) => return Err(e),
             };
             attempts += 1;
             if !websocket {
@@ -242,14 +221,14 @@ impl Hop for TunnelHop {
             let response = match monoio::time::timeout(timeout, response).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    tunnel.close_if_going_away(&e);
+                    lease.tunnel.close_if_going_away(&e);
                     let retry = unprocessed(&e)
                         && may_retry(&head.method, has_body, Delivery::Refused)
                         && attempts < MAX_ATTEMPTS;
                     if retry {
                         continue;
                     }
-                    tracing::debug!(request_id = ctx.id, connector = %tunnel.connector, error = %e, "tunnel failed before the response");
+                    tracing::debug!(request_id = ctx.id, connector = %lease.tunnel.connector, error = %e, "tunnel failed before the response");
                     return Err(connector_error(
                         502,
                         "the connector handling this request failed before answering",
@@ -273,6 +252,43 @@ impl Hop for TunnelHop {
             );
         }
     }
+}
+
+/// Why a stream could not be opened on the picked tunnel.
+enum Opened {
+    /// The tunnel is unusable (retired now); another may take the request.
+    Retry,
+    Failed(ProxyError),
+}
+
+/// Opens the request's stream on the leased tunnel, waiting (up to
+/// `timeout`) for the connector's stream limit to allow it.
+async fn open_stream(
+    lease: &Lease,
+    req: http::Request<()>,
+    end: bool,
+    timeout: Duration,
+) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), Opened> {
+    let tunnel = &lease.tunnel;
+    let mut send = match monoio::time::timeout(timeout, tunnel.send.clone().ready()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tunnel.retire();
+            tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel unusable");
+            return Err(Opened::Retry);
+        }
+        Err(_) => {
+            return Err(Opened::Failed(connector_error(
+                504,
+                "the connector did not take the request in time",
+            )))
+        }
+    };
+    send.send_request(req, end).map_err(|e| {
+        tracing::debug!(error = %e, connector = %tunnel.connector, "tunnel refused a new stream");
+        tunnel.retire();
+        Opened::Retry
+    })
 }
 
 /// Streams the client's body onto the request stream. A stream the
@@ -346,7 +362,7 @@ fn into_response(
     let bind = parts
         .headers
         .contains_key(meta::BOUND)
-        .then_some(stream.lease.0.serial);
+        .then_some(stream.lease.tunnel.serial);
     let reason = parts.status.canonical_reason().unwrap_or("Unknown");
     Ok(TunnelResponse {
         head: RespHead {

@@ -34,10 +34,13 @@ pub struct Tunnel {
     /// The edge worker whose runtime drives the connection.
     pub worker: usize,
     pub send: h2::client::SendRequest<Bytes>,
-    /// Streams in flight (least-outstanding balancing).
-    pub outstanding: AtomicUsize,
-    /// Requests relayed over this tunnel.
-    pub requests: AtomicU64,
+    /// Streams the owning worker has open (written by that worker only).
+    local_streams: AtomicUsize,
+    /// Requests the owning worker relayed (written by that worker only).
+    local_requests: AtomicU64,
+    /// Streams and requests of other workers' cross-worker relays.
+    remote_streams: AtomicUsize,
+    remote_requests: AtomicU64,
     /// No new streams: the connector said GOAWAY, was revoked, or died.
     closing: AtomicBool,
     /// Revoked: the connection task ends the tunnel.
@@ -46,6 +49,16 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
+    /// Streams in flight, from every worker.
+    pub fn streams(&self) -> usize {
+        self.local_streams.load(Ordering::Relaxed) + self.remote_streams.load(Ordering::Relaxed)
+    }
+
+    /// Requests relayed, from every worker.
+    pub fn requests(&self) -> u64 {
+        self.local_requests.load(Ordering::Relaxed) + self.remote_requests.load(Ordering::Relaxed)
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
@@ -81,13 +94,46 @@ impl Tunnel {
     }
 }
 
-/// Counts a stream against its tunnel while it lives.
-pub struct Lease(pub Arc<Tunnel>);
+/// Counts a stream against its tunnel while it lives. Dropped on the
+/// worker that took it.
+pub struct Lease {
+    pub tunnel: Arc<Tunnel>,
+    /// Taken by a worker other than the tunnel's own.
+    pub cross: bool,
+}
+
+impl Lease {
+    fn take(tunnel: &Arc<Tunnel>, worker: usize) -> Lease {
+        let cross = tunnel.worker != worker;
+        if cross {
+            tunnel.remote_streams.fetch_add(1, Ordering::Relaxed);
+            tunnel.remote_requests.fetch_add(1, Ordering::Relaxed);
+        } else {
+            single_writer_add(&tunnel.local_streams, 1);
+            let n = tunnel.local_requests.load(Ordering::Relaxed);
+            tunnel.local_requests.store(n + 1, Ordering::Relaxed);
+        }
+        Lease {
+            tunnel: tunnel.clone(),
+            cross,
+        }
+    }
+}
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if self.cross {
+            self.tunnel.remote_streams.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            single_writer_add(&self.tunnel.local_streams, usize::MAX);
+        }
     }
+}
+
+/// Adds (wrapping) to a counter only the calling worker writes: a plain
+/// load and store, no locked instruction.
+fn single_writer_add(c: &AtomicUsize, n: usize) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 pub type TunnelList = Arc<Vec<Arc<Tunnel>>>;
@@ -158,8 +204,8 @@ impl Tunnels {
             let c = out.entry(t.connector.clone()).or_default();
             c.group = t.group.clone();
             c.tunnels += 1;
-            c.requests += t.requests.load(Ordering::Relaxed);
-            c.streams_in_flight += t.outstanding.load(Ordering::Relaxed) as u64;
+            c.requests += t.requests();
+            c.streams_in_flight += t.streams() as u64;
         }
         out
     }
@@ -196,35 +242,29 @@ impl Tunnels {
 
 /// Picks the tunnel for a request of `group`: the `held` one if it is
 /// usable (it holds this client's connection-bound session), else the
-/// least busy healthy one on this worker, else on any worker (`cross` =
-/// true). `skip` holds tunnels that already refused this request.
+/// least busy healthy one of this worker's own, else of another worker's
+/// (`Lease::cross`). `skip` holds tunnels that already refused this
+/// request.
 pub fn pick(
     list: &[Arc<Tunnel>],
     group: &str,
     worker: usize,
     skip: &[u64],
     held: Option<u64>,
-) -> Option<(Lease, bool)> {
+) -> Option<Lease> {
     let mut best: Option<&Arc<Tunnel>> = None;
     let mut best_key = (true, true, usize::MAX);
     for t in list {
         if t.group != group || t.is_closing() || skip.contains(&t.serial) {
             continue;
         }
-        let key = (
-            held != Some(t.serial),
-            t.worker != worker,
-            t.outstanding.load(Ordering::Relaxed),
-        );
+        let key = (held != Some(t.serial), t.worker != worker, t.streams());
         if key < best_key {
             best_key = key;
             best = Some(t);
         }
     }
-    let t = best?;
-    t.outstanding.fetch_add(1, Ordering::AcqRel);
-    t.requests.fetch_add(1, Ordering::Relaxed);
-    Some((Lease(t.clone()), t.worker != worker))
+    Some(Lease::take(best?, worker))
 }
 
 /// Accepts tunnels (and enrollments) on one worker.
@@ -382,8 +422,10 @@ async fn run_tunnel(
         group: group.clone(),
         worker: worker.index,
         send: send.clone(),
-        outstanding: AtomicUsize::new(0),
-        requests: AtomicU64::new(0),
+        local_streams: AtomicUsize::new(0),
+        local_requests: AtomicU64::new(0),
+        remote_streams: AtomicUsize::new(0),
+        remote_requests: AtomicU64::new(0),
         closing: AtomicBool::new(false),
         killed: AtomicBool::new(false),
         waker: Mutex::new(None),
@@ -420,7 +462,7 @@ async fn run_tunnel(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(connector.clone())
-        .or_default() += tunnel.requests.load(Ordering::Relaxed);
+        .or_default() += tunnel.requests();
     control.connector_seen(&connector);
     tracing::info!(%connector, %peer, reason = %why, "tunnel closed");
     Ok(())
