@@ -121,7 +121,7 @@ impl Worker {
     }
 
     /// 24 hex digits: the worker's random prefix, then a counter.
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> RequestId {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
         let v = ((self.id_prefix as u128) << 32) | n as u32 as u128;
@@ -130,7 +130,18 @@ impl Worker {
         for (i, b) in out.iter_mut().enumerate() {
             *b = HEX[((v >> (4 * (23 - i))) & 0xf) as usize];
         }
-        // Only ASCII hex digits were written.
-        String::from_utf8_lossy(&out).into_owned()
+        RequestId(out)
+    }
+}
+
+/// A request id: 24 hex digits, kept inline (no allocation per request).
+#[derive(Clone, Copy)]
+pub struct RequestId([u8; 24]);
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }

@@ -407,12 +407,7 @@ fn response_for_edge(
     let map = out.headers_mut();
     map.reserve(resp.headers.len() + 2);
     for h in &resp.headers {
-        if is_hop_by_hop(&h.name)
-            || resp
-                .connection_tokens
-                .iter()
-                .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
-        {
+        if is_hop_by_hop(&h.name) || resp.connection_tokens.lists(&h.name) {
             continue;
         }
         let name = HeaderName::from_bytes(&h.name).ok()?;

@@ -61,8 +61,8 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
         out.extend_from_slice(ctx.internal_host.as_bytes());
         let int = &app.app.internal_url;
         if int.port != int.scheme.default_port() {
-            use std::io::Write as _;
-            let _ = write!(out, ":{}", int.port);
+            out.push(b':');
+            crate::http1::push_decimal(out, u64::from(int.port));
         }
     } else {
         out.extend_from_slice(&head.authority);
@@ -89,7 +89,11 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     out.extend_from_slice(super::headers::via_mark().as_bytes());
     out.extend_from_slice(b"\r\n");
     match head.framing {
-        Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            crate::http1::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}
     }

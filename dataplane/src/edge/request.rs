@@ -9,12 +9,6 @@ use crate::http1::{Header, RequestHead};
 use crate::route;
 use crate::translate;
 
-fn listed_in_connection(h: &Header, tokens: &[String]) -> bool {
-    tokens
-        .iter()
-        .any(|t| h.name.eq_ignore_ascii_case(t.as_bytes()))
-}
-
 /// Calls `f` with each client header that travels on to the backend (not
 /// hop-by-hop, not named in `Connection`, not one the edge owns) and
 /// returns the `X-Forwarded-For` value: the client's address, after the
@@ -31,7 +25,7 @@ pub fn forwarded_headers(
     for h in &head.headers {
         if crate::http1::is_hop_by_hop(&h.name)
             || owned::is_edge_owned(&h.name)
-            || listed_in_connection(h, &head.connection_tokens)
+            || head.connection_tokens.lists(&h.name)
         {
             continue;
         }

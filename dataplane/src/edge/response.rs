@@ -8,8 +8,6 @@
 //! to the client is built straight from either, with no per-request copy
 //! into a third type.
 
-use std::io::Write as _;
-
 use bytes::Bytes;
 use postern_control::counters::{bump, AppCounters};
 use postern_control::{HostPattern, Scheme};
@@ -63,7 +61,7 @@ pub struct RespHead {
     pub headers: RespHeaders,
     pub framing: Framing,
     /// Header names listed in the server's `Connection`, lower-case.
-    pub connection_tokens: Vec<String>,
+    pub connection_tokens: crate::http1::ConnectionTokens,
     /// Which of the app's servers answered (its affinity tag), for apps
     /// with sticky sessions.
     pub server: Option<String>,
@@ -217,7 +215,9 @@ pub fn client_head<'a>(
     let delimited = matches!(framing, Framing::Length(_) | Framing::Empty);
     let keep_alive = head.keep_alive && body_read && (delimited || client_chunked);
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    crate::http1::push_decimal(out, u64::from(resp.status));
+    out.push(b' ');
     out.extend_from_slice(&resp.reason);
     out.extend_from_slice(b"\r\n");
     let has_request_id = copy_headers(ctx, head, resp, plan, out);
@@ -269,12 +269,7 @@ fn copy_headers(
     };
     let mut has_request_id = false;
     resp.headers.each(|name, value| {
-        if crate::http1::is_hop_by_hop(name)
-            || resp
-                .connection_tokens
-                .iter()
-                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
-        {
+        if crate::http1::is_hop_by_hop(name) || resp.connection_tokens.lists(name) {
             // HEAD and 304 answers describe a body they do not carry.
             if is_name(name, "content-length")
                 && resp.framing == Framing::Empty
@@ -335,7 +330,9 @@ fn framing_headers(
 ) -> Encoder {
     let encoder = match framing {
         Framing::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            crate::http1::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
             Encoder::Identity
         }
         Framing::Empty => {

@@ -370,7 +370,7 @@ fn into_response(
             reason: Bytes::from_static(reason.as_bytes()),
             headers: RespHeaders::H2(parts.headers),
             framing,
-            connection_tokens: Vec::new(),
+            connection_tokens: Default::default(),
             server,
         },
         recv,

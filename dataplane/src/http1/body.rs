@@ -303,8 +303,8 @@ impl Encoder {
         match self {
             Encoder::Identity => out.extend_from_slice(data),
             Encoder::Chunked => {
-                use std::io::Write;
-                let _ = write!(out, "{:x}\r\n", data.len());
+                super::push_hex(out, data.len() as u64);
+                out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
             }

@@ -64,7 +64,7 @@ pub struct RequestHead {
     /// `Upgrade` protocol requested with `Connection: upgrade` (not h2c).
     pub upgrade: Option<Bytes>,
     /// Header names listed in `Connection`, lower-case.
-    pub connection_tokens: Vec<String>,
+    pub connection_tokens: ConnectionTokens,
 }
 
 impl RequestHead {
@@ -80,7 +80,7 @@ pub struct ResponseHead {
     pub headers: Vec<Header>,
     pub framing: Framing,
     pub keep_alive: bool,
-    pub connection_tokens: Vec<String>,
+    pub connection_tokens: ConnectionTokens,
 }
 
 /// Tries to parse a request head at the start of `buf`. `Ok(None)` means
@@ -127,12 +127,12 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
     };
     let tokens = f.connection_tokens;
     let keep_alive = if raw.minor == 0 {
-        tokens.iter().any(|t| t == "keep-alive")
+        tokens.keep_alive
     } else {
-        !tokens.iter().any(|t| t == "close")
+        !tokens.close
     };
     let upgrade = match f.upgrade {
-        Some(u) if tokens.iter().any(|t| t == "upgrade") && raw.minor == 1 => {
+        Some(u) if tokens.upgrade && raw.minor == 1 => {
             // h2c upgrades are never relayed (ATTACKS 12).
             (!u.split(|&b| b == b',').any(|p| {
                 let p = trim_ows(p);
@@ -238,7 +238,7 @@ struct Fields {
     te_lines: usize,
     /// The Transfer-Encoding value and the byte before it.
     te: Option<(Bytes, u8)>,
-    connection_tokens: Vec<String>,
+    connection_tokens: ConnectionTokens,
     expect: Option<Bytes>,
     upgrade: Option<Bytes>,
 }
@@ -261,7 +261,7 @@ impl Fields {
                 f.te_lines += 1;
                 f.te = Some((h.value.clone(), before));
             } else if h.is("connection") {
-                push_tokens(&h.value, &mut f.connection_tokens);
+                f.connection_tokens.add(&h.value);
             } else if h.is("expect") {
                 f.expect = Some(h.value.clone());
             } else if h.is("upgrade") {
@@ -349,7 +349,7 @@ pub fn parse_response(
         .collect();
     let mut content_length = None;
     let mut te: Option<Bytes> = None;
-    let mut connection_tokens = Vec::new();
+    let mut connection_tokens = ConnectionTokens::default();
     for h in &headers {
         if h.is("content-length") {
             let n = parse_content_length(&h.value)
@@ -367,7 +367,7 @@ pub fn parse_response(
             }
             te = Some(h.value.clone());
         } else if h.is("connection") {
-            push_tokens(&h.value, &mut connection_tokens);
+            connection_tokens.add(&h.value);
         }
     }
     if te.is_some() && content_length.is_some() {
@@ -407,9 +407,9 @@ pub fn parse_response(
     };
     let keep_alive = framing != Framing::UntilClose
         && if minor == 0 {
-            connection_tokens.iter().any(|t| t == "keep-alive")
+            connection_tokens.keep_alive
         } else {
-            !connection_tokens.iter().any(|t| t == "close")
+            !connection_tokens.close
         };
     Ok(Some(ResponseHead {
         status,
@@ -514,12 +514,44 @@ fn is_token(s: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn push_tokens(v: &[u8], out: &mut Vec<String>) {
-    for t in v.split(|&b| b == b',') {
-        let t = trim_ows(t);
-        if !t.is_empty() {
-            out.push(String::from_utf8_lossy(t).to_ascii_lowercase());
+/// The tokens of a message's `Connection` headers: the three the edge
+/// acts on as flags, any other as a header name to drop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// Other tokens, lower-cased: headers meant for this hop only.
+    pub others: Vec<String>,
+}
+
+impl ConnectionTokens {
+    /// Adds the tokens of one `Connection` header value.
+    pub fn add(&mut self, v: &[u8]) {
+        for t in v.split(|&b| b == b',') {
+            let t = trim_ows(t);
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else if !t.is_empty() {
+                self.others
+                    .push(String::from_utf8_lossy(t).to_ascii_lowercase());
+            }
         }
+    }
+
+    /// Whether header `name` is listed (and so stays on this hop).
+    pub fn lists(&self, name: &[u8]) -> bool {
+        (self.close && name.eq_ignore_ascii_case(b"close"))
+            || (self.keep_alive && name.eq_ignore_ascii_case(b"keep-alive"))
+            || (self.upgrade && name.eq_ignore_ascii_case(b"upgrade"))
+            || self
+                .others
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
     }
 }
 
@@ -553,6 +585,14 @@ fn split_absolute(target: &Bytes) -> Option<(Bytes, Bytes)> {
 
 /// Lower-case host without port, if `authority` is a valid `host[:port]`.
 pub fn parse_authority(authority: &[u8]) -> Option<String> {
+    match plain_authority(authority) {
+        Some(fast) => fast,
+        None => general_authority(authority),
+    }
+}
+
+/// [`parse_authority`] for any authority.
+fn general_authority(authority: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(authority).ok()?;
     let (host, _) = postern_control::url::split_host_port(s).ok()?;
     // `app.example.com.` (fully qualified) is the same host.
@@ -561,6 +601,88 @@ pub fn parse_authority(authority: &[u8]) -> Option<String> {
         postern_control::HostPattern::Exact(h) => Some(h),
         postern_control::HostPattern::Wildcard(_) => None,
     }
+}
+
+/// Appends `n` in decimal (head serialisation without `fmt`).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `n` in lower-case hexadecimal (chunk sizes).
+pub fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// [`parse_authority`] in one pass for the usual `name[:port]` (letters,
+/// digits, `-`, `_`, `.`): `None` when the authority needs the general
+/// parser (IP literals in brackets, anything unusual), else its answer.
+fn plain_authority(authority: &[u8]) -> Option<Option<String>> {
+    let (name, port) = match memchr::memchr(b':', authority) {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        if n == 0 || n > 65535 {
+            return Some(None);
+        }
+    }
+    // `app.example.com.` (fully qualified) is the same host.
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return Some(None);
+    }
+    let mut label = 0usize;
+    let mut prev = b'.';
+    for &b in name {
+        match b {
+            b'.' => {
+                if label == 0 || prev == b'-' {
+                    return Some(None);
+                }
+                label = 0;
+            }
+            b'-' if label == 0 => return Some(None),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                label += 1;
+                if label > 63 {
+                    return Some(None);
+                }
+            }
+            _ => return None,
+        }
+        prev = b;
+    }
+    if label == 0 || prev == b'-' {
+        return Some(None);
+    }
+    let mut host = String::with_capacity(name.len());
+    host.extend(name.iter().map(|b| b.to_ascii_lowercase() as char));
+    Some(Some(host))
 }
 
 #[cfg(test)]

@@ -226,3 +226,77 @@ fn chunked_round_trip_any_split() {
         assert_eq!(decode_all(&wire, step).unwrap(), body);
     }
 }
+
+#[test]
+fn the_plain_authority_fast_path_agrees_with_the_general_parser() {
+    use super::{general_authority, plain_authority};
+    let fixed: &[&[u8]] = &[
+        b"app.example.com",
+        b"App.Example.COM:8443",
+        b"app.example.com.",
+        b"app.example.com..",
+        b"app..example.com",
+        b".app.example.com",
+        b"-app.example.com",
+        b"app-.example.com",
+        b"a_b.example.com",
+        b"app.example.com:",
+        b"app.example.com:0",
+        b"app.example.com:65535",
+        b"app.example.com:65536",
+        b"app.example.com:099999",
+        b"app.example.com:+80",
+        b"app:80:80",
+        b"127.0.0.1:80",
+        b"[::1]:8443",
+        b"*.example.com",
+        b"",
+        b":80",
+        b".",
+        b"app.example.com.:443",
+    ];
+    let long_label = [b'a'; 64];
+    let mut cases: Vec<Vec<u8>> = fixed.iter().map(|c| c.to_vec()).collect();
+    cases.push(long_label.to_vec());
+    cases.push(long_label[..63].to_vec());
+    cases.push([&long_label[..63], &b"."[..]].concat().repeat(4));
+    // Short strings over the bytes that matter, exhaustively enough to
+    // cover every boundary: 5 symbols, lengths up to 5.
+    let alphabet = b"a-.:9";
+    for len in 0..=5u32 {
+        for mut n in 0..5usize.pow(len) {
+            let mut c = Vec::new();
+            for _ in 0..len {
+                c.push(alphabet[n % 5]);
+                n /= 5;
+            }
+            cases.push(c);
+        }
+    }
+    for c in &cases {
+        if let Some(fast) = plain_authority(c) {
+            assert_eq!(
+                fast,
+                general_authority(c),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+    }
+    assert_eq!(
+        plain_authority(b"App.Example.COM:8443"),
+        Some(Some("app.example.com".to_string()))
+    );
+}
+
+#[test]
+fn numbers_are_written_like_fmt_writes_them() {
+    for n in [0u64, 1, 9, 10, 99, 100, 65535, 1 << 32, u64::MAX] {
+        let mut d = Vec::new();
+        super::push_decimal(&mut d, n);
+        assert_eq!(d, n.to_string().into_bytes());
+        let mut h = Vec::new();
+        super::push_hex(&mut h, n);
+        assert_eq!(h, format!("{n:x}").into_bytes());
+    }
+}

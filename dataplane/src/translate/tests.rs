@@ -436,7 +436,8 @@ fn every_pair_search_finds_the_same_pairs_and_copies_the_same_bytes() {
         let len = rng.below(200);
         let buf: Vec<u8> = (0..len).map(|_| rng.pick(b":/\\%3ax")).collect();
         let from = rng.below(len + 1);
-        let want = (from..len.saturating_sub(1)).find(|&i| super::scan::is_pair(buf[i], buf[i + 1]));
+        let want =
+            (from..len.saturating_sub(1)).find(|&i| super::scan::is_pair(buf[i], buf[i + 1]));
         let want_out = &buf[from..want.unwrap_or(len)];
         let mut out = Vec::new();
         assert_eq!(super::copy_to_pair(&buf, from, &mut out), want);

@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -46,23 +47,28 @@ pub struct Target {
     pub proxy: Option<Arc<(String, u16)>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where a pooled connection goes, and the hash it is filed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PoolKey {
     host: String,
     port: u16,
     /// Identity of the TLS configuration (apps differ in validation).
     tls: usize,
     proxy: Option<Arc<(String, u16)>>,
+    hash: u64,
 }
 
 impl Target {
-    fn key(&self) -> PoolKey {
-        PoolKey {
-            host: self.host.clone(),
-            port: self.port,
-            tls: self.tls.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize),
-            proxy: self.proxy.clone(),
-        }
+    fn tls_id(&self) -> usize {
+        self.tls.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize)
+    }
+
+    /// Whether a connection filed under `key` goes where this target does.
+    fn matches(&self, key: &PoolKey) -> bool {
+        key.port == self.port
+            && key.tls == self.tls_id()
+            && key.host == self.host
+            && key.proxy == self.proxy
     }
 }
 
@@ -93,7 +99,7 @@ impl UpstreamConn {
     /// Whether this connection goes where `target` does, with the same
     /// TLS and proxy settings.
     pub fn is_for(&self, target: &Target) -> bool {
-        self.key == target.key()
+        target.matches(&self.key)
     }
 
     /// Reads the backend's response head. Informational answers are
@@ -166,9 +172,32 @@ struct Idle {
     since: Instant,
 }
 
+/// A hasher for keys that already are keyed hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Per-worker backend access.
 pub struct Upstream {
-    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    /// Idle connections by the keyed hash of their [`PoolKey`] (the map
+    /// itself only passes that hash through); each entry is checked
+    /// against the target, so a collision costs a miss, never a wrong
+    /// connection.
+    idle: RefCell<HashMap<u64, Vec<Idle>, BuildHasherDefault<PassThrough>>>,
+    keys: std::collections::hash_map::RandomState,
     /// Round-robin position per app (see [`balance`]).
     rr: RefCell<HashMap<String, usize>>,
     /// Servers that refused a connection lately, and since when.
@@ -182,7 +211,8 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(max_idle: usize, connect_timeout: Duration) -> Rc<Upstream> {
         Rc::new(Upstream {
-            idle: RefCell::new(HashMap::new()),
+            idle: RefCell::new(HashMap::default()),
+            keys: Default::default(),
             rr: RefCell::new(HashMap::new()),
             down: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
@@ -194,23 +224,43 @@ impl Upstream {
 
     /// A pooled connection to `target`, or a new one.
     pub async fn open(&self, target: &Target) -> Result<UpstreamConn, UpstreamError> {
-        let key = target.key();
-        {
-            let mut idle = self.idle.borrow_mut();
-            if let Some(list) = idle.get_mut(&key) {
-                while let Some(entry) = list.pop() {
-                    if entry.since.elapsed() < IDLE_TTL {
-                        let mut conn = entry.conn;
-                        conn.reused = true;
-                        return Ok(conn);
-                    }
-                }
-            }
+        let hash = self.keys.hash_one((
+            target.host.as_str(),
+            target.port,
+            target.tls_id(),
+            target.proxy.as_deref(),
+        ));
+        if let Some(conn) = self.take_idle(target, hash) {
+            return Ok(conn);
         }
+        let key = PoolKey {
+            host: target.host.clone(),
+            port: target.port,
+            tls: target.tls_id(),
+            proxy: target.proxy.clone(),
+            hash,
+        };
         // Connecting (TCP, then maybe a TLS handshake) is the cold path and
         // its future is large; boxing it keeps every request's future, which
         // is moved on each request, small.
         Box::pin(self.connect(target, key)).await
+    }
+
+    /// The most recently parked idle connection to `target`, if one is
+    /// still fresh (stale ones on the way are closed).
+    fn take_idle(&self, target: &Target, hash: u64) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&hash)?;
+        let now = Instant::now();
+        while let Some(i) = list.iter().rposition(|e| target.matches(&e.conn.key)) {
+            let entry = list.remove(i);
+            if now.saturating_duration_since(entry.since) < IDLE_TTL {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
     }
 
     /// Returns a connection whose last exchange ended cleanly.
@@ -221,7 +271,7 @@ impl Upstream {
         }
         conn.buf.clear();
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(conn.key.clone()).or_default();
+        let list = idle.entry(conn.key.hash).or_default();
         if list.len() >= self.max_idle {
             list.remove(0);
         }
