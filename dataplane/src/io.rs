@@ -71,7 +71,7 @@ impl Io {
         T: monoio::buf::IoBuf + AsRef<[u8]> + Default,
     {
         let limit = self.write_timeout;
-        match monoio::time::timeout(limit, self.write_inner(data)).await {
+        match crate::timer::timeout(limit, self.write_inner(data)).await {
             Ok(r) => r,
             // The buffer went down with the cancelled write; the stream is
             // finished, so an empty one is all the caller needs back.

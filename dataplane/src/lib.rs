@@ -6,6 +6,7 @@
 
 pub mod io;
 pub mod relay;
+pub mod timer;
 pub mod translate;
 pub mod tunnel;
 

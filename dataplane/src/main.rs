@@ -29,6 +29,7 @@ mod route;
 mod runtime;
 mod snapshot;
 mod tls;
+mod timer;
 mod tunnel;
 mod upstream;
 mod worker;

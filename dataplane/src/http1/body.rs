@@ -279,7 +279,7 @@ pub async fn read_with_timeout(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<usize, BodyError> {
-    match monoio::time::timeout(timeout, io.read_buf(buf)).await {
+    match crate::timer::timeout(timeout, io.read_buf(buf)).await {
         Ok(Ok(n)) => Ok(n),
         Ok(Err(e)) => Err(BodyError::Io(e.kind())),
         Err(_) => Err(BodyError::Timeout),
