@@ -236,7 +236,7 @@ impl BodySource for StreamBody {
     }
 
     async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
-        match monoio::time::timeout(self.timeout, self.body.data()).await {
+        match crate::timer::timeout(self.timeout, self.body.data()).await {
             Err(_) => Err(ProxyError::client(
                 408,
                 "the request body did not arrive in time",

@@ -218,7 +218,7 @@ impl Hop for TunnelHop {
             if !websocket {
                 send_body(body, &mut body_tx).await?;
             }
-            let response = match monoio::time::timeout(timeout, response).await {
+            let response = match crate::timer::timeout(timeout, response).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     lease.tunnel.close_if_going_away(&e);
@@ -270,7 +270,7 @@ async fn open_stream(
     timeout: Duration,
 ) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), Opened> {
     let tunnel = &lease.tunnel;
-    let mut send = match monoio::time::timeout(timeout, tunnel.send.clone().ready()).await {
+    let mut send = match crate::timer::timeout(timeout, tunnel.send.clone().ready()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tunnel.retire();
@@ -396,7 +396,7 @@ impl HopResponse for TunnelResponse {
         if self.head.framing == Framing::Empty {
             return Ok(None);
         }
-        match monoio::time::timeout(self.timeout, self.recv.data()).await {
+        match crate::timer::timeout(self.timeout, self.recv.data()).await {
             Ok(Some(Ok(data))) => {
                 self.received += data.len() as u64;
                 Ok(Some(data))
