@@ -1,4 +1,4 @@
-# Shared by the side-by-side benchmarks (BENCH.md); sourced, not run.
+# Shared by the side-by-side benchmarks; sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
 # make_cert, write_backend_conf, write_edge_conf, to_us. Callers set CONNS and DURATION before calling `run`.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side proxy benchmark (BENCH.md): Postern edge vs nginx proxying the
+# Side-by-side proxy benchmark: Postern edge vs nginx proxying the
 # same nginx static backend, 1 KiB responses over HTTP and HTTPS, keep-alive.
 # Postern runs twice: edge straight to the backend, and the product's real
 # path, edge -> HTTP/2 tunnel -> connector -> backend, whose cost is the
@@ -44,7 +44,7 @@ FLOOR_HTTPS=$((BASE_PORT + 16))
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
 
-# Content: the 1 KiB file BENCH.md specifies.
+# Content: a 1 KiB file of base64 text.
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
 make_cert localhost
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Link translation side by side (BENCH.md): the CPU each proxy adds to
+# Link translation side by side: the CPU each proxy adds to
 # translate a 256 KiB HTML page holding one internal link per ~1 KiB.
 #
 #   nginx:   proxy_pass with no sub_filter, with 1 rule, with 101 rules

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per request of the edge, counted by callgrind (BENCH.md: a
+# Instructions per request of the edge, counted by callgrind (a
 # repeatable count, user space only, whatever else the machine does).
 #
 # One edge worker proxies to an nginx static backend; a single keep-alive

@@ -131,12 +131,9 @@ impl Wheel {
                 }
                 false
             });
-            // Keep the allocation: buckets fill again every turn.
-            let mut old = std::mem::replace(&mut self.buckets[bucket], list);
-            old.clear();
-            if self.buckets[bucket].is_empty() {
-                self.buckets[bucket] = old;
-            }
+            // Entries armed while this ran went into the now-empty bucket
+            // (never this one: arming is at least two ticks ahead).
+            self.buckets[bucket] = list;
         }
         self.now = to;
     }

@@ -1,4 +1,5 @@
-//! ATTACKS.md cases 1–14 (HTTP/1.1 framing), each against the real edge.
+//! Attack cases 1–14 and 23 of docs/attacks.md (HTTP/1.1 framing), each
+//! against the real edge.
 //!
 //! Requests go to the plain-HTTP listener so the bytes on the wire are
 //! exactly the bytes written here; the framing code is the same behind TLS.

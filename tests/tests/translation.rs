@@ -1,4 +1,4 @@
-//! Link translation through the real edge (ATTACKS 39 among them): bodies of every text type and
+//! Link translation through the real edge (attack case 39 among them): bodies of every text type and
 //! encoding, the responses that must be left alone, the bomb guard, header
 //! translation both ways, and the same through a connector's tunnel.
 

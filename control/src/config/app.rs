@@ -199,6 +199,13 @@ impl Check<'_, '_> {
                 "internal_protocol",
                 "`h2c` needs an http internal_url (use `h2` over https)".into(),
             ),
+            // Refused until the edge speaks HTTP/2 to backends, rather than
+            // accepted and quietly sent HTTP/1.1.
+            (InternalProtocol::H2 | InternalProtocol::H2c, _) => self.p(
+                "internal_protocol",
+                "HTTP/2 to backends is not available in this version; use `http1` (the default)"
+                    .into(),
+            ),
             _ => {}
         }
         protocol

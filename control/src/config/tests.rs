@@ -71,7 +71,7 @@ external_url = "https://*.example.com/hr/"
 internal_url = "https://*.corp:8443/"
 internal_servers = ["hr2.corp:8443", "10.0.0.7:8443"]
 sticky = "cookie"
-internal_protocol = "h2"
+internal_protocol = "http1"
 preauth = "oidc"
 connector_group = "emea"
 backend_timeout = 3600
@@ -289,6 +289,28 @@ fn apps_cannot_point_at_the_edge_itself() {
         assert!(
             app(internal, "allow_link_local = true").is_ok(),
             "{internal}"
+        );
+    }
+}
+
+#[test]
+fn http2_backends_are_refused_until_they_are_served() {
+    for (protocol, url) in [("h2", "https://app.corp/"), ("h2c", "http://app.corp/")] {
+        let e = parse(&format!(
+            r#"
+[[app]]
+name = "grpc"
+external_url = "https://grpc.example.com/"
+internal_url = "{url}"
+internal_protocol = "{protocol}"
+preauth = "passthrough"
+"#
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.problems,
+            ["app \"grpc\": internal_protocol: HTTP/2 to backends is not available in this version; use `http1` (the default)"],
+            "{protocol}"
         );
     }
 }

@@ -341,7 +341,7 @@ async fn respond<R: HopResponse>(
             }
             Err(e) => {
                 // Mid-body failure: the client must see an incomplete
-                // message, never a clean end (ATTACKS 26).
+                // message, never a clean end (attack case 26).
                 ctx.counters.fail(e.reason);
                 tracing::warn!(request_id = ctx.id, app = %ctx.app.app.name, source = ?e.source, error = %e.message, "response failed mid-body");
                 if !out.is_empty() {

@@ -5,7 +5,7 @@
 //! arrives (zero-copy `Bytes` split from the connection's read buffer), and
 //! the caller writes it onwards before asking for the next, so memory per
 //! connection stays at a few buffers however large the body. The chunked
-//! decoder is strict (ATTACKS 5, 6): hex digits only, no sign, prefix or
+//! decoder is strict (attack cases 5 and 6, docs/attacks.md): hex digits only, no sign, prefix or
 //! leading space, bounded size and extensions, CRLF line ends only.
 
 use std::io;

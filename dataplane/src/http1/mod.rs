@@ -4,7 +4,7 @@
 //! and leading empty lines and knows nothing of bodies. Everything that
 //! decides where one message ends and the next begins is here and in
 //! [`body`], written to RFC 9112 with the request-smuggling cases of
-//! ATTACKS.md in mind: conflicting or obfuscated `Content-Length` /
+//! docs/attacks.md in mind: conflicting or obfuscated `Content-Length` /
 //! `Transfer-Encoding` are refused, never "repaired", and heads are always
 //! re-serialised with CRLF rather than forwarded byte for byte.
 #![deny(clippy::disallowed_methods)]
@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use body::Framing;
 
-/// Request head limits (PRODUCT.md, "Limits and defaults").
+/// Request head limits (attack case 23, docs/attacks.md).
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_URL_BYTES: usize = 8 * 1024;
@@ -133,7 +133,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
     };
     let upgrade = match f.upgrade {
         Some(u) if tokens.upgrade && raw.minor == 1 => {
-            // h2c upgrades are never relayed (ATTACKS 12).
+            // h2c upgrades are never relayed (attack case 12).
             (!u.split(|&b| b == b',').any(|p| {
                 let p = trim_ows(p);
                 p.len() >= 3 && p[..3].eq_ignore_ascii_case(b"h2c")
@@ -292,7 +292,7 @@ fn request_framing(f: &Fields, minor: u8) -> Result<Framing, HttpError> {
             if f.te_lines > 1 {
                 return Err(err(400, "Transfer-Encoding is repeated"));
             }
-            // Only a space may precede a framing value (ATTACKS 2: a tab
+            // Only a space may precede a framing value (attack case 2: a tab
             // before `chunked` is an obfuscation).
             if *before != b':' && *before != b' ' {
                 return Err(err(400, "Transfer-Encoding value is malformed"));
@@ -315,7 +315,7 @@ fn request_framing(f: &Fields, minor: u8) -> Result<Framing, HttpError> {
 }
 
 /// Parses a backend's response head. Any ambiguity in framing is an error:
-/// the caller answers 502 and drops that upstream connection (ATTACKS 13).
+/// the caller answers 502 and drops that upstream connection (attack case 13).
 pub fn parse_response(
     buf: &mut BytesMut,
     request_was_head: bool,
