@@ -280,6 +280,9 @@ pub struct App {
     pub trusted_forwarded_for: Vec<Cidr>,
     /// May point at link-local and cloud-metadata addresses.
     pub allow_link_local: bool,
+    /// `%2F` may appear in this app's paths (kept encoded, never a
+    /// separator).
+    pub allow_encoded_slash: bool,
 }
 
 /// Everything wrong with a configuration, one line per problem.

@@ -91,6 +91,52 @@ fn paths_are_normalised_once_and_never_escape_the_prefix() {
     }
 }
 
+/// An API that puts `/` inside a path segment (`projects/group%2Fname`)
+/// opts in with `allow_encoded_slash`: it gets `%2F` as sent, never as a
+/// separator, and still no climb out of its prefix.
+#[test]
+fn encoded_slashes_reach_only_an_app_that_takes_them() {
+    for hop in Hop::BOTH {
+        let (strict, lenient) = (echo_path(), echo_path());
+        let b = EdgeBuilder::new()
+            .app(&passthrough_app(
+                "strict",
+                "https://strict.example.com/",
+                strict.addr,
+                "",
+            ))
+            .app(&passthrough_app(
+                "api",
+                "https://api.example.com/v4/",
+                lenient.addr,
+                "allow_encoded_slash = true",
+            ));
+        let d = Deployment::start(b, hop);
+        let mut s = d.connect("api.example.com");
+        let r = get(
+            &mut s,
+            "api.example.com",
+            "/v4/projects/group%2fname/issues",
+        );
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "/projects/group%2Fname/issues"),
+            "{hop:?}"
+        );
+        for probe in ["/v4/..%2f..%2fsecret", "/v4/a%2f..%2f..%2fsecret"] {
+            let r = get(&mut s, "api.example.com", probe);
+            assert_eq!(r.status, 400, "{hop:?} {probe}: {}", r.text());
+            s = d.connect("api.example.com");
+        }
+        let mut s = d.connect("strict.example.com");
+        let r = get(&mut s, "strict.example.com", "/projects/group%2fname");
+        assert_eq!(r.status, 400, "{hop:?}: {}", r.text());
+        assert!(r.text().contains("encoded `/`"), "{hop:?}: {}", r.text());
+        assert_eq!(strict.count(), 0, "{hop:?}");
+        assert_eq!(lenient.count(), 1, "{hop:?}");
+    }
+}
+
 #[test]
 fn a_disabled_app_is_not_reachable_by_spelling() {
     for hop in Hop::BOTH {

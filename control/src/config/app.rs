@@ -525,6 +525,7 @@ impl Validator<'_> {
             enabled: a.enabled.unwrap_or(true),
             trusted_forwarded_for,
             allow_link_local,
+            allow_encoded_slash: a.allow_encoded_slash.unwrap_or(false),
         })
     }
 }

@@ -209,4 +209,6 @@ pub struct App {
     pub trusted_forwarded_for: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_link_local: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_encoded_slash: Option<bool>,
 }

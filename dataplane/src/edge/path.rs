@@ -11,9 +11,14 @@
 //!   upper-case hex digits;
 //! * runs of `/` are merged (`//admin` is `/admin`);
 //! * refused with 400: `.` and `..` segments in any spelling (plain,
-//!   `%2e`, with `;` parameters as in `..;x`), encoded `/` and `\`
-//!   (`%2f`, `%5c`), a raw `\`, NUL, double-encoded `.`, `/`, `\` or NUL
-//!   (`%252e`), overlong UTF-8 (`%c0%ae`), and malformed escapes.
+//!   `%2e`, with `;` parameters as in `..;x`), encoded `\` (`%5c`), a raw
+//!   `\`, NUL, double-encoded `.`, `/`, `\` or NUL (`%252e`), overlong
+//!   UTF-8 (`%c0%ae`), and malformed escapes;
+//! * an encoded `/` (`%2f`) is kept, as `%2F`, and reported: only an app
+//!   with `allow_encoded_slash` takes it (the proxy refuses it for any
+//!   other app, once routing has said which app the path is for). It is
+//!   never a separator to the router, and a `.` or `..` segment between
+//!   encoded slashes (`..%2F..%2Fsecret`) is refused like any other.
 //!
 //! The query (from the first `?`) is left exactly as sent. A path that is
 //! already normal comes back as the same `Bytes` without a copy.
@@ -69,8 +74,17 @@ fn next_byte(p: &[u8], i: usize, len: usize) -> Option<u8> {
     }
 }
 
+/// A normalised target, and whether its path holds an encoded `/`.
+pub struct Normal {
+    pub target: Bytes,
+    pub encoded_slash: bool,
+}
+
+/// What the proxy answers when an app does not take encoded slashes.
+pub const ENCODED_SLASH: PathError = "the request path contains an encoded `/` or `\\`";
+
 /// Normalises an origin-form target (`/path?query`).
-pub fn normalize(target: &Bytes) -> Result<Bytes, PathError> {
+pub fn normalize(target: &Bytes) -> Result<Normal, PathError> {
     let end = memchr::memchr(b'?', target).unwrap_or(target.len());
     let p = &target[..end];
     if p.first() != Some(&b'/') {
@@ -78,6 +92,7 @@ pub fn normalize(target: &Bytes) -> Result<Bytes, PathError> {
     }
     // Built only once the path turns out to need a change.
     let mut out: Option<Vec<u8>> = None;
+    let mut encoded_slash = false;
     let mut i = 0;
     while i < p.len() {
         let b = p[i];
@@ -86,7 +101,8 @@ pub fn normalize(target: &Bytes) -> Result<Bytes, PathError> {
                 let v = escape_at(p, i)?;
                 match v {
                     0 => return Err("the request path contains an encoded NUL"),
-                    b'/' | b'\\' => return Err("the request path contains an encoded `/` or `\\`"),
+                    b'\\' => return Err(ENCODED_SLASH),
+                    b'/' => encoded_slash = true,
                     b'%' => {
                         let inner = escape_at(p, i + 2).ok();
                         if matches!(inner, Some(0 | b'.' | b'/' | b'\\')) {
@@ -129,14 +145,43 @@ pub fn normalize(target: &Bytes) -> Result<Bytes, PathError> {
         i += 1;
     }
     let path: &[u8] = out.as_deref().unwrap_or(p);
-    if path.split(|&b| b == b'/').any(is_dot_segment) {
+    if path.split(|&b| b == b'/').any(is_dot_segment)
+        || (encoded_slash
+            && path
+                .split(|&b| b == b'/')
+                .flat_map(split_encoded_slash)
+                .any(is_dot_segment))
+    {
         return Err("the request path contains a `.` or `..` segment");
     }
-    Ok(match out {
+    let target = match out {
         None => target.clone(),
         Some(mut o) => {
             o.extend_from_slice(&target[end..]);
             Bytes::from(o)
+        }
+    };
+    Ok(Normal {
+        target,
+        encoded_slash,
+    })
+}
+
+/// The pieces of a segment between encoded slashes (`%2F`, canonical by
+/// now).
+fn split_encoded_slash(segment: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(segment);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match memchr::memmem::find(s, b"%2F") {
+            Some(i) => {
+                rest = Some(&s[i + 3..]);
+                Some(&s[..i])
+            }
+            None => {
+                rest = None;
+                Some(s)
+            }
         }
     })
 }

@@ -109,8 +109,14 @@ async fn run(
     id: &str,
 ) -> Next {
     // Phase 1: request filter.
-    let head = match super::path::normalize(&head.path) {
-        Ok(path) => RequestHead { path, ..head },
+    let (head, encoded_slash) = match super::path::normalize(&head.path) {
+        Ok(n) => (
+            RequestHead {
+                path: n.target,
+                ..head
+            },
+            n.encoded_slash,
+        ),
         Err(msg) => {
             bump(&worker.counters.edge.bad_requests, 1);
             return answer(info, io, out, &head, Answer::Error(400, msg), id).await;
@@ -132,6 +138,11 @@ async fn run(
     };
     let app = &snapshot.apps[app_id];
     info.note(|o| o.app = Some(app_id));
+    if encoded_slash && !app.app.allow_encoded_slash {
+        bump(&worker.counters.edge.bad_requests, 1);
+        let refused = Answer::Error(400, super::path::ENCODED_SLASH);
+        return answer(info, io, out, &head, refused, id).await;
+    }
     let counters = worker.app_counters(snapshot, app_id);
     bump(&counters.requests, 1);
     // Phase 3: policy.

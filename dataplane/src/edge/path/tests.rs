@@ -1,10 +1,21 @@
 use bytes::Bytes;
 
-use super::normalize;
+use super::{normalize, ENCODED_SLASH};
 
-fn norm(s: &str) -> Result<String, &'static str> {
+/// The normal form for an app that takes encoded slashes.
+fn norm_allowing(s: &str) -> Result<String, &'static str> {
     normalize(&Bytes::copy_from_slice(s.as_bytes()))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map(|n| String::from_utf8_lossy(&n.target).into_owned())
+}
+
+/// The normal form for any other app (the proxy refuses encoded slashes
+/// once it knows the app).
+fn norm(s: &str) -> Result<String, &'static str> {
+    let n = normalize(&Bytes::copy_from_slice(s.as_bytes()))?;
+    if n.encoded_slash {
+        return Err(ENCODED_SLASH);
+    }
+    Ok(String::from_utf8_lossy(&n.target).into_owned())
 }
 
 #[test]
@@ -19,7 +30,7 @@ fn normal_paths_are_kept_without_a_copy() {
         "/a.b/..c/.d",
     ] {
         let b = Bytes::copy_from_slice(p.as_bytes());
-        let n = normalize(&b).unwrap();
+        let n = normalize(&b).unwrap().target;
         assert_eq!(n, b, "{p}");
         assert_eq!(n.as_ptr(), b.as_ptr(), "{p} is not copied");
     }
@@ -120,6 +131,61 @@ fn normal_form_is_stable_on_random_paths() {
             }
             for seg in path.split('/') {
                 let name = seg.split(';').next().unwrap();
+                assert!(name != "." && name != "..", "{p} → {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_app_that_takes_encoded_slashes_gets_them_encoded_and_never_a_climb() {
+    assert_eq!(
+        norm_allowing("/api/projects/group%2fproject/x").unwrap(),
+        "/api/projects/group%2Fproject/x"
+    );
+    assert!(
+        normalize(&Bytes::from_static(b"/a%2Fb"))
+            .unwrap()
+            .encoded_slash
+    );
+    assert!(
+        !normalize(&Bytes::from_static(b"/a/b"))
+            .unwrap()
+            .encoded_slash
+    );
+    for p in [
+        "/a/..%2f..%2fsecret",
+        "/x/..%2fadmin/x",
+        "/a/%2e%2e%2fsecret",
+        "/a/b%2f.%2fc",
+        "/a/%2f..",
+        "/a/..;%2fb",
+        "/a/%5c",
+        "/a/%252f",
+    ] {
+        assert!(
+            norm_allowing(p).is_err(),
+            "{p} must be refused even where encoded slashes are allowed, got {:?}",
+            norm_allowing(p)
+        );
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let alphabet: &[&str] = &["/", "%2f", "%2F", ".", "..", "a", "%2e", ";", "%252f"];
+    for _ in 0..20_000 {
+        let mut p = String::from("/");
+        for _ in 0..(seed % 9) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            p.push_str(alphabet[(seed % alphabet.len() as u64) as usize]);
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if let Ok(n) = norm_allowing(&p) {
+            assert_eq!(norm_allowing(&n).as_deref(), Ok(n.as_str()), "{p} → {n}");
+            for piece in n.split('/').flat_map(|s| s.split("%2F")) {
+                let name = piece.split(';').next().unwrap();
                 assert!(name != "." && name != "..", "{p} → {n}");
             }
         }
