@@ -316,48 +316,17 @@ async fn serve(
         });
     match (alpn.as_deref(), connector) {
         (Some(tunnel::ALPN_ENROLL), _) => {
-            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, tunnel::read_json(&mut tls));
-            let reply = match read.await.unwrap_or_else(|_| Err(timed_out())) {
-                // Spending the token, signing and recording the connector
-                // touch the disk: a control thread does it.
-                Ok(req) => {
-                    let control = control.clone();
-                    crate::offload::run(move || control.enroll(&req, peer))
-                        .await
-                        .unwrap_or_else(|| Reply {
-                            error: Some("the edge could not process the registration".into()),
-                            ..Default::default()
-                        })
-                }
-                Err(e) => Reply {
-                    error: Some(e.to_string()),
-                    ..Default::default()
-                },
-            };
-            finish(&mut tls, &reply).await
+            // Spending the token, signing and recording the connector
+            // touch the disk: a control thread does it.
+            let control = control.clone();
+            let what = "the registration";
+            control_exchange(&mut tls, what, move |req| control.enroll(&req, peer)).await
         }
         (Some(tunnel::ALPN_RENEW), Some(id)) => {
-            let read = monoio::time::timeout(EXCHANGE_TIMEOUT, tunnel::read_json(&mut tls));
-            let reply = match read
-                .await
-                .unwrap_or_else(|_| Err(timed_out()))
-                .map(|r: tunnel::RenewRequest| r)
-            {
-                Ok(req) => {
-                    let control = control.clone();
-                    crate::offload::run(move || control.renew(&id, &req.csr))
-                        .await
-                        .unwrap_or_else(|| Reply {
-                            error: Some("the edge could not process the renewal".into()),
-                            ..Default::default()
-                        })
-                }
-                Err(e) => Reply {
-                    error: Some(e.to_string()),
-                    ..Default::default()
-                },
-            };
-            finish(&mut tls, &reply).await
+            let control = control.clone();
+            let what = "the renewal";
+            let renew = move |req: tunnel::RenewRequest| control.renew(&id, &req.csr);
+            control_exchange(&mut tls, what, renew).await
         }
         (Some(tunnel::ALPN_TUNNEL), Some(id)) => {
             let group = match control.tunnel_group(&id) {
@@ -374,6 +343,30 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// One request-reply exchange with a connector (enrollment, renewal):
+/// reads its JSON request within [`EXCHANGE_TIMEOUT`], answers it on a
+/// control thread, writes the reply and closes.
+async fn control_exchange<Req, F>(tls: &mut TunnelIo, what: &str, answer: F) -> std::io::Result<()>
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    F: FnOnce(Req) -> Reply + Send + 'static,
+{
+    let read = monoio::time::timeout(EXCHANGE_TIMEOUT, tunnel::read_json(tls));
+    let reply = match read.await.unwrap_or_else(|_| Err(timed_out())) {
+        Ok(req) => crate::offload::run(move || answer(req))
+            .await
+            .unwrap_or_else(|| Reply {
+                error: Some(format!("the edge could not process {what}")),
+                ..Default::default()
+            }),
+        Err(e) => Reply {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    };
+    finish(tls, &reply).await
 }
 
 /// How long an enrollment or renewal exchange may take in all.
