@@ -109,18 +109,20 @@ fn build_request(
         HeaderName::from_static("x-forwarded-host"),
         HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
     );
-    map.append(
-        HeaderName::from_static("x-request-id"),
-        value(ctx.id.as_bytes())?,
-    );
+    // Values that differ per request or per client connection are never
+    // worth a slot in the tunnel's HPACK table: indexing them only evicts
+    // the values every request repeats (the app's metadata, the client's
+    // usual headers), so they go as literals, never indexed.
+    let mut request_id = value(ctx.id.as_bytes())?;
+    request_id.set_sensitive(true);
+    map.append(HeaderName::from_static("x-request-id"), request_id);
     map.append(
         http::header::VIA,
         HeaderValue::from_static(super::headers::via_mark()),
     );
-    map.append(
-        HeaderName::from_static(meta::CONN),
-        HeaderValue::from(ctx.info.id),
-    );
+    let mut conn = HeaderValue::from(ctx.info.id);
+    conn.set_sensitive(true);
+    map.append(HeaderName::from_static(meta::CONN), conn);
     if let Framing::Length(n) = head.framing {
         map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
     }
