@@ -110,6 +110,11 @@ pub struct EdgeSettings {
     /// Lifetime of the client certificates issued to connectors; they
     /// renew at two thirds of it.
     pub connector_cert_lifetime: Duration,
+    /// Client connections the edge holds at most (all listeners, all
+    /// workers); `None`: derived from the file-descriptor limit at start.
+    pub max_connections: Option<usize>,
+    /// Client connections one source address holds at most.
+    pub max_connections_per_source: usize,
     /// Link translation stops a compressed response whose decoded body
     /// grows past this many bytes (the decompression-bomb guard).
     pub translate_max_decoded_size: u64,

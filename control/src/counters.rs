@@ -212,6 +212,11 @@ pub struct EdgeCounters {
     pub cross_core_relays: AtomicU64,
     /// Requests sent over a tunnel (any worker's).
     pub tunnel_requests: AtomicU64,
+    /// Connections closed on accept: the edge was at `max_connections`.
+    pub refused_over_total: AtomicU64,
+    /// Connections closed on accept: their source address was at
+    /// `max_connections_per_source`.
+    pub refused_over_source: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -308,6 +313,8 @@ pub struct EdgeTotals {
     pub panics: u64,
     pub cross_core_relays: u64,
     pub tunnel_requests: u64,
+    pub refused_over_total: u64,
+    pub refused_over_source: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -364,6 +371,8 @@ impl Registry {
             t.edge.panics += e.panics.load(Relaxed);
             t.edge.cross_core_relays += e.cross_core_relays.load(Relaxed);
             t.edge.tunnel_requests += e.tunnel_requests.load(Relaxed);
+            t.edge.refused_over_total += e.refused_over_total.load(Relaxed);
+            t.edge.refused_over_source += e.refused_over_source.load(Relaxed);
             let apps: Vec<(String, Arc<AppCounters>)> = core
                 .apps
                 .lock()

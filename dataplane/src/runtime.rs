@@ -89,6 +89,19 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
     }
     let tunnel_address = cfg.edge.tunnel_address.map(fixed_port).transpose()?;
 
+    let max_connections = cfg
+        .edge
+        .max_connections
+        .unwrap_or_else(crate::edge::admission::default_max_connections);
+    let admission = crate::edge::admission::Admission::new(
+        max_connections,
+        cfg.edge.max_connections_per_source,
+    );
+    tracing::info!(
+        max_connections,
+        per_source = cfg.edge.max_connections_per_source,
+        "connection caps"
+    );
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::new();
     let mut serving = Vec::new();
@@ -107,6 +120,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
             server_tls: server_tls.clone(),
             handshake_timeout: cfg.edge.tls_handshake_timeout,
             send_timeout: cfg.edge.client_send_timeout,
+            admission: admission.clone(),
             ready: ready_tx.clone(),
         };
         let t = std::thread::Builder::new()
@@ -162,6 +176,7 @@ struct WorkerPlan {
     server_tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     send_timeout: Duration,
+    admission: Arc<crate::edge::admission::Admission>,
     ready: mpsc::Sender<Result<(), StartError>>,
 }
 
@@ -247,10 +262,13 @@ impl WorkerPlan {
             tasks.push(monoio::spawn(accept_loop(
                 worker.clone(),
                 listener,
-                scheme,
-                tls,
-                self.handshake_timeout,
-                self.send_timeout,
+                Listening {
+                    scheme,
+                    tls,
+                    handshake_timeout: self.handshake_timeout,
+                    send_timeout: self.send_timeout,
+                    admission: self.admission.clone(),
+                },
             )));
         }
         for t in tasks {
@@ -259,22 +277,85 @@ impl WorkerPlan {
     }
 }
 
-async fn accept_loop(
-    worker: Rc<Worker>,
-    listener: TcpListener,
+/// What a public listener's connections start from.
+struct Listening {
     scheme: Scheme,
     tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     send_timeout: Duration,
-) {
+    admission: Arc<crate::edge::admission::Admission>,
+}
+
+/// A warning that says itself at most once per interval, with how many
+/// times it was held back.
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl RateLimited {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Whether to log now, and how many occurrences were held back.
+    fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::EVERY => {
+                self.held += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held))
+            }
+        }
+    }
+}
+
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
+    let Listening {
+        scheme,
+        tls,
+        handshake_timeout,
+        send_timeout,
+        admission,
+    } = l;
+    let mut accept_warning = RateLimited {
+        last: None,
+        held: 0,
+    };
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // Out of file descriptors and the like: back off briefly
-                // instead of spinning.
-                tracing::warn!(worker = worker.index, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // Out of file descriptors (or kernel memory): stop
+                // accepting for a moment, so the connections already open
+                // can finish and free theirs, instead of spinning on the
+                // error; say so at most once per 10 s.
+                let exhausted = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if let Some(held) = accept_warning.allow() {
+                    tracing::warn!(worker = worker.index, error = %e, repeated = held, "accept failed; pausing accepts");
+                }
+                let pause = if exhausted { 100 } else { 10 };
+                monoio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+        };
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                let edge = &worker.counters.edge;
+                match why {
+                    crate::edge::admission::Refused::OverTotal => bump(&edge.refused_over_total, 1),
+                    crate::edge::admission::Refused::OverSource => {
+                        bump(&edge.refused_over_source, 1)
+                    }
+                }
+                // Closed at once: nothing is read, nothing allocated.
+                drop(tcp);
                 continue;
             }
         };
@@ -282,6 +363,7 @@ async fn accept_loop(
         let worker = worker.clone();
         let tls = tls.clone();
         monoio::spawn(async move {
+            let _admitted = admitted;
             worker.counters.edge.connection_opened();
             let _open = ConnectionGuard(worker.clone());
             let (io, sni) = match tls {

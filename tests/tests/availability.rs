@@ -73,3 +73,71 @@ fn silent_connections_are_closed_at_their_deadline() {
         open_fds(edge.pid())
     );
 }
+
+/// Opens `n` connections that send nothing; returns how many the edge
+/// closed at once, and the ones still open.
+fn flood(addr: std::net::SocketAddr, n: usize) -> (usize, Vec<TcpStream>) {
+    let mut open = Vec::new();
+    let mut closed = 0;
+    let conns: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for mut s in conns {
+        if closed_by_peer(&mut s, Duration::from_millis(300)) {
+            closed += 1;
+        } else {
+            open.push(s);
+        }
+    }
+    (closed, open)
+}
+
+/// Over `max_connections_per_source`, or over `max_connections`, a new
+/// connection is closed on accept and counted; a place freed is usable
+/// again.
+#[test]
+fn connection_caps_refuse_early_and_count() {
+    let backend = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .edge("max_connections = 12\nmax_connections_per_source = 5")
+        .app(&passthrough_app(
+            "a",
+            "https://a.example.com/",
+            backend.addr,
+            "",
+        ))
+        .start();
+    let (closed, held) = flood(edge.http, 8);
+    assert_eq!((closed, held.len()), (3, 5), "five from one address");
+    let (_, c) = edge.admin("GET", "/v1/counters", None);
+    assert_eq!(c["edge"]["refused_over_source"], 3, "{c}");
+    drop(held);
+    // The places come back once the edge sees the closes.
+    std::thread::sleep(Duration::from_millis(300));
+    let (closed, held) = flood(edge.https, 5);
+    assert_eq!((closed, held.len()), (0, 5));
+    // The total cap, from addresses of their own (127.0.0.0/8 is all
+    // loopback): 5 held from 127.0.0.1, 7 more fit, the rest are refused.
+    let mut others = Vec::new();
+    let mut refused = 0;
+    for i in 2..=11u8 {
+        let local = std::net::SocketAddr::from(([127, 0, 0, i], 0));
+        let s = socket2_connect(local, edge.http);
+        others.push(s);
+    }
+    for s in others.iter_mut() {
+        if closed_by_peer(s, Duration::from_millis(300)) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "12 in all: 5 + 7");
+    let (_, c) = edge.admin("GET", "/v1/counters", None);
+    assert_eq!(c["edge"]["refused_over_total"], 3, "{c}");
+    drop(held);
+}
+
+/// A TCP connection from a chosen local address.
+fn socket2_connect(local: std::net::SocketAddr, to: std::net::SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&local.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}

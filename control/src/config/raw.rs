@@ -61,6 +61,10 @@ pub struct Edge {
     pub connector_cert_lifetime: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub translate_max_decoded_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_source: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -164,12 +164,20 @@ impl Validator<'_> {
             tunnel_address: self.address("tunnel_address", e.tunnel_address.as_deref()),
             connector_cert_lifetime: self.cert_lifetime(e.connector_cert_lifetime),
             translate_max_decoded_size: self.decoded_limit(e.translate_max_decoded_mib),
+            max_connections: e.max_connections,
+            max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
             admin_address: self
                 .address("admin_address", e.admin_address.as_deref())
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
         };
         if edge.admin_address.ip().is_unspecified() {
             admin_everywhere(&mut self.problems, &edge.admin_address);
+        }
+        if edge.max_connections == Some(0) || edge.max_connections.is_some_and(|n| n > 10_000_000) {
+            self.problem("edge.max_connections: must be 1 to 10000000 (omit it to follow the file-descriptor limit)".into());
+        }
+        if edge.max_connections_per_source == 0 || edge.max_connections_per_source > 10_000_000 {
+            self.problem("edge.max_connections_per_source: must be 1 to 10000000".into());
         }
         if edge.upstream_pool_size > 100_000 {
             self.problem("edge.upstream_pool_size: more than 100000 idle connections".into());

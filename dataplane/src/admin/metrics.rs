@@ -203,6 +203,18 @@ fn edge(o: &mut String, t: &Totals, version: u64) {
             e.cross_core_relays.to_string(),
         ),
         (
+            "postern_refused_connections_total",
+            "counter",
+            "Connections closed on accept because the edge was at max_connections.",
+            e.refused_over_total.to_string(),
+        ),
+        (
+            "postern_refused_source_connections_total",
+            "counter",
+            "Connections closed on accept because their source address was at max_connections_per_source.",
+            e.refused_over_source.to_string(),
+        ),
+        (
             "postern_config_version",
             "gauge",
             "Version of the app table.",

@@ -9,6 +9,7 @@
 //!   the response head and body filter.
 #![deny(clippy::disallowed_methods)]
 
+pub mod admission;
 pub mod conn;
 mod direct;
 pub mod headers;
