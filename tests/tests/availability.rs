@@ -141,3 +141,49 @@ fn socket2_connect(local: std::net::SocketAddr, to: std::net::SocketAddr) -> Tcp
     s.connect(&to.into()).unwrap();
     s.into()
 }
+
+/// A head that trickles in, one line at a time, each well inside the
+/// timeout, still gets only `request_header_timeout` in all: 408, closed.
+#[test]
+fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
+    use std::io::Write;
+    let backend = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .edge("request_header_timeout = 2")
+        .app(&passthrough_app(
+            "a",
+            "http://a.example.com/",
+            backend.addr,
+            "cookie = { secure = false }",
+        ))
+        .start();
+    let mut s = TcpStream::connect(edge.http).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n")
+        .unwrap();
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(600)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    let ended = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "still open after {:?}: {}",
+            start.elapsed(),
+            String::from_utf8_lossy(&got)
+        );
+        if s.write_all(b"X-Slow: 1\r\n").is_err() {
+            break start.elapsed();
+        }
+        match s.read(&mut b) {
+            Ok(0) => break start.elapsed(),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break start.elapsed(),
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(ended < Duration::from_secs(4), "closed after {ended:?}");
+    assert_eq!(backend.count(), 0);
+}

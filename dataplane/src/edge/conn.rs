@@ -118,6 +118,9 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             let s = &worker.snapshot().settings;
             (s.request_header_timeout, s.keepalive_timeout)
         };
+        // Once part of a head is in, the whole head gets
+        // `request_header_timeout`, however it trickles in.
+        let mut head_deadline: Option<std::time::Instant> = None;
         let head = loop {
             match parse_request(&mut buf) {
                 Ok(Some(h)) => break Some(h),
@@ -133,8 +136,12 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             }
             let timeout = if buf.is_empty() && !first {
                 keepalive_timeout
-            } else {
+            } else if buf.is_empty() {
                 header_timeout
+            } else {
+                let now = std::time::Instant::now();
+                let deadline = *head_deadline.get_or_insert(now + header_timeout);
+                deadline.saturating_duration_since(now)
             };
             // A timed-out read takes the buffer down with it; remember
             // whether a request had started.
