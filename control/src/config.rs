@@ -34,6 +34,10 @@ pub const LONG_BACKEND_TIMEOUT: Duration = Duration::from_secs(180);
 /// The largest explicit backend timeout.
 pub const MAX_BACKEND_TIMEOUT_SECS: u64 = 3600;
 
+/// How long a request body may take before its average rate is held to
+/// `min_body_rate`.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(10);
+
 /// A validated edge configuration.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -115,6 +119,9 @@ pub struct EdgeSettings {
     pub max_connections: Option<usize>,
     /// Client connections one source address holds at most.
     pub max_connections_per_source: usize,
+    /// Bytes per second a request body must average once it has had
+    /// [`BODY_RATE_GRACE`]; 0: no minimum.
+    pub min_body_rate: u64,
     /// Link translation stops a compressed response whose decoded body
     /// grows past this many bytes (the decompression-bomb guard).
     pub translate_max_decoded_size: u64,

@@ -187,3 +187,51 @@ fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
     assert!(ended < Duration::from_secs(4), "closed after {ended:?}");
     assert_eq!(backend.count(), 0);
 }
+
+/// A request body that trickles (a few bytes a second, each piece well
+/// inside the idle timeout) is cut off once its average falls under
+/// `min_body_rate` after the grace period: 408, closed.
+#[test]
+fn a_trickled_request_body_is_held_to_the_minimum_rate() {
+    use std::io::Write;
+    let backend = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .edge("request_header_timeout = 30\nmin_body_rate = 1000")
+        .app(&passthrough_app(
+            "a",
+            "http://a.example.com/",
+            backend.addr,
+            "cookie = { secure = false }",
+        ))
+        .start();
+    let mut s = TcpStream::connect(edge.http).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    let ended = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still open after {:?}",
+            start.elapsed()
+        );
+        if s.write_all(b"0123456789").is_err() {
+            break start.elapsed();
+        }
+        match s.read(&mut b) {
+            Ok(0) => break start.elapsed(),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break start.elapsed(),
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        ended >= Duration::from_secs(9) && ended < Duration::from_secs(14),
+        "cut off after {ended:?}: the grace is 10 s"
+    );
+}

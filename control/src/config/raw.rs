@@ -65,6 +65,8 @@ pub struct Edge {
     pub max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_source: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_body_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

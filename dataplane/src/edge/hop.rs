@@ -28,6 +28,11 @@ pub struct ClientBody<'a> {
     buf: &'a mut BytesMut,
     reader: BodyReader,
     timeout: Duration,
+    /// When the first read for the body began, and the bytes since: the
+    /// body must average `min_rate` bytes/s once past the grace period.
+    started: Option<std::time::Instant>,
+    received: u64,
+    min_rate: u64,
     /// A `100 Continue` is owed before the first read from the socket.
     expect_continue: bool,
     has_body: bool,
@@ -45,6 +50,9 @@ impl<'a> ClientBody<'a> {
         ClientBody {
             reader: BodyReader::new(head.framing),
             timeout: ctx.snapshot.settings.request_header_timeout,
+            started: None,
+            received: 0,
+            min_rate: ctx.snapshot.settings.min_body_rate,
             expect_continue: head.expect_continue,
             has_body: head.framing.has_body(),
             io,
@@ -61,6 +69,21 @@ impl<'a> ClientBody<'a> {
     /// Whether every byte of the body has been read (always, without one).
     pub fn is_done(&self) -> bool {
         !self.has_body || self.reader.is_done()
+    }
+
+    /// How long the next read may take: the idle limit, or less when the
+    /// body would otherwise fall under its minimum average rate (the
+    /// grace period, then `received / min_rate` seconds in all).
+    fn read_timeout(&mut self) -> Duration {
+        if self.min_rate == 0 {
+            return self.timeout;
+        }
+        let now = std::time::Instant::now();
+        let started = *self.started.get_or_insert(now);
+        let allowed = Duration::from_secs_f64(self.received as f64 / self.min_rate as f64)
+            .max(postern_control::config::BODY_RATE_GRACE);
+        let left = (started + allowed).saturating_duration_since(now);
+        self.timeout.min(left.max(Duration::from_millis(1)))
     }
 
     /// Whether body bytes are already read and waiting.
@@ -80,9 +103,11 @@ impl<'a> ClientBody<'a> {
                 .await;
             res.map_err(|_| ProxyError::client_gone())?;
         }
-        match self.reader.next(self.io, self.buf, self.timeout).await {
+        let timeout = self.read_timeout();
+        match self.reader.next(self.io, self.buf, timeout).await {
             Ok(Some(data)) => {
                 let n = data.len() as u64;
+                self.received += n;
                 bump(&self.counters.bytes_in, n);
                 self.info.note(|o| o.bytes_in += n);
                 Ok(Some(data))
@@ -91,7 +116,7 @@ impl<'a> ClientBody<'a> {
             Err(BodyError::Malformed(m)) => Err(ProxyError::client(400, m)),
             Err(BodyError::Timeout) => Err(ProxyError::client(
                 408,
-                "the request body did not arrive in time",
+                "the request body did not arrive in time, or too slowly",
             )),
             Err(_) => Err(ProxyError::client_gone()),
         }
