@@ -146,7 +146,6 @@ fn socket2_connect(local: std::net::SocketAddr, to: std::net::SocketAddr) -> Tcp
 /// timeout, still gets only `request_header_timeout` in all: 408, closed.
 #[test]
 fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
-    use std::io::Write;
     let backend = Backend::hello();
     let edge = EdgeBuilder::new()
         .edge("request_header_timeout = 2")
@@ -157,32 +156,12 @@ fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
             "cookie = { secure = false }",
         ))
         .start();
-    let mut s = TcpStream::connect(edge.http).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n")
-        .unwrap();
-    let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(600)))
-        .unwrap();
-    let mut got = Vec::new();
-    let mut b = [0u8; 1024];
-    let ended = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(8),
-            "still open after {:?}: {}",
-            start.elapsed(),
-            String::from_utf8_lossy(&got)
-        );
-        if s.write_all(b"X-Slow: 1\r\n").is_err() {
-            break start.elapsed();
-        }
-        match s.read(&mut b) {
-            Ok(0) => break start.elapsed(),
-            Ok(n) => got.extend_from_slice(&b[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break start.elapsed(),
-        }
-    };
-    let text = String::from_utf8_lossy(&got);
+    let (text, ended) = trickle(
+        edge.http,
+        b"GET / HTTP/1.1\r\nHost: a.example.com\r\n",
+        b"X-Slow: 1\r\n",
+        Duration::from_millis(600),
+    );
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(ended < Duration::from_secs(4), "closed after {ended:?}");
     assert_eq!(backend.count(), 0);
@@ -193,7 +172,6 @@ fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
 /// `min_body_rate` after the grace period: 408, closed.
 #[test]
 fn a_trickled_request_body_is_held_to_the_minimum_rate() {
-    use std::io::Write;
     let backend = Backend::hello();
     let edge = EdgeBuilder::new()
         .edge("request_header_timeout = 30\nmin_body_rate = 1000")
@@ -204,21 +182,42 @@ fn a_trickled_request_body_is_held_to_the_minimum_rate() {
             "cookie = { secure = false }",
         ))
         .start();
-    let mut s = TcpStream::connect(edge.http).unwrap();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100000\r\n\r\n")
-        .unwrap();
+    let (text, ended) = trickle(
+        edge.http,
+        b"POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100000\r\n\r\n",
+        b"0123456789",
+        Duration::from_millis(500),
+    );
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        ended >= Duration::from_secs(9) && ended < Duration::from_secs(14),
+        "cut off after {ended:?}: the grace is 10 s"
+    );
+}
+
+/// Sends `first`, then `piece` about every `every` until the edge closes
+/// (or 20 s pass); returns what the edge said and when it closed.
+fn trickle(
+    addr: std::net::SocketAddr,
+    first: &[u8],
+    piece: &[u8],
+    every: Duration,
+) -> (String, Duration) {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(first).unwrap();
     let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    s.set_read_timeout(Some(every)).unwrap();
     let mut got = Vec::new();
     let mut b = [0u8; 1024];
     let ended = loop {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "still open after {:?}",
-            start.elapsed()
+            "still open after {:?}: {}",
+            start.elapsed(),
+            String::from_utf8_lossy(&got)
         );
-        if s.write_all(b"0123456789").is_err() {
+        if s.write_all(piece).is_err() {
             break start.elapsed();
         }
         match s.read(&mut b) {
@@ -228,10 +227,5 @@ fn a_trickled_request_body_is_held_to_the_minimum_rate() {
             Err(_) => break start.elapsed(),
         }
     };
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(
-        ended >= Duration::from_secs(9) && ended < Duration::from_secs(14),
-        "cut off after {ended:?}: the grace is 10 s"
-    );
+    (String::from_utf8_lossy(&got).into_owned(), ended)
 }
