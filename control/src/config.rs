@@ -122,6 +122,9 @@ pub struct EdgeSettings {
     /// Bytes per second a request body must average once it has had
     /// [`BODY_RATE_GRACE`]; 0: no minimum.
     pub min_body_rate: u64,
+    /// Bytes per second a client must read, averaged over the time the
+    /// edge spends writing to it, once past a 10 s grace; 0: no minimum.
+    pub min_send_rate: u64,
     /// Link translation stops a compressed response whose decoded body
     /// grows past this many bytes (the decompression-bomb guard).
     pub translate_max_decoded_size: u64,

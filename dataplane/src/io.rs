@@ -33,14 +33,53 @@ pub enum Stream {
 pub struct Io {
     pub stream: Stream,
     pub write_timeout: Duration,
+    pace: Option<Pace>,
 }
+
+/// A minimum average send rate for a peer that reads slowly: over the
+/// time spent in writes (idle time between messages does not count), the
+/// peer must take `min_rate` bytes a second once past the grace time.
+struct Pace {
+    min_rate: u64,
+    sent: u64,
+    /// Ticks of the coarse clock spent waiting in writes.
+    writing: u64,
+}
+
+/// Write time every connection gets before its rate is held to the
+/// minimum, in coarse ticks.
+const PACE_GRACE_TICKS: u64 = 10_000 / crate::timer::TICK.as_millis() as u64;
 
 impl Io {
     pub fn new(stream: Stream, write_timeout: Duration) -> Io {
         Io {
             stream,
             write_timeout,
+            pace: None,
         }
+    }
+
+    /// Holds this peer to `min_rate` bytes/s of reading (0: no minimum).
+    pub fn paced(mut self, min_rate: u64) -> Io {
+        self.pace = (min_rate > 0).then_some(Pace {
+            min_rate,
+            sent: 0,
+            writing: 0,
+        });
+        self
+    }
+
+    /// The time a write of `len` bytes may take: the write timeout, or
+    /// less when the peer would fall under its minimum rate.
+    fn write_limit(&self, len: usize) -> Duration {
+        let Some(p) = &self.pace else {
+            return self.write_timeout;
+        };
+        let tick = crate::timer::TICK.as_millis() as u64;
+        let earned = (p.sent + len as u64).saturating_mul(1000) / p.min_rate / tick;
+        let left = earned.max(PACE_GRACE_TICKS).saturating_sub(p.writing);
+        self.write_timeout
+            .min(Duration::from_millis(left.max(1) * tick))
     }
 
     /// Appends what arrives next to `buf` (reserving room first); `Ok(0)`
@@ -70,18 +109,56 @@ impl Io {
     where
         T: monoio::buf::IoBuf + AsRef<[u8]> + Default,
     {
-        let limit = self.write_timeout;
-        match crate::timer::timeout(limit, self.write_inner(data)).await {
+        let len = data.as_ref().len();
+        let limit = self.write_limit(len);
+        let started = self.pace.as_ref().map(|_| crate::timer::now_tick());
+        let result = crate::timer::timeout(limit, self.write_inner(data)).await;
+        if let (Some(p), Some(t0)) = (&mut self.pace, started) {
+            p.writing += crate::timer::now_tick().saturating_sub(t0);
+            p.sent += len as u64;
+        }
+        match result {
             Ok(r) => r,
             // The buffer went down with the cancelled write; the stream is
-            // finished, so an empty one is all the caller needs back.
-            Err(_) => (
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "peer stopped reading",
-                )),
-                T::default(),
-            ),
+            // finished, so an empty one is all the caller needs back. What
+            // the kernel still holds for this peer is dropped with it: the
+            // close becomes a reset.
+            Err(_) => {
+                self.reset_on_close();
+                (
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer stopped reading",
+                    )),
+                    T::default(),
+                )
+            }
+        }
+    }
+
+    /// Makes the close of this stream a reset (`SO_LINGER` 0), dropping
+    /// whatever the kernel still holds for a peer that stopped reading.
+    fn reset_on_close(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::ServerTls(s) => s.tcp.as_raw_fd(),
+            Stream::ClientTls(s) => s.tcp.as_raw_fd(),
+        };
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt reads `linger` for the call only; `fd` is this
+        // stream's own open socket.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
         }
     }
 

@@ -120,6 +120,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
             server_tls: server_tls.clone(),
             handshake_timeout: cfg.edge.tls_handshake_timeout,
             send_timeout: cfg.edge.client_send_timeout,
+            min_send_rate: cfg.edge.min_send_rate,
             admission: admission.clone(),
             ready: ready_tx.clone(),
         };
@@ -176,6 +177,7 @@ struct WorkerPlan {
     server_tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     send_timeout: Duration,
+    min_send_rate: u64,
     admission: Arc<crate::edge::admission::Admission>,
     ready: mpsc::Sender<Result<(), StartError>>,
 }
@@ -267,6 +269,7 @@ impl WorkerPlan {
                     tls,
                     handshake_timeout: self.handshake_timeout,
                     send_timeout: self.send_timeout,
+                    min_send_rate: self.min_send_rate,
                     admission: self.admission.clone(),
                 },
             )));
@@ -283,6 +286,7 @@ struct Listening {
     tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     send_timeout: Duration,
+    min_send_rate: u64,
     admission: Arc<crate::edge::admission::Admission>,
 }
 
@@ -318,6 +322,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
         tls,
         handshake_timeout,
         send_timeout,
+        min_send_rate,
         admission,
     } = l;
     let mut accept_warning = RateLimited {
@@ -392,7 +397,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                     (Stream::ServerTls(stream), sni)
                 }
             };
-            let io = Io::new(io, send_timeout);
+            let io = Io::new(io, send_timeout).paced(min_send_rate);
             let client_ip = peer.ip().to_canonical().to_string();
             let info = ConnInfo {
                 peer,

@@ -177,6 +177,12 @@ async fn ticker() {
     }
 }
 
+/// This thread's coarse clock, in ticks: free to read, and advancing once
+/// any timeout has been armed on the thread.
+pub fn now_tick() -> u64 {
+    LOCAL.with(|l| l.wheel.borrow().now)
+}
+
 /// `fut`, bounded by `limit` on this thread's wheel.
 pub fn timeout<F: Future>(limit: Duration, fut: F) -> Timeout<F> {
     let ticks = limit.as_millis().div_ceil(TICK.as_millis()) as u64;

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use postern_e2e::backend::Backend;
+use postern_e2e::backend::{Backend, Reply};
 use postern_e2e::{passthrough_app, EdgeBuilder};
 
 /// Open descriptors of process `pid`.
@@ -228,4 +228,50 @@ fn trickle(
         }
     };
     (String::from_utf8_lossy(&got).into_owned(), ended)
+}
+
+/// A client that reads a large response a trickle at a time is dropped
+/// once it takes less than `min_send_rate` over the time the edge spends
+/// writing to it (after the grace), rather than holding the response, its
+/// backend connection and buffers for as long as each write stays inside
+/// `client_send_timeout`.
+#[test]
+fn a_slow_reader_is_held_to_the_minimum_send_rate() {
+    let backend = Backend::start(|_| Reply::ok(vec![b'x'; 32 << 20]));
+    let edge = EdgeBuilder::new()
+        .edge("client_send_timeout = 60\nmin_send_rate = 262144")
+        .app(&passthrough_app(
+            "a",
+            "http://a.example.com/",
+            backend.addr,
+            "cookie = { secure = false }",
+        ))
+        .start();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&edge.http.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    std::io::Write::write_all(&mut s, b"GET /big HTTP/1.1\r\nHost: a.example.com\r\n\r\n").unwrap();
+    // 16 KiB a second: far below 256 KiB/s, far above zero.
+    let start = Instant::now();
+    let mut total = 0usize;
+    let mut b = [0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ended = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "still reading after {:?} ({total} bytes)",
+            start.elapsed()
+        );
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break start.elapsed(),
+            Ok(n) => total += n,
+        }
+        std::thread::sleep(Duration::from_millis(60));
+    };
+    assert!(total < 32 << 20, "the whole body was read ({total} bytes)");
+    assert!(
+        ended >= Duration::from_secs(9) && ended < Duration::from_secs(30),
+        "dropped after {ended:?} with {total} bytes read"
+    );
 }

@@ -67,6 +67,8 @@ pub struct Edge {
     pub max_connections_per_source: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_body_rate: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_send_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -167,6 +167,7 @@ impl Validator<'_> {
             max_connections: e.max_connections,
             max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
             min_body_rate: e.min_body_rate.unwrap_or(1024),
+            min_send_rate: e.min_send_rate.unwrap_or(1024),
             admin_address: self
                 .address("admin_address", e.admin_address.as_deref())
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),

@@ -51,7 +51,7 @@ pub struct ConnInfo {
 
 /// Where a client connection's connection-bound authentication lives.
 pub enum Bound {
-    Direct(UpstreamConn),
+    Direct(Box<UpstreamConn>),
     Tunnel(u64),
 }
 

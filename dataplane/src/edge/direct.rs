@@ -228,7 +228,7 @@ impl Hop for DirectHop {
         // A client whose NTLM/Negotiate session lives on a backend
         // connection keeps using that connection.
         let mut bound = match ctx.info.bound.borrow_mut().take() {
-            Some(Bound::Direct(c)) => Some(c),
+            Some(Bound::Direct(c)) => Some(*c),
             _ => None,
         };
         let auth = head
@@ -293,7 +293,7 @@ impl HopResponse for DirectResponse {
     fn finish(self, ctx: &Exchange<'_>) {
         if let Some(conn) = self.body.reusable() {
             if self.bind {
-                *ctx.info.bound.borrow_mut() = Some(Bound::Direct(conn));
+                *ctx.info.bound.borrow_mut() = Some(Bound::Direct(Box::new(conn)));
             } else {
                 self.pool.release(conn);
             }
