@@ -104,8 +104,9 @@ to_us() {
         else print 0 }'
 }
 
+# wait_port PORT [SECONDS]: waits until 127.0.0.1:PORT accepts (10 s default).
 wait_port() {
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 $((${2:-10} * 10))); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.1
     done

@@ -67,10 +67,8 @@ measure() {
 POSTERN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
     "$EDGE" edge --config "$WORK/edge.toml" > "$WORK/logs/edge.out" 2>&1 & PIDS+=($!)
 EDGE_PID=$!
-for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$EDGE_HTTPS") 2>/dev/null && break
-    sleep 0.2
-done
+# Start-up under valgrind is slow.
+wait_port "$EDGE_HTTPS" 60
 printf 'edge: %s\n%s requests per batch, one keep-alive connection\n' "$EDGE" "$REQUESTS"
 measure "$EDGE_HTTP" "$EDGE_HTTPS" "edge:$EDGE_PID:$WORK/cg.out"
 # The counts are in; no need to wait for a graceful exit under valgrind.
@@ -96,10 +94,8 @@ kill "$PLAIN_PID"; wait "$PLAIN_PID" 2>/dev/null || true
 POSTERN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/te.out" \
     "$EDGE" edge --config "$WORK/tedge.toml" > "$WORK/logs/tedge.out" 2>&1 & PIDS+=($!)
 TEDGE_PID=$!
-for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$T_TUNNEL") 2>/dev/null && break
-    sleep 0.2
-done
+# Start-up under valgrind is slow.
+wait_port "$T_TUNNEL" 60
 POSTERN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/tc.out" \
     "$EDGE" connector --state-dir "$WORK/connector" --config "$WORK/connector.toml" \
     > "$WORK/logs/connector.out" 2>&1 & PIDS+=($!)

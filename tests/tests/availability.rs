@@ -6,7 +6,21 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use postern_e2e::backend::{Backend, Reply};
-use postern_e2e::{passthrough_app, EdgeBuilder};
+use postern_e2e::{passthrough_app, Edge, EdgeBuilder};
+
+/// An edge with `[edge]` settings `settings` and one passthrough app,
+/// `http://a.example.com/` → `backend`.
+fn edge_for(backend: &Backend, settings: &str) -> Edge {
+    EdgeBuilder::new()
+        .edge(settings)
+        .app(&passthrough_app(
+            "a",
+            "http://a.example.com/",
+            backend.addr,
+            "cookie = { secure = false }",
+        ))
+        .start()
+}
 
 /// Open descriptors of process `pid`.
 fn open_fds(pid: u32) -> usize {
@@ -33,15 +47,10 @@ fn closed_by_peer(s: &mut TcpStream, limit: Duration) -> bool {
 #[test]
 fn silent_connections_are_closed_at_their_deadline() {
     let backend = Backend::hello();
-    let edge = EdgeBuilder::new()
-        .edge("tls_handshake_timeout = 1\nrequest_header_timeout = 1")
-        .app(&passthrough_app(
-            "a",
-            "https://a.example.com/",
-            backend.addr,
-            "",
-        ))
-        .start();
+    let edge = edge_for(
+        &backend,
+        "tls_handshake_timeout = 1\nrequest_header_timeout = 1",
+    );
     let before = open_fds(edge.pid());
     let mut silent: Vec<TcpStream> = Vec::new();
     for i in 0..100 {
@@ -96,15 +105,10 @@ fn flood(addr: std::net::SocketAddr, n: usize) -> (usize, Vec<TcpStream>) {
 #[test]
 fn connection_caps_refuse_early_and_count() {
     let backend = Backend::hello();
-    let edge = EdgeBuilder::new()
-        .edge("max_connections = 12\nmax_connections_per_source = 5")
-        .app(&passthrough_app(
-            "a",
-            "https://a.example.com/",
-            backend.addr,
-            "",
-        ))
-        .start();
+    let edge = edge_for(
+        &backend,
+        "max_connections = 12\nmax_connections_per_source = 5",
+    );
     let (closed, held) = flood(edge.http, 8);
     assert_eq!((closed, held.len()), (3, 5), "five from one address");
     let (_, c) = edge.admin("GET", "/v1/counters", None);
@@ -147,15 +151,7 @@ fn socket2_connect(local: std::net::SocketAddr, to: std::net::SocketAddr) -> Tcp
 #[test]
 fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
     let backend = Backend::hello();
-    let edge = EdgeBuilder::new()
-        .edge("request_header_timeout = 2")
-        .app(&passthrough_app(
-            "a",
-            "http://a.example.com/",
-            backend.addr,
-            "cookie = { secure = false }",
-        ))
-        .start();
+    let edge = edge_for(&backend, "request_header_timeout = 2");
     let (text, ended) = trickle(
         edge.http,
         b"GET / HTTP/1.1\r\nHost: a.example.com\r\n",
@@ -173,15 +169,10 @@ fn a_trickled_request_head_gets_its_deadline_not_one_per_line() {
 #[test]
 fn a_trickled_request_body_is_held_to_the_minimum_rate() {
     let backend = Backend::hello();
-    let edge = EdgeBuilder::new()
-        .edge("request_header_timeout = 30\nmin_body_rate = 1000")
-        .app(&passthrough_app(
-            "a",
-            "http://a.example.com/",
-            backend.addr,
-            "cookie = { secure = false }",
-        ))
-        .start();
+    let edge = edge_for(
+        &backend,
+        "request_header_timeout = 30\nmin_body_rate = 1000",
+    );
     let (text, ended) = trickle(
         edge.http,
         b"POST / HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 100000\r\n\r\n",
@@ -238,15 +229,7 @@ fn trickle(
 #[test]
 fn a_slow_reader_is_held_to_the_minimum_send_rate() {
     let backend = Backend::start(|_| Reply::ok(vec![b'x'; 32 << 20]));
-    let edge = EdgeBuilder::new()
-        .edge("client_send_timeout = 60\nmin_send_rate = 262144")
-        .app(&passthrough_app(
-            "a",
-            "http://a.example.com/",
-            backend.addr,
-            "cookie = { secure = false }",
-        ))
-        .start();
+    let edge = edge_for(&backend, "client_send_timeout = 60\nmin_send_rate = 262144");
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&edge.http.into()).unwrap();
