@@ -139,12 +139,7 @@ impl Io {
     /// Makes the close of this stream a reset (`SO_LINGER` 0), dropping
     /// whatever the kernel still holds for a peer that stopped reading.
     fn reset_on_close(&self) {
-        use std::os::fd::AsRawFd;
-        let fd = match &self.stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::ServerTls(s) => s.tcp.as_raw_fd(),
-            Stream::ClientTls(s) => s.tcp.as_raw_fd(),
-        };
+        let fd = self.fd();
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,
@@ -210,6 +205,39 @@ pub async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 impl Io {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::ServerTls(s) => s.tcp.as_raw_fd(),
+            Stream::ClientTls(s) => s.tcp.as_raw_fd(),
+        }
+    }
+
+    /// Whether an idle connection is no longer usable, checked without
+    /// waiting: the peer closed or reset it, or (plain TCP) sent bytes
+    /// nobody asked for. A TLS peer may legitimately send records while
+    /// idle (session tickets), so only its end counts.
+    pub fn idle_peer_gone(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: recv writes at most one byte into `byte`, which outlives
+        // the call; `fd` is this stream's own open socket; MSG_DONTWAIT
+        // keeps the call from blocking the worker.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => true,
+            1.. => matches!(self.stream, Stream::Tcp(_)),
+            _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// Whether a read would return without touching the socket.
     pub fn has_buffered(&mut self) -> bool {
         match &mut self.stream {

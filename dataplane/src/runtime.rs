@@ -219,10 +219,13 @@ impl WorkerPlan {
         // worker is alive (`/healthz`).
         let refresher = worker.clone();
         monoio::spawn(async move {
-            loop {
+            for beat in 1u64.. {
                 monoio::time::sleep(Duration::from_millis(10)).await;
                 let _ = refresher.snapshot();
                 refresher.counters.beat();
+                if beat % (crate::upstream::SWEEP_EVERY.as_millis() as u64 / 10) == 0 {
+                    refresher.upstream.sweep();
+                }
             }
         });
         let bind = |addr: SocketAddr, backlog: i32| {

@@ -407,7 +407,14 @@ fn response_for_edge(
     let map = out.headers_mut();
     map.reserve(resp.headers.len() + 2);
     for h in &resp.headers {
-        if is_hop_by_hop(&h.name) || resp.connection_tokens.lists(&h.name) {
+        if is_hop_by_hop(&h.name)
+            || resp.connection_tokens.lists(&h.name)
+            || crate::http1::loose_prefix(&h.name, meta::PREFIX.as_bytes())
+        {
+            // `postern-` headers are the tunnel's own words: a backend
+            // must not be able to say them (`postern-error` would replace
+            // its answer with an error page, `postern-bound` would pin the
+            // client to this tunnel).
             continue;
         }
         let name = HeaderName::from_bytes(&h.name).ok()?;

@@ -327,6 +327,13 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
                         tls_configs: RefCell::new(HashMap::new()),
                         live_slots: Cell::new(0),
                     });
+                    let sweeper = local.clone();
+                    monoio::spawn(async move {
+                        loop {
+                            monoio::time::sleep(crate::upstream::SWEEP_EVERY).await;
+                            sweeper.upstream.sweep();
+                        }
+                    });
                     let mut tasks = Vec::new();
                     for slot in slots {
                         tasks.push(monoio::spawn(slot_loop(local.clone(), slot)));

@@ -23,7 +23,7 @@ use postern_control::Scheme;
 
 use super::proxy;
 use crate::http1::body::{self, BodyError};
-use crate::http1::parse_request;
+use crate::http1::parse_request_or_refuse;
 use crate::io::{write_out, Io};
 use crate::pages;
 use crate::upstream::UpstreamConn;
@@ -122,15 +122,17 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
         // `request_header_timeout`, however it trickles in.
         let mut head_deadline: Option<std::time::Instant> = None;
         let head = loop {
-            match parse_request(&mut buf) {
+            match parse_request_or_refuse(&mut buf) {
                 Ok(Some(h)) => break Some(h),
                 Ok(None) => {}
-                Err(e) => {
+                Err(r) => {
                     bump(&worker.counters.edge.bad_requests, 1);
-                    let id = worker.next_request_id();
-                    out.clear();
-                    pages::error_page(&mut out, e.status, e.reason, &id, true, &[]);
-                    let _ = write_out(&mut io, &mut out).await;
+                    let line = match &r.line {
+                        Some((m, t)) => (&m[..], &t[..]),
+                        None => request_line_words(&buf),
+                    };
+                    let (status, reason) = (r.error.status, r.error.reason);
+                    reject_head(&worker, &mut io, &mut out, &info, line, status, reason).await;
                     break None;
                 }
             }
@@ -150,11 +152,9 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
                 Ok(0) | Err(BodyError::Io(_)) => break None,
                 Ok(_) => {}
                 Err(BodyError::Timeout) if partial => {
-                    let id = worker.next_request_id();
-                    out.clear();
                     let msg = "the request head did not arrive in time";
-                    pages::error_page(&mut out, 408, msg, &id, true, &[]);
-                    let _ = write_out(&mut io, &mut out).await;
+                    let line = request_line_words(&buf);
+                    reject_head(&worker, &mut io, &mut out, &info, line, 408, msg).await;
                     break None;
                 }
                 Err(_) => break None,
@@ -178,6 +178,55 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
     }
     io.shutdown().await;
 }
+
+/// Answers a request refused before its head was complete (400, 408,
+/// 414, 431 and the like) and logs it: the access log shows these too,
+/// with as much of the request line as arrived.
+async fn reject_head(
+    worker: &Worker,
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    info: &ConnInfo,
+    (method, target): (&[u8], &[u8]),
+    status: u16,
+    reason: &str,
+) {
+    let id = worker.next_request_id();
+    out.clear();
+    pages::error_page(out, status, reason, &id, true, &[]);
+    let bytes_out = out.len() as u64;
+    let _ = write_out(io, out).await;
+    if crate::accesslog::enabled() {
+        crate::accesslog::log(&crate::accesslog::Entry {
+            request_id: &id,
+            app: None,
+            client: &info.client_ip,
+            method: &method[..method.len().min(MAX_LOGGED_METHOD)],
+            path: &target[..target.len().min(MAX_LOGGED_TARGET)],
+            status,
+            bytes_in: 0,
+            bytes_out,
+            total_us: 0,
+            backend_us: None,
+        });
+    }
+}
+
+/// The method and target of a (possibly partial or malformed) request
+/// line, for the log; `-` when absent.
+fn request_line_words(buf: &[u8]) -> (&[u8], &[u8]) {
+    let line_end = memchr::memchr2(b'\r', b'\n', buf).unwrap_or(buf.len());
+    let mut words = buf[..line_end]
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty());
+    let method = words.next().unwrap_or(b"-");
+    let target = words.next().unwrap_or(b"-");
+    (method, target)
+}
+
+/// How much of a refused request line the access log keeps.
+const MAX_LOGGED_METHOD: usize = 32;
+const MAX_LOGGED_TARGET: usize = 1024;
 
 /// How long, and how much, a lingering close reads and discards.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);

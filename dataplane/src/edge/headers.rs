@@ -6,12 +6,7 @@
 //! arrive as `HTTP_X_POSTERN_USER`), so every comparison here treats `-`
 //! and `_` as the same character, in any case.
 
-pub use crate::http1::loose_eq;
-
-/// Whether `name` starts with `lower` in the sense of [`loose_eq`].
-pub fn loose_prefix(name: &[u8], lower: &[u8]) -> bool {
-    name.len() >= lower.len() && loose_eq(&name[..lower.len()], lower)
-}
+pub use crate::http1::{loose_eq, loose_prefix};
 
 /// Headers a client may never send to a backend: the edge sets or drops
 /// them. `x-forwarded-for` is not here: it is kept (and appended to) only

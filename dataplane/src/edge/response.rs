@@ -279,7 +279,8 @@ fn copy_headers(
             }
             return;
         }
-        if name.starts_with(crate::tunnel::meta::PREFIX.as_bytes()) {
+        if crate::http1::loose_prefix(name, crate::tunnel::meta::PREFIX.as_bytes()) {
+            // The tunnel's own words, whichever hop brought them.
             return;
         }
         if app.hsts.is_some() && is_name(name, "strict-transport-security") {
@@ -391,7 +392,7 @@ pub fn upgrade_head(resp: &RespHead, protocol: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
     resp.headers.each(|name, value| {
         if crate::http1::is_hop_by_hop(name)
-            || name.starts_with(crate::tunnel::meta::PREFIX.as_bytes())
+            || crate::http1::loose_prefix(name, crate::tunnel::meta::PREFIX.as_bytes())
         {
             return;
         }

@@ -169,8 +169,8 @@ impl ChunkedDecoder {
                         return Err("trailer line must end in CRLF");
                     }
                     let line = &buf[..line_end - 1];
-                    if line.iter().any(|&b| b == b'\r' || b == 0) {
-                        return Err("invalid character in trailer");
+                    if !line.is_empty() {
+                        check_trailer_line(line)?;
                     }
                     let empty = line.is_empty();
                     let _ = buf.split_to(line_end + 1);
@@ -186,6 +186,25 @@ impl ChunkedDecoder {
             }
         }
     }
+}
+
+/// A trailer line must be a well-formed field line, as a header would be:
+/// a token name, a colon, and a value without control characters. No
+/// folding, no whitespace before the colon. Trailers are dropped, but a
+/// line another parser would read differently is refused all the same.
+fn check_trailer_line(line: &[u8]) -> Result<(), &'static str> {
+    let colon = memchr::memchr(b':', line).ok_or("trailer line has no colon")?;
+    let name = &line[..colon];
+    if name.is_empty() || !super::is_token(name) {
+        return Err("trailer field name is not a token");
+    }
+    if line[colon + 1..]
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err("invalid character in trailer");
+    }
+    Ok(())
 }
 
 fn trim_trailing_ws(mut s: &[u8]) -> &[u8] {

@@ -85,10 +85,61 @@ pub struct ResponseHead {
 
 /// Tries to parse a request head at the start of `buf`. `Ok(None)` means
 /// more bytes are needed; on success the head's bytes are removed from `buf`.
+#[cfg(test)]
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpError> {
-    let Some(raw) = split_request(buf)? else {
-        return Ok(None);
+    parse_request_or_refuse(buf).map_err(|r| r.error)
+}
+
+/// A request refused after its head was split off the buffer: what its
+/// request line said, for the access log.
+pub struct Refused {
+    pub error: HttpError,
+    /// Method and target, when the head got that far.
+    pub line: Option<(Bytes, Bytes)>,
+}
+
+/// [`parse_request`], keeping the request line of a refused head.
+pub fn parse_request_or_refuse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
+    let raw = match split_request(buf) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return Ok(None),
+        Err(error) => return Err(Refused { error, line: None }),
     };
+    match check_request(&raw) {
+        Ok(c) => Ok(Some(RequestHead {
+            method: raw.method,
+            path: c.path,
+            minor: raw.minor,
+            headers: raw.headers,
+            host: c.host,
+            authority: c.authority,
+            framing: c.framing,
+            keep_alive: c.keep_alive,
+            expect_continue: c.expect_continue,
+            upgrade: c.upgrade,
+            connection_tokens: c.connection_tokens,
+        })),
+        Err(error) => Err(Refused {
+            error,
+            line: Some((raw.method, raw.target)),
+        }),
+    }
+}
+
+/// What [`check_request`] finds in a head.
+struct Checked {
+    path: Bytes,
+    host: String,
+    authority: Bytes,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    upgrade: Option<Bytes>,
+    connection_tokens: ConnectionTokens,
+}
+
+/// Validates a split-off head and reads what the edge needs from it.
+fn check_request(raw: &RawRequest) -> Result<Checked, HttpError> {
     let f = Fields::scan(&raw.headers, &raw.before)?;
     let framing = request_framing(&f, raw.minor)?;
     // Target: origin-form, or absolute-form whose authority wins over Host.
@@ -107,11 +158,23 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
     if path.contains(&b'#') {
         return Err(err(400, "the request target contains a fragment"));
     }
+    if &raw.method[..] == b"TRACE" {
+        // A reflected request would show the client the headers the edge
+        // adds, and cookies to scripts that cannot read them otherwise.
+        return Err(err(405, "TRACE is not allowed"));
+    }
     match (f.hosts, raw.minor) {
         (0, 1) => return Err(err(400, "the Host header is missing")),
         (0, _) if authority.is_none() => return Err(err(400, "the Host header is missing")),
         (n, _) if n > 1 => return Err(err(400, "the Host header is repeated")),
         _ => {}
+    }
+    // With an absolute-form target the URL's authority wins, but the Host
+    // header must still be valid (RFC 9112 §3.2).
+    if let (Some(_), Some(h)) = (&authority, &f.host) {
+        if parse_authority(h).is_none() {
+            return Err(err(400, "the Host header is not a valid host"));
+        }
     }
     let authority = match authority.or(f.host) {
         Some(a) => a,
@@ -142,11 +205,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
         }
         _ => None,
     };
-    Ok(Some(RequestHead {
-        method: raw.method,
+    Ok(Checked {
         path,
-        minor: raw.minor,
-        headers: raw.headers,
         host,
         authority,
         framing,
@@ -154,7 +214,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HttpErro
         expect_continue,
         upgrade,
         connection_tokens: tokens,
-    }))
+    })
 }
 
 /// A request head split off the buffer, before its headers are read.
@@ -330,6 +390,9 @@ pub fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(err(502, "the backend sent a malformed response head")),
     };
+    if len > MAX_HEAD_BYTES {
+        return Err(err(502, "the backend's response head is too large"));
+    }
     let status = res.code.unwrap_or(0);
     let minor = res.version.unwrap_or(1);
     let base = buf.as_ptr() as usize;
@@ -498,6 +561,11 @@ pub fn loose_eq(name: &[u8], lower: &[u8]) -> bool {
         })
 }
 
+/// Whether `name` starts with `lower` in the sense of [`loose_eq`].
+pub fn loose_prefix(name: &[u8], lower: &[u8]) -> bool {
+    name.len() >= lower.len() && loose_eq(&name[..lower.len()], lower)
+}
+
 pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -508,7 +576,7 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn is_token(s: &[u8]) -> bool {
+pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty()
         && s.iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

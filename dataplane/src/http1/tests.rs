@@ -81,6 +81,13 @@ fn smuggling_shapes_are_refused() {
         ("GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
         ("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello", 400),
         ("POST / HTTP/1.1\r\nHost: a\r\ntransfer_encoding: chunked\r\n\r\n", 400),
+        // RFC 9112 §3.2: an invalid Host is a 400 even when an absolute
+        // URL names the authority.
+        ("GET http://a.example.com/ HTTP/1.1\r\nHost: bad host\r\n\r\n", 400),
+        ("GET http://a.example.com/ HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        ("GET http://a.example.com/ HTTP/1.1\r\nHost: \r\n\r\n", 400),
+        ("TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        ("TRACE http://a.example.com/ HTTP/1.1\r\nHost: a\r\n\r\n", 405),
     ];
     for (raw, want) in cases {
         assert_eq!(status(raw), want, "{raw:?}");
@@ -122,6 +129,18 @@ fn h2c_upgrade_is_not_relayed() {
         .unwrap()
         .unwrap();
     assert_eq!(h.upgrade.as_deref(), Some(&b"websocket"[..]));
+}
+
+#[test]
+fn a_response_head_over_64_kib_is_refused_however_it_arrives() {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nX: {}\r\nContent-Length: 0\r\n\r\n",
+        "v".repeat(65 * 1024)
+    );
+    let mut whole = BytesMut::from(head.as_bytes());
+    assert_eq!(parse_response(&mut whole, false).unwrap_err().status, 502);
+    let mut partial = BytesMut::from(&head.as_bytes()[..head.len() - 4]);
+    assert_eq!(parse_response(&mut partial, false).unwrap_err().status, 502);
 }
 
 #[test]
@@ -178,6 +197,10 @@ fn chunked_decoder_is_strict() {
         decode_all(b"5;a=b\r\nhello\r\n0\r\nT: v\r\n\r\n", 1).unwrap(),
         b"hello"
     );
+    assert_eq!(
+        decode_all(b"0\r\nT: v\tw\r\nX-Sum:\r\n\r\n", 2).unwrap(),
+        b""
+    );
     for bad in [
         &b"0x5\r\nhello\r\n0\r\n\r\n"[..],
         b"+5\r\nhello\r\n0\r\n\r\n",
@@ -188,6 +211,15 @@ fn chunked_decoder_is_strict() {
         b"5;a\rb\r\nhello\r\n0\r\n\r\n",
         b"5;a\nb\r\nhello\r\n0\r\n\r\n",
         b"5\r\nhelloXX0\r\n\r\n",
+        // Trailer lines are field lines or nothing.
+        b"0\r\nno colon here\r\n\r\n",
+        b"0\r\n: empty name\r\n\r\n",
+        b"0\r\nBad Name: v\r\n\r\n",
+        b"0\r\nT : v\r\n\r\n",
+        b"0\r\nT: v\r\n folded\r\n\r\n",
+        b"0\r\nT: a\x01b\r\n\r\n",
+        b"0\r\nT: a\x00b\r\n\r\n",
+        b"0\r\nT: a\rb\r\n\r\n",
     ] {
         assert!(
             decode_all(bad, 3).is_err(),

@@ -32,6 +32,16 @@ use crate::tls::stream::TlsStream;
 
 /// How long an idle backend connection is kept.
 pub const IDLE_TTL: Duration = Duration::from_secs(30);
+/// A connection idle for longer than this is checked for a close by the
+/// backend before it is reused (one non-blocking peek; busy connections
+/// skip it). Backends close idle connections on timeouts of seconds, so a
+/// connection reused within this time is all but never already closed.
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+/// Idle backend connections one worker keeps in all, whatever their
+/// destination: the pool never holds more descriptors than this.
+pub const IDLE_TOTAL_MAX: usize = 1024;
+/// How often each worker sweeps its idle pool ([`Upstream::sweep`]).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a resolved backend address is reused.
 pub const DNS_TTL: Duration = Duration::from_secs(30);
 
@@ -204,6 +214,8 @@ pub struct Upstream {
     down: RefCell<HashMap<(String, u16), Instant>>,
     dns: RefCell<DnsCache>,
     dns_pending: std::cell::Cell<usize>,
+    /// Idle connections in the pool, all destinations together.
+    idle_total: std::cell::Cell<usize>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -217,6 +229,7 @@ impl Upstream {
             down: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
             dns_pending: std::cell::Cell::new(0),
+            idle_total: std::cell::Cell::new(0),
             max_idle,
             connect_timeout,
         })
@@ -247,18 +260,21 @@ impl Upstream {
     }
 
     /// The most recently parked idle connection to `target`, if one is
-    /// still fresh (stale ones on the way are closed).
+    /// still fresh and open (stale or closed ones on the way are dropped).
     fn take_idle(&self, target: &Target, hash: u64) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&hash)?;
         let now = Instant::now();
         while let Some(i) = list.iter().rposition(|e| target.matches(&e.conn.key)) {
             let entry = list.remove(i);
-            if now.saturating_duration_since(entry.since) < IDLE_TTL {
-                let mut conn = entry.conn;
-                conn.reused = true;
-                return Some(conn);
+            self.idle_total.set(self.idle_total.get() - 1);
+            let age = now.saturating_duration_since(entry.since);
+            if age >= IDLE_TTL || (age >= IDLE_CHECK_AFTER && entry.conn.io.idle_peer_gone()) {
+                continue;
             }
+            let mut conn = entry.conn;
+            conn.reused = true;
+            return Some(conn);
         }
         None
     }
@@ -270,15 +286,52 @@ impl Upstream {
             return;
         }
         conn.buf.clear();
+        if self.idle_total.get() >= IDLE_TOTAL_MAX {
+            self.drop_oldest();
+        }
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(conn.key.hash).or_default();
         if list.len() >= self.max_idle {
             list.remove(0);
+        } else {
+            self.idle_total.set(self.idle_total.get() + 1);
         }
         list.push(Idle {
             conn,
             since: Instant::now(),
         });
+    }
+
+    /// Closes the pool's longest-idle connection (the pool is full).
+    fn drop_oldest(&self) {
+        let mut idle = self.idle.borrow_mut();
+        let oldest = idle
+            .iter()
+            .filter_map(|(&h, list)| list.first().map(|e| (e.since, h)))
+            .min();
+        if let Some((_, h)) = oldest {
+            if let Some(list) = idle.get_mut(&h) {
+                list.remove(0);
+                self.idle_total.set(self.idle_total.get() - 1);
+            }
+        }
+    }
+
+    /// Closes idle connections past [`IDLE_TTL`] and those their backend
+    /// has closed, so an idle pool holds no dead descriptors. Run by each
+    /// worker every few seconds.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        let mut kept = 0;
+        idle.retain(|_, list| {
+            list.retain(|e| {
+                now.saturating_duration_since(e.since) < IDLE_TTL && !e.conn.io.idle_peer_gone()
+            });
+            kept += list.len();
+            !list.is_empty()
+        });
+        self.idle_total.set(kept);
     }
 
     /// The addresses of `host:port`. Names are looked up on a control
