@@ -16,6 +16,9 @@ use monoio::net::{ListenerOpts, TcpListener};
 use postern_control::{EdgeConfig, Scheme};
 
 use crate::admin::Control;
+
+/// How long the alert for a timed-out TLS handshake may take to send.
+const ALERT_WAIT: Duration = Duration::from_secs(1);
 use crate::edge::conn::{self as server, ConnInfo};
 use crate::io::{Io, Stream};
 use crate::tls::{self, stream::TlsStream};
@@ -393,6 +396,10 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                         Err(_) => {
                             bump(&edge.tls_handshake_failures, 1);
                             tracing::debug!(%peer, "TLS handshake timed out");
+                            // Say so with an alert rather than vanish; a
+                            // client that does not read it is not waited for.
+                            stream.conn.send_close_notify();
+                            let _ = crate::timer::timeout(ALERT_WAIT, stream.flush_tls()).await;
                             return;
                         }
                     }

@@ -1,7 +1,7 @@
 //! Availability under hostile clients: what a timed-out connection leaves
 //! behind (docs/attacks.md, case 51).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,37 @@ fn silent_connections_are_closed_at_their_deadline() {
         "the edge still holds {} descriptors (had {before})",
         open_fds(edge.pid())
     );
+}
+
+/// A TLS handshake that runs out of time ends with an alert, not silence,
+/// whether the client sent nothing or half a ClientHello.
+#[test]
+fn a_timed_out_handshake_ends_with_an_alert() {
+    let backend = Backend::hello();
+    let edge = edge_for(&backend, "tls_handshake_timeout = 1");
+    for sent in [
+        &b""[..],
+        &[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ],
+    ] {
+        let mut s = TcpStream::connect(edge.https).unwrap();
+        s.write_all(sent).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 256];
+        while let Ok(n) = s.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&b[..n]);
+        }
+        // An alert record: content type 21, a TLS version, length 2.
+        assert!(
+            got.len() >= 7 && got[0] == 21 && got[1] == 3 && got[3..5] == [0, 2],
+            "after sending {sent:?} the edge sent {got:?}"
+        );
+    }
 }
 
 /// Opens `n` connections that send nothing; returns how many the edge
