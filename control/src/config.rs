@@ -119,6 +119,10 @@ pub struct EdgeSettings {
     pub max_connections: Option<usize>,
     /// Client connections one source address holds at most.
     pub max_connections_per_source: usize,
+    /// Tunnel streams (requests relayed to connectors at once) one source
+    /// address holds at most, so one client cannot take the tunnels;
+    /// `None`: half the streams the open tunnels can carry.
+    pub max_tunnel_streams_per_source: Option<usize>,
     /// Bytes per second a request body must average once it has had
     /// [`BODY_RATE_GRACE`]; 0: no minimum.
     pub min_body_rate: u64,

@@ -217,6 +217,9 @@ pub struct EdgeCounters {
     /// Connections closed on accept: their source address was at
     /// `max_connections_per_source`.
     pub refused_over_source: AtomicU64,
+    /// Requests answered 503 because their source address held
+    /// `max_tunnel_streams_per_source` tunnel streams.
+    pub refused_tunnel_streams: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -315,6 +318,7 @@ pub struct EdgeTotals {
     pub tunnel_requests: u64,
     pub refused_over_total: u64,
     pub refused_over_source: u64,
+    pub refused_tunnel_streams: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -373,6 +377,7 @@ impl Registry {
             t.edge.tunnel_requests += e.tunnel_requests.load(Relaxed);
             t.edge.refused_over_total += e.refused_over_total.load(Relaxed);
             t.edge.refused_over_source += e.refused_over_source.load(Relaxed);
+            t.edge.refused_tunnel_streams += e.refused_tunnel_streams.load(Relaxed);
             let apps: Vec<(String, Arc<AppCounters>)> = core
                 .apps
                 .lock()

@@ -70,14 +70,26 @@ pub mod meta {
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
 
-/// HTTP/2 windows. A stream that nobody reads holds at most
-/// [`STREAM_WINDOW`] of the connection's [`CONNECTION_WINDOW`], so it takes
-/// well over a hundred stalled clients to slow a tunnel down.
+/// Streams one tunnel carries at once; the edge spreads requests over a
+/// connector's tunnels and uses a full one only when all are full.
+pub const MAX_STREAMS: u32 = 256;
+/// HTTP/2 windows. A stream nobody reads (a client that stopped reading
+/// its response) holds at most [`STREAM_WINDOW`] of the connection's
+/// window, and the connection window has room for every stream's: so
+/// stalled streams, however many, never hold back the others (without
+/// it, 128 slow readers of large responses stalled a whole tunnel). The
+/// price is memory: at most 64 MiB per tunnel, and only while that many
+/// clients stall, which `min_send_rate` bounds in time.
 pub const STREAM_WINDOW: u32 = 256 * 1024;
-pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = MAX_STREAMS * STREAM_WINDOW;
+/// Streams the connector lets the edge reset before it has accepted them.
+/// Clients abort requests in bursts (a page closed, thousands of
+/// connections dropped at once) and each abort is one reset: the default
+/// guard (20) read that as an attack and closed the whole tunnel. The
+/// edge is trusted and bounds its streams, so the guard only stops bugs.
+pub const MAX_PENDING_RESETS: usize = 16 * MAX_STREAMS as usize;
 /// Request heads are at most 64 KiB at the edge; leave room for metadata.
 pub const MAX_HEADER_LIST: u32 = 96 * 1024;
-pub const MAX_STREAMS: u32 = 1024;
 /// The longest JSON line of enrollment and renewal.
 pub const MAX_LINE: usize = 64 * 1024;
 

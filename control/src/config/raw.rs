@@ -66,6 +66,8 @@ pub struct Edge {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_source: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tunnel_streams_per_source: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_body_rate: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_send_rate: Option<u64>,

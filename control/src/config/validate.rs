@@ -166,6 +166,7 @@ impl Validator<'_> {
             translate_max_decoded_size: self.decoded_limit(e.translate_max_decoded_mib),
             max_connections: e.max_connections,
             max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
+            max_tunnel_streams_per_source: e.max_tunnel_streams_per_source,
             min_body_rate: e.min_body_rate.unwrap_or(1024),
             min_send_rate: e.min_send_rate.unwrap_or(1024),
             admin_address: self
@@ -180,6 +181,12 @@ impl Validator<'_> {
         }
         if edge.max_connections_per_source == 0 || edge.max_connections_per_source > 10_000_000 {
             self.problem("edge.max_connections_per_source: must be 1 to 10000000".into());
+        }
+        if edge
+            .max_tunnel_streams_per_source
+            .is_some_and(|n| n == 0 || n > 1_000_000)
+        {
+            self.problem("edge.max_tunnel_streams_per_source: must be 1 to 1000000".into());
         }
         if edge.upstream_pool_size > 100_000 {
             self.problem("edge.upstream_pool_size: more than 100000 idle connections".into());

@@ -215,6 +215,12 @@ fn edge(o: &mut String, t: &Totals, version: u64) {
             e.refused_over_source.to_string(),
         ),
         (
+            "postern_refused_tunnel_streams_total",
+            "counter",
+            "Requests answered 503 because their source address held max_tunnel_streams_per_source tunnel streams.",
+            e.refused_tunnel_streams.to_string(),
+        ),
+        (
             "postern_config_version",
             "gauge",
             "Version of the app table.",

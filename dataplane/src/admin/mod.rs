@@ -86,7 +86,7 @@ impl Control {
             Some(_) => Some(crate::tls::tunnel_server_config(connectors.ca())?),
             None => None,
         };
-        let tunnels = Arc::new(Tunnels::default());
+        let tunnels = Arc::new(Tunnels::new(cfg.edge.max_tunnel_streams_per_source));
         for id in connectors.revoked() {
             tunnels.revoke(&id);
         }

@@ -519,6 +519,8 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
         .initial_connection_window_size(tunnel::CONNECTION_WINDOW)
         .max_header_list_size(tunnel::MAX_HEADER_LIST)
         .max_concurrent_streams(tunnel::MAX_STREAMS)
+        .max_pending_accept_reset_streams(tunnel::MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(Some(tunnel::MAX_PENDING_RESETS))
         .enable_connect_protocol()
         .handshake::<_, Bytes>(tls)
         .await

@@ -66,6 +66,15 @@ impl Admission {
     /// Takes a place for a connection from `source`, or says which cap it
     /// is over.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, Refused> {
+        self.admit_within(source, self.max_per_source)
+    }
+
+    /// [`Admission::admit`] with a per-source cap decided by the caller.
+    pub fn admit_within(
+        self: &Arc<Self>,
+        source: IpAddr,
+        max_per_source: usize,
+    ) -> Result<Admitted, Refused> {
         let source = source.to_canonical();
         if self.total.fetch_add(1, Ordering::Relaxed) >= self.max_total {
             self.total.fetch_sub(1, Ordering::Relaxed);
@@ -73,7 +82,7 @@ impl Admission {
         }
         let mut map = self.shard(source).lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(source).or_insert(0);
-        if *n >= self.max_per_source {
+        if *n >= max_per_source {
             drop(map);
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err(Refused::OverSource);

@@ -18,7 +18,7 @@ use super::conn::ConnInfo;
 use super::proxy::Exchange;
 use super::response::RespHead;
 use crate::error::ProxyError;
-use crate::http1::body::{BodyError, BodyReader};
+use crate::http1::body::{BodyError, BodyReader, ChunkedDecoder, Decoded, Framing};
 use crate::http1::RequestHead;
 use crate::io::Io;
 
@@ -74,13 +74,13 @@ impl<'a> ClientBody<'a> {
     /// How long the next read may take: the idle limit, or less when the
     /// body would otherwise fall under its minimum average rate (the
     /// grace period, then `received / min_rate` seconds in all).
-    fn read_timeout(&mut self) -> Duration {
+    fn read_timeout(&mut self, received: u64) -> Duration {
         if self.min_rate == 0 {
             return self.timeout;
         }
         let now = std::time::Instant::now();
         let started = *self.started.get_or_insert(now);
-        let allowed = Duration::from_secs_f64(self.received as f64 / self.min_rate as f64)
+        let allowed = Duration::from_secs_f64(received as f64 / self.min_rate as f64)
             .max(postern_control::config::BODY_RATE_GRACE);
         let left = (started + allowed).saturating_duration_since(now);
         self.timeout.min(left.max(Duration::from_millis(1)))
@@ -91,11 +91,9 @@ impl<'a> ClientBody<'a> {
         !self.buf.is_empty()
     }
 
-    /// The next piece of the body, `None` at its end.
-    pub async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
-        if self.is_done() {
-            return Ok(None);
-        }
+    /// Sends the `100 Continue` the client waits for, if one is owed and
+    /// no body byte has arrived yet.
+    async fn send_continue(&mut self) -> Result<(), ProxyError> {
         if std::mem::take(&mut self.expect_continue) && self.buf.is_empty() {
             let (res, _) = self
                 .io
@@ -103,7 +101,41 @@ impl<'a> ClientBody<'a> {
                 .await;
             res.map_err(|_| ProxyError::client_gone())?;
         }
-        let timeout = self.read_timeout();
+        Ok(())
+    }
+
+    /// Reads the body ahead into the connection's buffer until all of it,
+    /// or its first `limit` bytes, are in, before the hop opens anything
+    /// towards the app: a client trickling a body then holds only its own
+    /// connection, never a tunnel stream or a backend connection, and a
+    /// body of up to `limit` bytes reaches the app in one go.
+    pub async fn read_ahead(&mut self, limit: usize) -> Result<(), ProxyError> {
+        if self.is_done() {
+            return Ok(());
+        }
+        self.send_continue().await?;
+        let mut probe = ReadAhead::new(self.reader.framing());
+        loop {
+            if probe.enough(self.buf, limit) {
+                return Ok(());
+            }
+            let timeout = self.read_timeout(self.buf.len() as u64);
+            match crate::http1::body::read_with_timeout(self.io, self.buf, timeout).await {
+                Ok(0) => return Ok(()), // the body reader reports the truncation
+                Ok(_) => {}
+                Err(BodyError::Timeout) => return Err(body_timeout()),
+                Err(_) => return Err(ProxyError::client_gone()),
+            }
+        }
+    }
+
+    /// The next piece of the body, `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        self.send_continue().await?;
+        let timeout = self.read_timeout(self.received);
         match self.reader.next(self.io, self.buf, timeout).await {
             Ok(Some(data)) => {
                 let n = data.len() as u64;
@@ -114,11 +146,60 @@ impl<'a> ClientBody<'a> {
             }
             Ok(None) => Ok(None),
             Err(BodyError::Malformed(m)) => Err(ProxyError::client(400, m)),
-            Err(BodyError::Timeout) => Err(ProxyError::client(
-                408,
-                "the request body did not arrive in time, or too slowly",
-            )),
+            Err(BodyError::Timeout) => Err(body_timeout()),
             Err(_) => Err(ProxyError::client_gone()),
+        }
+    }
+}
+
+fn body_timeout() -> ProxyError {
+    ProxyError::client(
+        408,
+        "the request body did not arrive in time, or too slowly",
+    )
+}
+
+/// Whether a body read ahead is in far enough: all of a Content-Length
+/// body, or up to the limit; for a chunked body, its end (found by a
+/// decoder run over the bytes as they arrive, each byte copied once) or
+/// the limit.
+struct ReadAhead {
+    framing: Framing,
+    chunked: Option<(ChunkedDecoder, BytesMut)>,
+    scanned: usize,
+}
+
+impl ReadAhead {
+    fn new(framing: Framing) -> ReadAhead {
+        ReadAhead {
+            framing,
+            chunked: (framing == Framing::Chunked).then(Default::default),
+            scanned: 0,
+        }
+    }
+
+    fn enough(&mut self, buf: &BytesMut, limit: usize) -> bool {
+        if buf.len() >= limit {
+            return true;
+        }
+        match self.framing {
+            Framing::Length(n) => buf.len() as u64 >= n,
+            Framing::Chunked => {
+                let Some((decoder, pending)) = &mut self.chunked else {
+                    return true;
+                };
+                pending.extend_from_slice(&buf[self.scanned..]);
+                self.scanned = buf.len();
+                loop {
+                    match decoder.decode(pending) {
+                        Ok(Decoded::Data(_)) => {}
+                        Ok(Decoded::NeedMore) => return false,
+                        // At its end, or malformed (the body reader says so).
+                        Ok(Decoded::End) | Err(_) => return true,
+                    }
+                }
+            }
+            _ => true,
         }
     }
 }

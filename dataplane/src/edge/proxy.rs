@@ -254,6 +254,10 @@ fn policy(
     Ok(())
 }
 
+/// How much of a request body is read before the hop opens a tunnel
+/// stream or a backend connection (see [`ClientBody::read_ahead`]).
+const READ_AHEAD: usize = 64 * 1024;
+
 /// Phases 5–7: send over `hop`, then relay the response.
 async fn forward<H: Hop>(
     ctx: &Exchange<'_>,
@@ -265,7 +269,10 @@ async fn forward<H: Hop>(
 ) -> Next {
     let started = Instant::now();
     let mut body = ClientBody::new(ctx, io, buf, &head);
-    let sent = hop.send(ctx, &head, &mut body, out).await;
+    let sent = match body.read_ahead(READ_AHEAD).await {
+        Ok(()) => hop.send(ctx, &head, &mut body, out).await,
+        Err(e) => Err(e),
+    };
     // Whatever the hop did, a body not read to its end must not be parsed
     // as the next request: the connection then closes after the answer.
     let body_read = body.is_done();
@@ -388,7 +395,13 @@ async fn fail(
     let close = e.closes() || !head.keep_alive || !body_read;
     ctx.info.note(|o| o.status = status);
     out.clear();
-    pages::error_page(out, status, &e.message, ctx.id, close, &[]);
+    // A 503 is the edge shedding load: worth retrying shortly.
+    let extra: &[(&str, &str)] = if status == 503 {
+        &[("Retry-After", "1")]
+    } else {
+        &[]
+    };
+    pages::error_page(out, status, &e.message, ctx.id, close, extra);
     send(io, out, close).await
 }
 

@@ -187,6 +187,16 @@ impl Hop for TunnelHop {
         let mut skip = Vec::new();
         let mut attempts = 0;
         loop {
+            // One address holds at most its share of the tunnels' streams
+            // (a retry's previous place was given back with its lease).
+            let open = worker.with_tunnels(|list| list.len());
+            let Some(source) = worker.tunnels.admit_stream(ctx.info.peer.ip(), open) else {
+                bump(&worker.counters.edge.refused_tunnel_streams, 1);
+                return Err(ProxyError::client(
+                    503,
+                    "too many requests from your address are in progress; retry shortly",
+                ));
+            };
             let picked = worker.with_tunnels(|list| pick(list, group, worker.index, &skip, held));
             let Some(lease) = picked else {
                 return Err(ProxyError::new(
@@ -198,6 +208,8 @@ impl Hop for TunnelHop {
                     ),
                 ));
             };
+            let mut lease = lease;
+            lease.source = Some(source);
             bump(&worker.counters.edge.tunnel_requests, 1);
             if lease.cross {
                 bump(&worker.counters.edge.cross_core_relays, 1);

@@ -100,6 +100,8 @@ pub struct Lease {
     pub tunnel: Arc<Tunnel>,
     /// Taken by a worker other than the tunnel's own.
     pub cross: bool,
+    /// The client address's place under `max_tunnel_streams_per_source`.
+    pub source: Option<crate::edge::admission::Admitted>,
 }
 
 impl Lease {
@@ -116,6 +118,7 @@ impl Lease {
         Lease {
             tunnel: tunnel.clone(),
             cross,
+            source: None,
         }
     }
 }
@@ -138,9 +141,15 @@ fn single_writer_add(c: &AtomicUsize, n: usize) {
 
 pub type TunnelList = Arc<Vec<Arc<Tunnel>>>;
 
+/// The fewest tunnel streams one address may hold by default.
+pub const MIN_SHARE: usize = 64;
+
 /// Every open tunnel of this edge.
-#[derive(Default)]
 pub struct Tunnels {
+    /// Tunnel streams held per client address.
+    sources: Arc<crate::edge::admission::Admission>,
+    /// `max_tunnel_streams_per_source`, if set.
+    per_source: Option<usize>,
     version: AtomicU64,
     list: Mutex<TunnelList>,
     serial: AtomicU64,
@@ -161,6 +170,32 @@ pub struct ConnectorCounters {
 }
 
 impl Tunnels {
+    pub fn new(per_source: Option<usize>) -> Tunnels {
+        Tunnels {
+            sources: crate::edge::admission::Admission::new(usize::MAX, usize::MAX),
+            per_source,
+            version: Default::default(),
+            list: Default::default(),
+            serial: Default::default(),
+            revoked: Default::default(),
+            retired_requests: Default::default(),
+        }
+    }
+
+    /// A place for one more tunnel stream of a client at `source`, when
+    /// it holds fewer than `max_tunnel_streams_per_source`, or by default
+    /// half of what the `open` tunnels can carry (at least [`MIN_SHARE`]).
+    pub fn admit_stream(
+        &self,
+        source: std::net::IpAddr,
+        open: usize,
+    ) -> Option<crate::edge::admission::Admitted> {
+        let cap = self
+            .per_source
+            .unwrap_or_else(|| (open * tunnel::MAX_STREAMS as usize / 2).max(MIN_SHARE));
+        self.sources.admit_within(source, cap).ok()
+    }
+
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -242,9 +277,10 @@ impl Tunnels {
 
 /// Picks the tunnel for a request of `group`: the `held` one if it is
 /// usable (it holds this client's connection-bound session), else the
-/// least busy healthy one of this worker's own, else of another worker's
-/// (`Lease::cross`). `skip` holds tunnels that already refused this
-/// request.
+/// least busy healthy one with a free stream, this worker's own first,
+/// then another worker's (`Lease::cross`); when every one is full, the
+/// least busy (the request waits there for a stream). `skip` holds
+/// tunnels that already refused this request.
 pub fn pick(
     list: &[Arc<Tunnel>],
     group: &str,
@@ -253,12 +289,19 @@ pub fn pick(
     held: Option<u64>,
 ) -> Option<Lease> {
     let mut best: Option<&Arc<Tunnel>> = None;
-    let mut best_key = (true, true, usize::MAX);
+    let mut best_key = (true, true, true, usize::MAX);
     for t in list {
         if t.group != group || t.is_closing() || skip.contains(&t.serial) {
             continue;
         }
-        let key = (held != Some(t.serial), t.worker != worker, t.streams());
+        let streams = t.streams();
+        let full = streams >= tunnel::MAX_STREAMS as usize;
+        let key = (
+            held != Some(t.serial) && full,
+            held != Some(t.serial),
+            t.worker != worker,
+            streams,
+        );
         if key < best_key {
             best_key = key;
             best = Some(t);

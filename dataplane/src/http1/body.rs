@@ -242,6 +242,10 @@ impl BodyReader {
         self.done
     }
 
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// The next piece of the body, or `None` once it is complete. Bytes after
     /// the body stay in `buf` (the next pipelined message).
     pub async fn next(
