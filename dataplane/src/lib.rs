@@ -2,9 +2,15 @@
 //! as a library so the benchmark harness (`perf/`) measures the same code
 //! the `postern` binary runs: link translation, and the completion-I/O
 //! stream layer (TCP, TLS over io_uring, the byte relay) that the floor
-//! relay is built from.
+//! relay is built from. With the `fuzzing` feature it also exposes the
+//! HTTP/1.1 parsers and path normalisation to the fuzz targets.
 
+#[cfg(feature = "fuzzing")]
+pub mod http1;
 pub mod io;
+#[cfg(feature = "fuzzing")]
+#[path = "edge/path.rs"]
+pub mod path;
 pub mod relay;
 pub mod timer;
 pub mod translate;

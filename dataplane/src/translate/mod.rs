@@ -41,6 +41,8 @@ mod scan;
 use hosts::{HostMap, HOST_CHAR};
 use scan::{copy_to_pair, trigger_at, Trigger, MAX_TRIGGER};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod reference;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
 use postern_control::url::parse_app_url;
 use postern_control::url::AppUrl;
 
+use super::reference::{rewrite as naive, RefApp as Naive};
 use super::{url_ends, Form, Stream, Table, FORMS};
 
 fn url(s: &str) -> AppUrl {
@@ -214,85 +215,6 @@ impl Rng {
     fn pick<T: Copy>(&mut self, v: &[T]) -> T {
         v[self.below(v.len())]
     }
-}
-
-/// An exact app, as the reference sees it.
-struct Naive {
-    scheme: &'static str,
-    host: String,
-    port: u16,
-    path: String,
-    ext: String,
-}
-
-/// The reference: at each position, try every spelling of every app's
-/// prefix literally, longest first, and take the first that fits.
-fn naive(apps: &[Naive], input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    'outer: while i < input.len() {
-        let boundary =
-            i == 0 || !(input[i - 1].is_ascii_alphanumeric() || b"+-.".contains(&input[i - 1]));
-        if boundary {
-            let mut best: Option<(usize, Vec<u8>)> = None;
-            for a in apps {
-                let default = if a.scheme == "http" { 80 } else { 443 };
-                let mut ports = vec![format!(":{}", a.port)];
-                if a.port == default {
-                    ports.push(String::new());
-                }
-                for form in FORMS {
-                    for port in &ports {
-                        for trimmed in [false, true] {
-                            let path = if trimmed {
-                                &a.path[..a.path.len() - 1]
-                            } else {
-                                &a.path[..]
-                            };
-                            let mut ci = Vec::new();
-                            form.encode(&format!("{}://{}{}", a.scheme, a.host, port), &mut ci);
-                            let mut exact = Vec::new();
-                            form.encode(path, &mut exact);
-                            let n = ci.len() + exact.len();
-                            if input.len() - i < n
-                                || !input[i..i + ci.len()].eq_ignore_ascii_case(&ci)
-                                || !super::pct_eq(&input[i + ci.len()..i + n], &exact)
-                            {
-                                continue;
-                            }
-                            if trimmed && url_ends(input, i + n, form, true) != Some(true) {
-                                continue;
-                            }
-                            let mut rep = Vec::new();
-                            let ext = if trimmed {
-                                &a.ext[..a.ext.len() - 1]
-                            } else {
-                                &a.ext[..]
-                            };
-                            form.encode(ext, &mut rep);
-                            // Longest internal prefix first (path length
-                            // decides between apps of one host).
-                            let better = match &best {
-                                None => true,
-                                Some((m, _)) => n > *m,
-                            };
-                            if better {
-                                best = Some((n, rep));
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some((n, rep)) = best {
-                out.extend_from_slice(&rep);
-                i += n;
-                continue 'outer;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
 }
 
 #[test]
