@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use postern_dataplane::path::normalize;
+use postern_dataplane::edge::path::normalize;
 
 fuzz_target!(|data: &[u8]| {
     let mut target = b"/".to_vec();

@@ -86,4 +86,3 @@ pub fn rewrite(apps: &[RefApp], input: &[u8]) -> Vec<u8> {
     }
     out
 }
-
