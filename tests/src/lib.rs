@@ -328,8 +328,42 @@ impl Edge {
         http: SocketAddr,
         env: &[(&str, &str)],
     ) -> Edge {
+        Edge::launch(dir, config, https, http, env, None)
+    }
+
+    /// Like [`Edge::start_with`], under a file-descriptor limit of `nofile`
+    /// from the first instruction on (as a unit's `LimitNOFILE` sets it).
+    pub fn start_with_nofile(
+        dir: TempDir,
+        config: &Path,
+        https: SocketAddr,
+        http: SocketAddr,
+        nofile: u64,
+    ) -> Edge {
+        Edge::launch(dir, config, https, http, &[], Some(nofile))
+    }
+
+    fn launch(
+        dir: TempDir,
+        config: &Path,
+        https: SocketAddr,
+        http: SocketAddr,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Edge {
         let stderr_log = dir.path().join("edge.stderr");
-        let mut child = Command::new(postern_bin())
+        // prlimit sets the limit and then execs the edge (same pid).
+        let mut cmd = match nofile {
+            None => Command::new(postern_bin()),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(postern_bin());
+                c
+            }
+        };
+        let mut child = cmd
             .args(["edge", "--config"])
             .arg(config)
             .env("POSTERN_LOG", "warn")

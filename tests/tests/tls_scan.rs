@@ -74,11 +74,7 @@ fn testssl_finds_no_old_protocol_no_non_aead_cipher_and_no_vulnerability() {
     let mut ciphers = 0;
     let mut protocols = 0;
     for f in &findings {
-        let (id, severity, finding) = (
-            field(f, "id"),
-            field(f, "severity"),
-            field(f, "finding"),
-        );
+        let (id, severity, finding) = (field(f, "id"), field(f, "severity"), field(f, "finding"));
         match id.as_str() {
             "SSLv2" | "SSLv3" | "TLS1" | "TLS1_1" => {
                 protocols += 1;
@@ -136,9 +132,6 @@ fn sslyze_passes_the_mozilla_intermediate_configuration() {
     let scans = report["server_scan_results"].as_array().unwrap();
     assert_eq!(scans.len(), 1, "{text}");
     assert_eq!(scans[0]["scan_status"], "COMPLETED", "{text}");
-    assert!(
-        text.contains(": OK - Compliant."),
-        "{text}"
-    );
+    assert!(text.contains(": OK - Compliant."), "{text}");
     assert!(out.status.success(), "{text}");
 }
