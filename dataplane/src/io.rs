@@ -20,6 +20,8 @@ use crate::tls::stream::TlsStream;
 
 /// Read size used when growing a read buffer.
 pub const READ_CHUNK: usize = 16 * 1024;
+/// Read size while a connection waits idle (a request head usually fits).
+pub const IDLE_READ: usize = 1024;
 
 pub enum Stream {
     Tcp(TcpStream),
@@ -84,6 +86,27 @@ impl Io {
 
     /// Appends what arrives next to `buf` (reserving room first); `Ok(0)`
     /// means the peer closed its side.
+    /// The first read after an idle wait: into at most [`IDLE_READ`] bytes
+    /// of fresh buffer (TLS streams, after [`Io::release_idle`], read that
+    /// much ciphertext), so a connection waiting for its next request
+    /// holds little memory; later reads use full-size buffers.
+    pub async fn read_idle(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Tcp(s) => {
+                if buf.capacity() == buf.len() {
+                    buf.reserve(IDLE_READ);
+                }
+                let owned = std::mem::take(buf);
+                let (len, cap) = (owned.len(), owned.capacity());
+                let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
+                *buf = slice.into_inner();
+                res
+            }
+            Stream::ServerTls(s) => s.read_buf(buf).await,
+            Stream::ClientTls(s) => s.read_buf(buf).await,
+        }
+    }
+
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -235,6 +258,16 @@ impl Io {
             0 => true,
             1.. => matches!(self.stream, Stream::Tcp(_)),
             _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Frees the stream's own buffers while it waits idle (TLS keeps
+    /// ciphertext buffers; plain TCP has none).
+    pub fn release_idle(&mut self) {
+        match &mut self.stream {
+            Stream::Tcp(_) => {}
+            Stream::ServerTls(s) => s.release_buffers(),
+            Stream::ClientTls(s) => s.release_buffers(),
         }
     }
 

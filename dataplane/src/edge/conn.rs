@@ -110,8 +110,9 @@ pub async fn serve(worker: Rc<Worker>, io: Io, info: ConnInfo) {
 }
 
 async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
-    let mut buf = BytesMut::with_capacity(crate::io::READ_CHUNK);
-    let mut out: Vec<u8> = Vec::with_capacity(crate::io::READ_CHUNK);
+    // Both grow on demand and are let go while the connection waits idle.
+    let mut buf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
         let (header_timeout, keepalive_timeout) = {
@@ -145,10 +146,29 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
                 let deadline = *head_deadline.get_or_insert(now + header_timeout);
                 deadline.saturating_duration_since(now)
             };
+            // Waiting for a request, the connection lets its buffers go
+            // and waits with a small read (idle keep-alive connections
+            // are most of an edge's connections); the buffers grow again
+            // as bytes arrive.
+            let idle = buf.is_empty() && !io.has_buffered();
+            if idle {
+                buf = BytesMut::new();
+                out = Vec::new();
+                io.release_idle();
+            }
             // A timed-out read takes the buffer down with it; remember
             // whether a request had started.
             let partial = !buf.is_empty();
-            match body::read_with_timeout(&mut io, &mut buf, timeout).await {
+            let read = if idle {
+                match crate::timer::timeout(timeout, io.read_idle(&mut buf)).await {
+                    Ok(Ok(n)) => Ok(n),
+                    Ok(Err(e)) => Err(BodyError::Io(e.kind())),
+                    Err(_) => Err(BodyError::Timeout),
+                }
+            } else {
+                body::read_with_timeout(&mut io, &mut buf, timeout).await
+            };
+            match read {
                 Ok(0) | Err(BodyError::Io(_)) => break None,
                 Ok(_) => {}
                 Err(BodyError::Timeout) if partial => {
@@ -162,10 +182,17 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
         };
         let Some(head) = head else { break };
         first = false;
+        if out.capacity() == 0 {
+            out.reserve(crate::io::READ_CHUNK);
+        }
         // The table as of this request's arrival.
         let snapshot = worker.snapshot();
-        let next =
-            proxy::handle(&worker, &snapshot, &mut io, &mut buf, &mut out, &info, head).await;
+        // The request's state (several KiB) lives on the heap while the
+        // request does, so a connection waiting idle keeps only this loop.
+        let next = Box::pin(proxy::handle(
+            &worker, &snapshot, &mut io, &mut buf, &mut out, &info, head,
+        ))
+        .await;
         match next {
             Next::KeepAlive => continue,
             Next::Close => break,

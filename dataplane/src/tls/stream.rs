@@ -27,6 +27,8 @@ pub struct TlsStream<C> {
     rpos: usize,
     wbuf: Vec<u8>,
     tcp_eof: bool,
+    /// The next read is the first after an idle wait: a small one.
+    idle: bool,
 }
 
 impl<C, SD> TlsStream<C>
@@ -38,10 +40,11 @@ where
         TlsStream {
             tcp,
             conn,
-            rbuf: Vec::with_capacity(CIPHERTEXT_BUF),
+            rbuf: Vec::new(),
             rpos: 0,
-            wbuf: Vec::with_capacity(CIPHERTEXT_BUF),
+            wbuf: Vec::new(),
             tcp_eof: false,
+            idle: false,
         }
     }
 
@@ -69,6 +72,14 @@ where
         if self.rpos >= self.rbuf.len() {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.clear();
+            let want = if std::mem::take(&mut self.idle) {
+                crate::io::IDLE_READ
+            } else {
+                CIPHERTEXT_BUF
+            };
+            if buf.capacity() < want {
+                buf = Vec::with_capacity(want);
+            }
             let (res, buf) = self.tcp.read(buf).await;
             self.rbuf = buf;
             self.rpos = 0;
@@ -165,6 +176,20 @@ where
         self.conn.send_close_notify();
         let _ = self.flush_tls().await;
         let _ = self.tcp.shutdown().await;
+    }
+
+    /// Frees the ciphertext buffers when nothing is pending in them (an
+    /// idle connection then holds only rustls's own state); they are
+    /// allocated again on the next read or write.
+    pub fn release_buffers(&mut self) {
+        if self.rpos >= self.rbuf.len() {
+            self.rbuf = Vec::new();
+            self.rpos = 0;
+            self.idle = true;
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = Vec::new();
+        }
     }
 
     /// Plaintext or unprocessed ciphertext is already in memory.

@@ -286,6 +286,7 @@ impl Upstream {
             return;
         }
         conn.buf.clear();
+        conn.io.release_idle();
         if self.idle_total.get() >= IDLE_TOTAL_MAX {
             self.drop_oldest();
         }
