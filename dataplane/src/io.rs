@@ -38,6 +38,17 @@ pub struct Io {
     pace: Option<Pace>,
 }
 
+/// Reads into `buf`'s spare capacity, appending. monoio reads into a
+/// BytesMut from its *start*; a slice over the spare capacity makes the
+/// read append instead.
+async fn read_spare(s: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
 /// A minimum average send rate for a peer that reads slowly: over the
 /// time spent in writes (idle time between messages does not count), the
 /// peer must take `min_rate` bytes a second once past the grace time.
@@ -96,11 +107,7 @@ impl Io {
                 if buf.capacity() == buf.len() {
                     buf.reserve(IDLE_READ);
                 }
-                let owned = std::mem::take(buf);
-                let (len, cap) = (owned.len(), owned.capacity());
-                let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
-                *buf = slice.into_inner();
-                res
+                read_spare(s, buf).await
             }
             Stream::ServerTls(s) => s.read_buf(buf).await,
             Stream::ClientTls(s) => s.read_buf(buf).await,
@@ -112,15 +119,7 @@ impl Io {
             buf.reserve(READ_CHUNK);
         }
         match &mut self.stream {
-            Stream::Tcp(s) => {
-                // monoio reads into a BytesMut from its *start*; a slice
-                // over the spare capacity makes the read append instead.
-                let owned = std::mem::take(buf);
-                let (len, cap) = (owned.len(), owned.capacity());
-                let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
-                *buf = slice.into_inner();
-                res
-            }
+            Stream::Tcp(s) => read_spare(s, buf).await,
             Stream::ServerTls(s) => s.read_buf(buf).await,
             Stream::ClientTls(s) => s.read_buf(buf).await,
         }
