@@ -286,7 +286,6 @@ impl Upstream {
             return;
         }
         conn.buf.clear();
-        conn.io.release_idle();
         if self.idle_total.get() >= IDLE_TOTAL_MAX {
             self.drop_oldest();
         }
