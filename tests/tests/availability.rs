@@ -338,3 +338,48 @@ fn idle_tls_connections_cost_little_memory() {
     );
     drop(held);
 }
+
+/// Out of file descriptors (EMFILE), the edge pauses accepting for a
+/// moment instead of spinning on the error, says so at most once per 10 s
+/// per worker, and serves again once descriptors are free.
+#[test]
+fn running_out_of_descriptors_pauses_accepts_and_says_so_once() {
+    let backend = Backend::hello();
+    let b = EdgeBuilder::new()
+        // Caps out of the way: the descriptor limit is what is reached.
+        .edge("max_connections = 100000\nmax_connections_per_source = 100000")
+        .app(&passthrough_app(
+            "a",
+            "http://a.example.com/",
+            backend.addr,
+            "cookie = { secure = false }",
+        ));
+    let (dir, path, https, http) = b.write();
+    let edge = Edge::start_with_nofile(dir, &path, https, http, 128);
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(edge.http).ok())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let warnings = edge
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} accept warnings in 3 s:\n{}",
+        edge.stderr()
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (answer, _) = postern_e2e::client::raw_exchange(
+            edge.http,
+            b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
+        );
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not serving again: {answer}");
+    }
+}
