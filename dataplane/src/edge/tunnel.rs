@@ -189,7 +189,8 @@ impl Hop for TunnelHop {
         loop {
             // One address holds at most its share of the tunnels' streams
             // (a retry's previous place was given back with its lease).
-            let open = worker.with_tunnels(|list| list.len());
+            let (open, picked) = worker
+                .with_tunnels(|list| (list.len(), pick(list, group, worker.index, &skip, held)));
             let Some(source) = worker.tunnels.admit_stream(ctx.info.peer.ip(), open) else {
                 bump(&worker.counters.edge.refused_tunnel_streams, 1);
                 return Err(ProxyError::client(
@@ -197,8 +198,7 @@ impl Hop for TunnelHop {
                     "too many requests from your address are in progress; retry shortly",
                 ));
             };
-            let picked = worker.with_tunnels(|list| pick(list, group, worker.index, &skip, held));
-            let Some(lease) = picked else {
+            let Some(mut lease) = picked else {
                 return Err(ProxyError::new(
                     Source::Edge,
                     FailReason::NoConnector,
@@ -208,7 +208,6 @@ impl Hop for TunnelHop {
                     ),
                 ));
             };
-            let mut lease = lease;
             lease.source = Some(source);
             bump(&worker.counters.edge.tunnel_requests, 1);
             if lease.cross {
