@@ -90,8 +90,16 @@ pub fn save_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<(), 
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    write_durably(&tmp, &data).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    // A failed write (a full disk) must not leave its partial copy taking
+    // the space the next attempt needs.
+    let written = write_durably(&tmp, &data).and_then(|()| fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::Io {
+            path: path.clone(),
+            source: e,
+        });
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))

@@ -110,9 +110,48 @@ impl Checksum {
     }
 }
 
+/// The body a request for `/id/N` gets from [`Backend::ids`]: its id,
+/// then bytes that depend on it, then their checksum, so a client can tell
+/// its own answer from another's or a torn one.
+pub fn id_body(n: u64) -> Vec<u8> {
+    let mut v = format!("id={n};").into_bytes();
+    let len = 20_000 + (n as usize * 37) % 30_000;
+    v.extend((0..len).map(|i| (i as u64 ^ n.wrapping_mul(0x9e37)) as u8));
+    let mut sum = Checksum::default();
+    sum.update(&v);
+    v.extend_from_slice(format!(";sum={:016x}", sum.hash).as_bytes());
+    v
+}
+
+/// The `N` of an `/id/N` target (0 when there is none).
+fn id_of(target: &str) -> u64 {
+    target
+        .strip_prefix("/id/")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 impl Backend {
+    /// A backend answering `/id/N` with [`id_body`]`(N)` after `delay`.
+    pub fn ids(delay: Duration) -> Backend {
+        Backend::start(move |seen| Reply::ok(id_body(id_of(&seen.target))).delay(delay))
+    }
+
+    /// Like [`Backend::ids`], listening on `ip`.
+    pub fn ids_on(ip: &str, delay: Duration) -> Backend {
+        Backend::start_on(ip, move |seen| {
+            Reply::ok(id_body(id_of(&seen.target))).delay(delay)
+        })
+    }
+
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Backend {
-        Backend::spawn(None, Arc::new(handler))
+        Backend::spawn("127.0.0.1", None, Arc::new(handler))
+    }
+
+    /// Like [`Backend::start`], listening on `ip` (for clients in another
+    /// network namespace).
+    pub fn start_on(ip: &str, handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Backend {
+        Backend::spawn(ip, None, Arc::new(handler))
     }
 
     /// The same backend over TLS with the given certificate and key (PEM).
@@ -134,13 +173,13 @@ impl Backend {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-        Backend::spawn(Some(Arc::new(cfg)), Arc::new(handler))
+        Backend::spawn("127.0.0.1", Some(Arc::new(cfg)), Arc::new(handler))
     }
 
     /// Accepts connections on a thread, one thread per connection, TLS
     /// first when `tls` is set.
-    fn spawn(tls: Option<Arc<rustls::ServerConfig>>, handler: Arc<Handler>) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    fn spawn(ip: &str, tls: Option<Arc<rustls::ServerConfig>>, handler: Arc<Handler>) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));

@@ -14,6 +14,8 @@ pub struct Connector {
     pub id: String,
     pub log: PathBuf,
     config: Option<String>,
+    /// Command the process runs under (e.g. `ip netns exec NAME`).
+    prefix: Vec<String>,
 }
 
 /// `postern connector register`; (exit ok, stdout + stderr).
@@ -113,6 +115,18 @@ impl Connector {
     /// Registers a new connector for `group` and starts it; returns once
     /// it holds `tunnels` tunnels. `config` is the `[connector]` table body.
     pub fn start(edge: &Edge, group: &str, config: &str, tunnels: u64) -> Connector {
+        Connector::start_under(edge, group, config, tunnels, &[])
+    }
+
+    /// Like [`Connector::start`], the process started under `prefix` (a
+    /// command and its arguments, such as `ip netns exec NAME`).
+    pub fn start_under(
+        edge: &Edge,
+        group: &str,
+        config: &str,
+        tunnels: u64,
+        prefix: &[&str],
+    ) -> Connector {
         let dir = TempDir::new("connector");
         let token = edge.enrollment_token(group);
         let (ok, text) = register(edge.tunnel(), &token, dir.path());
@@ -127,15 +141,33 @@ impl Connector {
             log: dir.path().join("connector.log"),
             dir,
             config: (!config.is_empty()).then(|| config.to_string()),
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
         };
         c.spawn();
-        edge.wait_tunnels(&c.id, tunnels);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while edge.tunnels_of(&c.id) < tunnels {
+            assert!(
+                Instant::now() < deadline,
+                "connector {} has {} tunnels, want {tunnels}; its log:\n{}",
+                c.id,
+                edge.tunnels_of(&c.id),
+                c.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         c
     }
 
     /// Starts the process (again) on the same state directory.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new(postern_bin());
+        let mut cmd = match self.prefix.split_first() {
+            None => Command::new(postern_bin()),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(postern_bin());
+                c
+            }
+        };
         cmd.args(["connector", "--state-dir"]).arg(self.dir.path());
         if let Some(cfg) = &self.config {
             let path = self.dir.path().join("connector.toml");

@@ -446,9 +446,34 @@ impl Edge {
     }
 
     /// Kills the process (SIGKILL) and starts it again on the same files.
-    pub fn restart(mut self) -> Edge {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn restart(self) -> Edge {
+        self.restart_after("KILL").0
+    }
+
+    /// Sends `signal` (a `kill` name: `TERM`, `KILL`), waits (10 s at most)
+    /// for the process to end and starts it again on the same files;
+    /// returns the new edge, how the old one ended and how long it took.
+    pub fn restart_after(
+        mut self,
+        signal: &str,
+    ) -> (Edge, Option<std::process::ExitStatus>, Duration) {
+        let sent = Instant::now();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+        let mut ended = None;
+        while sent.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                ended = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = sent.elapsed();
+        if ended.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
         let dir = TempDir(std::mem::take(&mut self.dir.0));
         let config = self.config.clone();
         let (https, http, admin) = (self.https, self.http, self.admin);
@@ -469,7 +494,7 @@ impl Edge {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        Edge::start_with(dir, &config, https, http)
+        (Edge::start_with(dir, &config, https, http), ended, took)
     }
 
     /// Calls the admin API: (status, parsed JSON body or Null).

@@ -143,6 +143,22 @@ fn unprocessed(e: &h2::Error) -> bool {
     e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
 }
 
+/// What a stream's failure before its response says about the request.
+/// The connector refusing it (REFUSED_STREAM, or a GOAWAY below its id)
+/// means it was not processed. The tunnel itself failing (heartbeat lost,
+/// reset, closed by this edge) leaves it unknown, as a reused backend
+/// connection closing does: a safe request may go again. A stream the
+/// connector reset on purpose is its answer (`None`): never resent.
+fn delivery_of(e: &h2::Error) -> Option<Delivery> {
+    if unprocessed(e) {
+        Some(Delivery::Refused)
+    } else if e.is_reset() && e.is_remote() {
+        None
+    } else {
+        Some(Delivery::Unknown)
+    }
+}
+
 fn connector_error(status: u16, message: &'static str) -> ProxyError {
     let reason = if status == 504 {
         FailReason::BackendTimeout
@@ -235,8 +251,8 @@ impl Hop for TunnelHop {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     lease.tunnel.close_if_going_away(&e);
-                    let retry = unprocessed(&e)
-                        && may_retry(&head.method, has_body, Delivery::Refused)
+                    let retry = delivery_of(&e)
+                        .is_some_and(|d| may_retry(&head.method, has_body, d))
                         && attempts < MAX_ATTEMPTS;
                     if retry {
                         continue;
