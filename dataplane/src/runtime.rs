@@ -385,8 +385,13 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                         Err(_) => return,
                     };
                     let mut stream = Box::new(TlsStream::new(tcp, conn));
+                    stream.trickle_aware();
                     let edge = &worker.counters.edge;
-                    match monoio::time::timeout(handshake_timeout, stream.handshake()).await {
+                    // Boxed: its state is needed only until the handshake
+                    // is done, not for the connection's whole life.
+                    let handshake =
+                        Box::pin(monoio::time::timeout(handshake_timeout, stream.handshake()));
+                    match handshake.await {
                         Ok(Ok(())) => bump(&edge.tls_handshakes, 1),
                         Ok(Err(e)) => {
                             bump(&edge.tls_handshake_failures, 1);
@@ -407,7 +412,9 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                     (Stream::ServerTls(stream), sni)
                 }
             };
-            let io = Io::new(io, send_timeout).paced(min_send_rate);
+            let io = Io::new(io, send_timeout)
+                .paced(min_send_rate)
+                .trickle_aware();
             let client_ip = peer.ip().to_canonical().to_string();
             let info = ConnInfo {
                 peer,

@@ -133,7 +133,10 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
                         None => request_line_words(&buf),
                     };
                     let (status, reason) = (r.error.status, r.error.reason);
-                    reject_head(&worker, &mut io, &mut out, &info, line, status, reason).await;
+                    Box::pin(reject_head(
+                        &worker, &mut io, &mut out, &info, line, status, reason,
+                    ))
+                    .await;
                     break None;
                 }
             }
@@ -149,9 +152,8 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             // Waiting for a request, the connection lets its buffers go
             // and waits with a small read (idle keep-alive connections
             // are most of an edge's connections); the buffers grow again
-            // as bytes arrive.
-            let idle = buf.is_empty() && !io.has_buffered();
-            if idle {
+            // as bytes arrive, and stay small while they trickle in.
+            if buf.is_empty() && !io.has_buffered() {
                 buf = BytesMut::new();
                 out = Vec::new();
                 io.release_idle();
@@ -159,22 +161,16 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             // A timed-out read takes the buffer down with it; remember
             // whether a request had started.
             let partial = !buf.is_empty();
-            let read = if idle {
-                match crate::timer::timeout(timeout, io.read_idle(&mut buf)).await {
-                    Ok(Ok(n)) => Ok(n),
-                    Ok(Err(e)) => Err(BodyError::Io(e.kind())),
-                    Err(_) => Err(BodyError::Timeout),
-                }
-            } else {
-                body::read_with_timeout(&mut io, &mut buf, timeout).await
-            };
-            match read {
+            match body::read_with_timeout(&mut io, &mut buf, timeout).await {
                 Ok(0) | Err(BodyError::Io(_)) => break None,
                 Ok(_) => {}
                 Err(BodyError::Timeout) if partial => {
                     let msg = "the request head did not arrive in time";
                     let line = request_line_words(&buf);
-                    reject_head(&worker, &mut io, &mut out, &info, line, 408, msg).await;
+                    Box::pin(reject_head(
+                        &worker, &mut io, &mut out, &info, line, 408, msg,
+                    ))
+                    .await;
                     break None;
                 }
                 Err(_) => break None,
@@ -197,13 +193,19 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Linger => {
-                io.shutdown().await;
-                linger(&mut io, &mut buf).await;
+                Box::pin(async {
+                    io.shutdown().await;
+                    linger(&mut io, &mut buf).await;
+                })
+                .await;
                 return;
             }
         }
     }
-    io.shutdown().await;
+    // The rare and final paths (refusals, shutdown, lingering) are boxed:
+    // kept inline, their state would size the connection's future, which
+    // an idle connection holds.
+    Box::pin(io.shutdown()).await;
 }
 
 /// Answers a request refused before its head was complete (400, 408,

@@ -27,8 +27,11 @@ pub struct TlsStream<C> {
     rpos: usize,
     wbuf: Vec<u8>,
     tcp_eof: bool,
-    /// The next read is the first after an idle wait: a small one.
-    idle: bool,
+    /// The next socket read is a small one ([`crate::io::IDLE_READ`]).
+    small: bool,
+    /// Client-facing: after a socket read that brought less than a small
+    /// read's worth (TLS records trickling in), the next is small too.
+    trickle: bool,
 }
 
 impl<C, SD> TlsStream<C>
@@ -44,8 +47,19 @@ where
             rpos: 0,
             wbuf: Vec::new(),
             tcp_eof: false,
-            idle: false,
+            small: false,
+            trickle: false,
         }
+    }
+
+    /// Reads small while the peer trickles (see the `trickle` field).
+    pub fn trickle_aware(&mut self) {
+        self.trickle = true;
+    }
+
+    /// Makes the next socket read a small one, or a full-size one.
+    pub fn read_small(&mut self, small: bool) {
+        self.small = small;
     }
 
     /// Drives the handshake to completion.
@@ -72,18 +86,20 @@ where
         if self.rpos >= self.rbuf.len() {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.clear();
-            let want = if std::mem::take(&mut self.idle) {
+            let want = if self.small {
                 crate::io::IDLE_READ
             } else {
                 CIPHERTEXT_BUF
             };
-            if buf.capacity() < want {
+            if buf.capacity() < want || (self.small && buf.capacity() > 2 * want) {
                 buf = Vec::with_capacity(want);
             }
             let (res, buf) = self.tcp.read(buf).await;
             self.rbuf = buf;
             self.rpos = 0;
-            if res? == 0 {
+            let n = res?;
+            self.small = self.trickle && n < crate::io::IDLE_READ;
+            if n == 0 {
                 self.tcp_eof = true;
                 // Tell rustls about end-of-stream so it can tell a clean
                 // close_notify from a truncation.
@@ -185,7 +201,6 @@ where
         if self.rpos >= self.rbuf.len() {
             self.rbuf = Vec::new();
             self.rpos = 0;
-            self.idle = true;
         }
         if self.wbuf.is_empty() {
             self.wbuf = Vec::new();
