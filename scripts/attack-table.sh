@@ -10,8 +10,8 @@
 # While the attack runs, a normal client opens a new TLS connection for a
 # GET every 100 ms from 127.0.0.2 (curl, 5 s limit) for MEASURE seconds.
 # The table gives its success rate and p99 (failures count as 5 s), the
-# attack's peak of open connections (slowhttptest's CSV), and the proxy's
-# peak RSS (all its processes; edge + connector for the tunnel).
+# peak of connections the proxy held open on its port (ss), and its peak
+# RSS (all its processes; edge + connector for the tunnel).
 #
 # Usage: scripts/attack-table.sh [ATTACK_CONNS] [MEASURE_SECONDS]
 #   ONLY="slow-read:tunnel slowloris:direct" runs just those rows
@@ -157,17 +157,18 @@ attack() {
     if [ "$mode" != none ]; then
         # shellcheck disable=SC2046 # the mode's arguments are words
         slowhttptest $(mode_args "$mode") -c "$ATTACK_CONNS" -r 1000 -l $((MEASURE + 20)) \
-            -p 5 -g -o "$out" -u "https://localhost:$port$path" >/dev/null 2>&1 &
+            -p 5 -o "$out" -u "https://localhost:$port$path" >/dev/null 2>&1 &
         attacker=$!
         sleep 5   # ramp-up: 1,000 connections a second
     fi
-    local peak_rss=0 r t0 end
+    local peak_rss=0 peak=0 r t0 end
     end=$(( $(date +%s) + MEASURE ))
     : > "$out.normal"
     while [ "$(date +%s)" -lt "$end" ]; do
         t0=$(date +%s%N)
         get "$port" >> "$out.normal"
         r=$(rss "$@"); [ "$r" -gt "$peak_rss" ] && peak_rss=$r
+        r=$(ss -Htn state established "( sport = :$port )" | wc -l); [ "$r" -gt "$peak" ] && peak=$r
         local spent=$(( ($(date +%s%N) - t0) / 1000000 ))
         [ "$spent" -lt 100 ] && sleep "0.$(printf '%03d' $((100 - spent)))"
     done
@@ -175,8 +176,6 @@ attack() {
         kill "$attacker" 2>/dev/null || true
         wait "$attacker" 2>/dev/null || true
     fi
-    local peak=0
-    [ -f "$out.csv" ] && peak=$(awk -F, 'NR > 1 && $4 + 0 > m {m = $4 + 0} END {print m + 0}' "$out.csv")
     local n ok p99
     n=$(wc -l < "$out.normal")
     ok=$(awk '$1 == 200' "$out.normal" | wc -l)
@@ -192,7 +191,7 @@ attack() {
 NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
 printf '\nAttacks beside nginx %s: %s attack connections, normal client for %s s per row, %s, %s cores\n\n' \
     "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$ATTACK_CONNS" "$MEASURE" "$(date -u +%F)" "$(nproc)"
-echo "| attack     | proxy     | peak open | normal client ok | p99 | peak RSS |"
+echo "| attack     | proxy     | held open | normal client ok | p99 | peak RSS |"
 echo "|------------|-----------|--------:|-----------------:|----:|---------:|"
 for mode in none slowloris slow-body slow-read; do
     # shellcheck disable=SC2086 # NGINX_PIDS holds several PIDs

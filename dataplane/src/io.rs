@@ -44,6 +44,15 @@ pub struct Io {
     trickle: bool,
 }
 
+/// Gives an output buffer let go while idle its working size again, once
+/// there is something to write: a request whose body is still trickling
+/// in does not hold it.
+pub fn out_ready(out: &mut Vec<u8>) {
+    if out.capacity() == 0 {
+        out.reserve(READ_CHUNK);
+    }
+}
+
 /// Reads into `buf`'s spare capacity, appending. monoio reads into a
 /// BytesMut from its *start*; a slice over the spare capacity makes the
 /// read append instead.

@@ -368,6 +368,24 @@ fn trickling_tls_connections_cost_little_memory() {
     );
 }
 
+/// A slow POST (a head, then its body a few bytes at a time) holds small
+/// buffers as well: the output buffer is taken only once the body is read
+/// ahead.
+#[test]
+fn trickling_request_bodies_cost_little_memory() {
+    let per_conn = memory_per_tls_connection(800, |s| {
+        s.write_all(b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 65536\r\n\r\nab")
+            .unwrap();
+        s.flush().unwrap();
+    });
+    // 79 KB each before reads stayed small while a body trickled in and
+    // the output buffer waited for the read-ahead.
+    assert!(
+        per_conn <= 24 * 1024,
+        "{per_conn} bytes per connection trickling a body"
+    );
+}
+
 /// Out of file descriptors (EMFILE), the edge pauses accepting for a
 /// moment instead of spinning on the error, says so at most once per 10 s
 /// per worker, and serves again once descriptors are free.

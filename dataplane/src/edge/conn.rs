@@ -178,9 +178,6 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
         };
         let Some(head) = head else { break };
         first = false;
-        if out.capacity() == 0 {
-            out.reserve(crate::io::READ_CHUNK);
-        }
         // The table as of this request's arrival.
         let snapshot = worker.snapshot();
         // The request's state (several KiB) lives on the heap while the

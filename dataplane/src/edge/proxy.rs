@@ -269,7 +269,9 @@ async fn forward<H: Hop>(
 ) -> Next {
     let started = Instant::now();
     let mut body = ClientBody::new(ctx, io, buf, &head);
-    let sent = match body.read_ahead(READ_AHEAD).await {
+    let read_ahead = body.read_ahead(READ_AHEAD).await;
+    crate::io::out_ready(out);
+    let sent = match read_ahead {
         Ok(()) => hop.send(ctx, &head, &mut body, out).await,
         Err(e) => Err(e),
     };
@@ -418,6 +420,7 @@ async fn answer(
 ) -> Next {
     let close = !head.keep_alive || head.framing.has_body();
     out.clear();
+    crate::io::out_ready(out);
     let status = match a {
         Answer::Error(status, msg) => {
             pages::error_page(out, status, msg, id, close, &[]);
