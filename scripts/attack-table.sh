@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Attacks side by side: slowhttptest in its three modes (slowloris, slow
-# body, slow read of a 1 MiB response) with ATTACK_CONNS connections
+# Attacks side by side: connections that send nothing, and slowhttptest in
+# its three modes (slowloris, slow body, slow read of a 1 MiB response),
+# with ATTACK_CONNS connections
 # against Postern direct, Postern through a connector, and nginx, all
 # proxying the same nginx static backend over HTTPS. Each proxy gets the
 # same 4,096 descriptors: Postern's process (edge; the connector has its
@@ -15,7 +16,9 @@
 #
 # Usage: scripts/attack-table.sh [ATTACK_CONNS] [MEASURE_SECONDS]
 #   ONLY="slow-read:tunnel slowloris:direct" runs just those rows
-#   (modes: none slowloris slow-body slow-read; proxies: nginx direct tunnel).
+#   (modes: none silent slowloris slow-body slow-read abort-burst; proxies:
+#   nginx direct tunnel). `silent` holds connections that send nothing at
+#   all; `abort-burst` resets ATTACK_CONNS uploads at once, every 5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,7 +157,54 @@ attack() {
     [ "$mode" = slow-read ] && path=/big
     local out="$WORK/$name-$mode"
     local attacker=""
-    if [ "$mode" != none ]; then
+    if [ "$mode" = silent ]; then
+        # Connections that open and send nothing at all (not even a TLS
+        # hello), opened at 1,000 a second and held.
+        python3 -c '
+import socket, sys, time
+port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+held = []
+for i in range(n):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+    except OSError:
+        pass
+    if i % 1000 == 999:
+        time.sleep(1)
+time.sleep(hold)
+' "$port" "$ATTACK_CONNS" $((MEASURE + 20)) &
+        attacker=$!
+        sleep 5
+    elif [ "$mode" = abort-burst ]; then
+        # Uploads that send their head and 80 KiB of a 1 MiB body (past the
+        # edge's read-ahead, so each holds a backend connection or tunnel
+        # stream), from 20 addresses, then all reset at once; again every
+        # 5 s. Each abort is a stream reset on the tunnel.
+        python3 -c '
+import socket, ssl, struct, sys, time
+port, n, until = int(sys.argv[1]), int(sys.argv[2]), time.time() + float(sys.argv[3])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+head = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n"
+while time.time() < until:
+    held = []
+    for i in range(n):
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                           source_address=("127.0.0.%d" % (10 + i % 20), 0))
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            s.sendall(head + b"x" * 81920)
+            held.append(s)
+        except OSError:
+            pass
+    time.sleep(1)
+    for s in held:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(4)
+' "$port" "$ATTACK_CONNS" $((MEASURE + 5)) &
+        attacker=$!
+        sleep 5
+    elif [ "$mode" != none ]; then
         # shellcheck disable=SC2046 # the mode's arguments are words
         slowhttptest $(mode_args "$mode") -c "$ATTACK_CONNS" -r 1000 -l $((MEASURE + 20)) \
             -p 5 -o "$out" -u "https://localhost:$port$path" >/dev/null 2>&1 &
@@ -193,9 +243,11 @@ printf '\nAttacks beside nginx %s: %s attack connections, normal client for %s s
     "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$ATTACK_CONNS" "$MEASURE" "$(date -u +%F)" "$(nproc)"
 echo "| attack     | proxy     | held open | normal client ok | p99 | peak RSS |"
 echo "|------------|-----------|--------:|-----------------:|----:|---------:|"
-for mode in none slowloris slow-body slow-read; do
+for mode in none silent slowloris slow-body slow-read abort-burst; do
     # shellcheck disable=SC2086 # NGINX_PIDS holds several PIDs
     attack nginx "$NGINX_HTTPS" "$mode" $NGINX_PIDS
     attack direct "$DIRECT_HTTPS" "$mode" "$DIRECT_PID"
     attack tunnel "$TUNNEL_HTTPS" "$mode" "$TUNNEL_PID" "$CONNECTOR_PID"
 done
+printf '\nTunnels the connector lost during the run: %s\n' \
+    "$(grep -c 'tunnel failed' "$WORK/logs/connector.out" || true)"

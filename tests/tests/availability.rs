@@ -386,6 +386,41 @@ fn trickling_request_bodies_cost_little_memory() {
     );
 }
 
+/// Connections that open and send nothing (not even a ClientHello) cost
+/// little while they wait for their handshake deadline.
+#[test]
+fn silent_connections_cost_little_memory() {
+    const N: usize = 800;
+    let backend = Backend::hello();
+    let b = EdgeBuilder::new()
+        .edge("max_connections_per_source = 100000")
+        .app(&passthrough_app(
+            "a",
+            "https://app.example.com/",
+            backend.addr,
+            "",
+        ));
+    let edge = b.start();
+    for _ in 0..50 {
+        drop(TcpStream::connect(edge.https).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = edge.memory_kib("VmRSS");
+    let held: Vec<_> = (0..N)
+        .map(|_| TcpStream::connect(edge.https).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = edge.memory_kib("VmRSS");
+    let per_conn = (after.saturating_sub(before)) * 1024 / N as u64;
+    eprintln!("{N} silent connections: {before} -> {after} KiB, {per_conn} bytes each");
+    // 26 KB each when the first handshake read was full-size.
+    assert!(
+        per_conn <= 8 * 1024,
+        "{per_conn} bytes per silent connection"
+    );
+    drop(held);
+}
+
 /// Out of file descriptors (EMFILE), the edge pauses accepting for a
 /// moment instead of spinning on the error, says so at most once per 10 s
 /// per worker, and serves again once descriptors are free.

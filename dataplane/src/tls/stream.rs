@@ -52,9 +52,13 @@ where
         }
     }
 
-    /// Reads small while the peer trickles (see the `trickle` field).
+    /// Reads small while the peer trickles (see the `trickle` field),
+    /// starting with the first read: a connection that has not sent its
+    /// ClientHello yet (most hellos fit in a small read) holds no
+    /// full-size buffer.
     pub fn trickle_aware(&mut self) {
         self.trickle = true;
+        self.small = true;
     }
 
     /// Makes the next socket read a small one, or a full-size one.
