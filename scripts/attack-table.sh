@@ -47,29 +47,7 @@ head -c $((1024 * 1024)) /dev/urandom > "$WORK/www/big"
 make_cert localhost
 write_backend_conf "$BACKEND_PORT"
 
-cat > "$WORK/nginx.conf" <<CONF
-$USER_LINE
-worker_processes 2;
-worker_rlimit_nofile 2048;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/nginx.err crit;
-events { worker_connections 2048; }
-http {
-    access_log off;
-    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_HTTPS ssl reuseport;
-        ssl_certificate $WORK/cert.pem;
-        ssl_certificate_key $WORK/key.pem;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-CONF
+write_nginx_tls_proxy "$WORK/nginx.conf" "$NGINX_HTTPS" "$BACKEND_PORT" 2 2048 2048
 
 # edge_conf FILE HTTPS_PORT ADMIN_PORT STATE [EXTRA]
 edge_conf() {

@@ -1,6 +1,6 @@
 # Shared by the side-by-side benchmarks; sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
-# make_cert, write_backend_conf, write_edge_conf, to_us. Callers set CONNS and DURATION before calling `run`.
+# make_cert, write_backend_conf, write_edge_conf, write_nginx_tls_proxy, to_us. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -44,6 +44,35 @@ http {
     keepalive_requests 10000000;
     types { text/html html; }
     server { listen 127.0.0.1:$1 reuseport; root $WORK/www; }
+}
+CONF
+}
+
+# nginx proxying HTTPS on 127.0.0.1:PORT to the backend, with the shared
+# certificate: write_nginx_tls_proxy FILE PORT BACKEND_PORT WORKERS NOFILE
+# CONNECTIONS (descriptors and connections per worker).
+write_nginx_tls_proxy() {
+    cat > "$1" <<CONF
+$USER_LINE
+worker_processes $4;
+worker_rlimit_nofile $5;
+daemon off;
+pid $1.pid;
+error_log $WORK/logs/nginx.err crit;
+events { worker_connections $6; }
+http {
+    access_log off;
+    upstream backend { server 127.0.0.1:$3; keepalive 64; }
+    server {
+        listen 127.0.0.1:$2 ssl reuseport;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 }
 CONF
 }

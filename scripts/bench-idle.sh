@@ -31,29 +31,7 @@ write_backend_conf "$BACKEND_PORT"
 "$NGINX" -p "$WORK" -c "$WORK/backend.conf" & PIDS+=($!)
 wait_port "$BACKEND_PORT"
 
-cat > "$WORK/nginx.conf" <<CONF
-$USER_LINE
-worker_processes 1;
-worker_rlimit_nofile $((N + 1000));
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/nginx.err crit;
-events { worker_connections $((N + 500)); }
-http {
-    access_log off;
-    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 16; }
-    server {
-        listen 127.0.0.1:$NGINX_HTTPS ssl;
-        ssl_certificate $WORK/cert.pem;
-        ssl_certificate_key $WORK/key.pem;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-CONF
+write_nginx_tls_proxy "$WORK/nginx.conf" "$NGINX_HTTPS" "$BACKEND_PORT" 1 $((N + 1000)) $((N + 500))
 write_edge_conf "$WORK/edge.toml" "$POSTERN_HTTP" "$POSTERN_HTTPS" "$((BASE_PORT + 5))" "$BACKEND_PORT" false
 sed -i "s|^access_log = .*|&\nmax_connections_per_source = $((N + 500))\nmax_connections = $((N + 500))|" "$WORK/edge.toml"
 

@@ -290,10 +290,6 @@ fn a_slow_reader_is_held_to_the_minimum_send_rate() {
     );
 }
 
-/// An idle keep-alive TLS connection costs the edge little memory: its
-/// buffers are let go while it waits (a small read stays pending) and a
-/// request's state lives on the heap only while the request does.
-/// Measured as the edge's RSS growth over 800 such connections.
 /// The edge's RSS growth per TLS connection, over `n` connections that
 /// each did `what` first (after a warm-up of each worker's allocator and
 /// pools).
@@ -335,6 +331,16 @@ fn memory_per_tls_connection(
     per_conn
 }
 
+fn at_most(per_conn: u64, bound: u64, what: &str) {
+    assert!(
+        per_conn <= bound,
+        "{per_conn} bytes per {what} (at most {bound})"
+    );
+}
+
+/// An idle keep-alive TLS connection costs the edge little memory: its
+/// buffers are let go while it waits (a small read stays pending) and a
+/// request's state lives on the heap only while the request does.
 /// Measured as the edge's RSS growth over 800 such connections.
 #[test]
 fn idle_tls_connections_cost_little_memory() {
@@ -344,12 +350,8 @@ fn idle_tls_connections_cost_little_memory() {
             200
         );
     });
-    // 97 KB each before buffers were let go while idle; 13 KB before the
-    // wait was on readiness, with the connection's rare paths boxed.
-    assert!(
-        per_conn <= 16 * 1024,
-        "{per_conn} bytes per idle TLS connection"
-    );
+    // 97 KB each before buffers were let go while idle.
+    at_most(per_conn, 16 * 1024, "idle TLS connection");
 }
 
 /// A slowloris connection (a request head started, then a line now and
@@ -362,10 +364,7 @@ fn trickling_tls_connections_cost_little_memory() {
         s.flush().unwrap();
     });
     // 52 KB each when the first bytes of a head made reads full-size.
-    assert!(
-        per_conn <= 16 * 1024,
-        "{per_conn} bytes per trickling TLS connection"
-    );
+    at_most(per_conn, 16 * 1024, "trickling TLS connection");
 }
 
 /// A slow POST (a head, then its body a few bytes at a time) holds small
@@ -380,10 +379,7 @@ fn trickling_request_bodies_cost_little_memory() {
     });
     // 79 KB each before reads stayed small while a body trickled in and
     // the output buffer waited for the read-ahead.
-    assert!(
-        per_conn <= 24 * 1024,
-        "{per_conn} bytes per connection trickling a body"
-    );
+    at_most(per_conn, 24 * 1024, "connection trickling a body");
 }
 
 /// Connections that open and send nothing (not even a ClientHello) cost
