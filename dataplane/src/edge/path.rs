@@ -154,16 +154,22 @@ pub fn normalize(target: &Bytes) -> Result<Normal, PathError> {
     {
         return Err("the request path contains a `.` or `..` segment");
     }
-    let target = match out {
-        None => target.clone(),
-        Some(mut o) => {
-            o.extend_from_slice(&target[end..]);
-            Bytes::from(o)
-        }
+    let Some(mut o) = out else {
+        return Ok(Normal {
+            target: target.clone(),
+            encoded_slash,
+        });
     };
+    o.extend_from_slice(&target[end..]);
+    let changed = Bytes::from(o);
+    // Decoding can make what it refuses: in `%252%65` the `%65` becomes
+    // `e`, and `%252e` is a double-encoded `.`. So a changed path is
+    // checked again; each pass only shortens it or changes the case of
+    // escapes, so this ends (it is rare: most paths need no change).
+    let again = normalize(&changed)?;
     Ok(Normal {
-        target,
-        encoded_slash,
+        target: again.target,
+        encoded_slash: encoded_slash || again.encoded_slash,
     })
 }
 

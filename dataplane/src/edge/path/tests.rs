@@ -191,3 +191,15 @@ fn an_app_that_takes_encoded_slashes_gets_them_encoded_and_never_a_climb() {
         }
     }
 }
+
+/// Found by the fuzzer: decoding `%65` to `e` right after `%252` made
+/// `%252e`, a double-encoded `.`, which the first pass let through and a
+/// second refused. The path is refused, and normal forms are fixed points.
+#[test]
+fn decoding_never_builds_a_double_encoding() {
+    assert!(normalize(&Bytes::from_static(b"/%252%658")).is_err());
+    assert!(normalize(&Bytes::from_static(b"/a%252%6545")).is_err());
+    let n = normalize(&Bytes::from_static(b"/%25%658")).unwrap();
+    assert_eq!(&n.target[..], b"/%25e8");
+    assert_eq!(&normalize(&n.target).unwrap().target[..], b"/%25e8");
+}
