@@ -15,6 +15,7 @@ pub mod config;
 pub mod connectors;
 pub mod counters;
 pub mod enroll;
+pub mod jwt;
 pub mod registry;
 pub mod store;
 pub mod tables;
