@@ -17,6 +17,7 @@ pub mod counters;
 pub mod enroll;
 pub mod jwt;
 pub mod registry;
+pub mod session;
 pub mod store;
 pub mod tables;
 pub mod url;
