@@ -16,6 +16,8 @@ pub mod connectors;
 pub mod counters;
 pub mod enroll;
 pub mod jwt;
+pub mod oidc;
+pub mod policy;
 pub mod registry;
 pub mod session;
 pub mod store;

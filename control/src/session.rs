@@ -143,14 +143,30 @@ impl CookieKeys {
     }
 
     fn seal_exact(&self, app: &str, session: &Session) -> String {
+        self.seal_json(app, session)
+    }
+
+    /// Opens a cookie value sealed for `app`; `now` in Unix seconds.
+    pub fn open(&self, app: &str, value: &str, now: u64) -> Result<Session, CookieError> {
+        let session: Session = self.open_json(app, value)?;
+        if now >= session.expires {
+            return Err(CookieError::Expired);
+        }
+        Ok(session)
+    }
+
+    /// Seals any value as JSON, bound to `context` (an app's name, or a
+    /// purpose and an app, so that one kind of cookie never passes for
+    /// another).
+    pub fn seal_json<T: Serialize>(&self, context: &str, value: &T) -> String {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).expect("system randomness");
-        let mut data = serde_json::to_vec(session).expect("a session serialises");
+        let mut data = serde_json::to_vec(value).expect("a cookie value serialises");
         key.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(key.id, app)),
+                Aad::from(aad(key.id, context)),
                 &mut data,
             )
             .expect("AES-GCM seals any length under 64 GiB");
@@ -161,8 +177,12 @@ impl CookieKeys {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Opens a cookie value sealed for `app`; `now` in Unix seconds.
-    pub fn open(&self, app: &str, value: &str, now: u64) -> Result<Session, CookieError> {
+    /// Opens what [`CookieKeys::seal_json`] sealed for `context`.
+    pub fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &str,
+        value: &str,
+    ) -> Result<T, CookieError> {
         if value.len() > MAX_COOKIE {
             return Err(CookieError::Malformed);
         }
@@ -182,13 +202,13 @@ impl CookieKeys {
             .map_err(|_| CookieError::Malformed)?;
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(aad(id, app)), &mut raw[1 + NONCE_LEN..])
+            .open_in_place(
+                nonce,
+                Aad::from(aad(id, context)),
+                &mut raw[1 + NONCE_LEN..],
+            )
             .map_err(|_| CookieError::Forged)?;
-        let session: Session = serde_json::from_slice(plain).map_err(|_| CookieError::Malformed)?;
-        if now >= session.expires {
-            return Err(CookieError::Expired);
-        }
-        Ok(session)
+        serde_json::from_slice(plain).map_err(|_| CookieError::Malformed)
     }
 }
 

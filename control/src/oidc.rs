@@ -1,0 +1,318 @@
+//! The pieces of an OpenID Connect sign-in that need no network: the
+//! provider's discovery document, PKCE (S256), `state` and `nonce`, the
+//! authorization URL, and the short-lived sign-in record the edge keeps in
+//! a sealed cookie between the redirect and the callback.
+//!
+//! The sign-in record carries the URL first asked for, fragment included
+//! (a page script reads it before the redirect), so the user lands exactly
+//! there; it is bound to the app and to its `state`, and is good once.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How long a sign-in may take, from the redirect to the callback.
+pub const SIGN_IN_TTL: u64 = 600;
+
+/// A provider's endpoints, from `/.well-known/openid-configuration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub end_session_endpoint: Option<String>,
+}
+
+impl Discovery {
+    /// Parses and checks a discovery document for the configured issuer:
+    /// its `issuer` must be that issuer exactly (OpenID Connect Discovery
+    /// §4.3), its endpoints https (or http on a loopback address), and it
+    /// must support PKCE with S256 when it lists methods at all.
+    pub fn parse(json: &[u8], expected_issuer: &str) -> Result<Discovery, String> {
+        let doc: Value = serde_json::from_slice(json)
+            .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
+        let field = |name: &str| -> Result<String, String> {
+            doc.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("the discovery document has no `{name}`"))
+        };
+        let issuer = field("issuer")?;
+        if issuer != expected_issuer {
+            return Err(format!(
+                "the provider says its issuer is {issuer:?}, but {expected_issuer:?} is configured"
+            ));
+        }
+        let d = Discovery {
+            issuer,
+            authorization_endpoint: field("authorization_endpoint")?,
+            token_endpoint: field("token_endpoint")?,
+            jwks_uri: field("jwks_uri")?,
+            end_session_endpoint: doc
+                .get("end_session_endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        for (name, url) in [
+            ("authorization_endpoint", Some(&d.authorization_endpoint)),
+            ("token_endpoint", Some(&d.token_endpoint)),
+            ("jwks_uri", Some(&d.jwks_uri)),
+            ("end_session_endpoint", d.end_session_endpoint.as_ref()),
+        ] {
+            if let Some(url) = url {
+                if !secure_url(url) {
+                    return Err(format!("`{name}` {url:?} is not an https URL"));
+                }
+            }
+        }
+        if let Some(methods) = doc
+            .get("code_challenge_methods_supported")
+            .and_then(Value::as_array)
+        {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err("the provider does not support PKCE with S256".into());
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// https, or http to a loopback host (a provider on the same machine).
+fn secure_url(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
+}
+
+/// `n` random bytes, base64url.
+pub fn random_token(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    SystemRandom::new().fill(&mut b).expect("system randomness");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The PKCE challenge for a verifier (RFC 7636 S256).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// What the edge remembers between sending a user to the provider and the
+/// callback, sealed in a cookie bound to the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignIn {
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    /// Path, query and fragment first asked for.
+    pub return_to: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+impl SignIn {
+    pub fn new(return_to: &str, now: u64) -> SignIn {
+        SignIn {
+            state: random_token(24),
+            nonce: random_token(24),
+            verifier: random_token(32),
+            return_to: safe_return(return_to),
+            expires: now + SIGN_IN_TTL,
+        }
+    }
+
+    /// The sealing context of a sign-in cookie: never the same as a
+    /// session cookie's.
+    pub fn context(app: &str) -> String {
+        format!("sign-in:{app}")
+    }
+
+    /// Checks a callback's `state` against this record.
+    pub fn check(&self, state: &str, now: u64) -> Result<(), &'static str> {
+        if now >= self.expires {
+            return Err("the sign-in took too long; start again");
+        }
+        if !constant_time_eq(state.as_bytes(), self.state.as_bytes()) {
+            return Err(
+                "the sign-in's state does not match (replayed, or from another tab or app)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Only a local path is a place to return to: anything else (another
+/// host, a scheme, `//host`) becomes `/`, so a sign-in cannot be turned
+/// into an open redirect.
+pub fn safe_return(target: &str) -> String {
+    let ok = target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.starts_with("/\\")
+        && !target.bytes().any(|b| b.is_ascii_control());
+    if ok {
+        target.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The provider URL a browser is sent to.
+pub fn authorization_url(
+    d: &Discovery,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+    sign_in: &SignIn,
+) -> String {
+    let scope = scopes.join(" ");
+    let challenge = pkce_challenge(&sign_in.verifier);
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", scope.as_str()),
+        ("state", sign_in.state.as_str()),
+        ("nonce", sign_in.nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let sep = if d.authorization_endpoint.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    format!("{}{sep}{}", d.authorization_endpoint, form_encode(&params))
+}
+
+/// `application/x-www-form-urlencoded`, for query strings and token
+/// requests.
+pub fn form_encode(params: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_into(&mut out, k);
+        out.push('=');
+        encode_into(&mut out, v);
+    }
+    out
+}
+
+fn encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISS: &str = "https://login.example.com/t";
+
+    fn doc(extra: &str) -> String {
+        format!(
+            r#"{{"issuer":"{ISS}","authorization_endpoint":"https://login.example.com/t/auth","token_endpoint":"https://login.example.com/t/token","jwks_uri":"https://login.example.com/t/jwks"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn discovery_is_checked() {
+        let d = Discovery::parse(doc("").as_bytes(), ISS).unwrap();
+        assert_eq!(d.jwks_uri, "https://login.example.com/t/jwks");
+        assert!(Discovery::parse(doc("").as_bytes(), "https://other/")
+            .unwrap_err()
+            .contains("issuer"));
+        let plain = doc("").replace("https://login.example.com/t/token", "http://evil/token");
+        assert!(Discovery::parse(plain.as_bytes(), ISS)
+            .unwrap_err()
+            .contains("token_endpoint"));
+        let local = doc("").replace(
+            "https://login.example.com/t/token",
+            "http://127.0.0.1:8080/token",
+        );
+        assert!(Discovery::parse(local.as_bytes(), ISS).is_ok());
+        let no_s256 = doc(r#","code_challenge_methods_supported":["plain"]"#);
+        assert!(Discovery::parse(no_s256.as_bytes(), ISS).is_err());
+        assert!(Discovery::parse(b"[]", ISS).is_err());
+        assert!(Discovery::parse(b"{", ISS).is_err());
+    }
+
+    #[test]
+    fn pkce_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn the_authorization_url_carries_pkce_state_and_nonce() {
+        let d = Discovery::parse(doc("").as_bytes(), ISS).unwrap();
+        let s = SignIn::new("/reports?q=1#section-2", 1000);
+        let url = authorization_url(
+            &d,
+            "client 1",
+            "https://app.example.com/.postern/callback",
+            &["openid".into(), "email".into()],
+            &s,
+        );
+        assert!(url.starts_with("https://login.example.com/t/auth?response_type=code&client_id=client+1&redirect_uri=https%3A%2F%2Fapp.example.com%2F.postern%2Fcallback&scope=openid+email&"));
+        assert!(url.contains(&format!("state={}", s.state)));
+        assert!(url.contains(&format!("nonce={}", s.nonce)));
+        assert!(url.contains(&format!(
+            "code_challenge={}&code_challenge_method=S256",
+            pkce_challenge(&s.verifier)
+        )));
+        assert_eq!(s.return_to, "/reports?q=1#section-2");
+        assert_eq!(s.verifier.len(), 43);
+    }
+
+    #[test]
+    fn a_sign_in_is_checked_and_returns_only_locally() {
+        let s = SignIn::new("/a", 1000);
+        assert!(s.check(&s.state, 1000 + SIGN_IN_TTL - 1).is_ok());
+        assert!(s.check(&s.state, 1000 + SIGN_IN_TTL).is_err());
+        assert!(s.check("forged", 1001).is_err());
+        for bad in [
+            "https://evil/",
+            "//evil/x",
+            "/\\evil",
+            "evil",
+            "/a\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_return(bad), "/", "{bad:?}");
+        }
+        // Two sign-ins never share a state, nonce or verifier.
+        let t = SignIn::new("/a", 1000);
+        assert!(s.state != t.state && s.nonce != t.nonce && s.verifier != t.verifier);
+    }
+}
