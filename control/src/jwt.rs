@@ -374,3 +374,58 @@ fn check_claims(claims: Map<String, Value>, expect: &Expect<'_>) -> Result<Verif
 
 #[cfg(test)]
 mod tests;
+
+/// Verified bearer tokens by hash, until they expire: a client repeating
+/// its token costs a hash and a lookup, not a signature check. Bounded:
+/// when full, expired entries go first, then the oldest half.
+pub struct TokenCache {
+    entries: std::collections::HashMap<[u8; 32], (u64, std::rc::Rc<Verified>)>,
+    capacity: usize,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: std::collections::HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut k = [0u8; 32];
+        k.copy_from_slice(d.as_ref());
+        k
+    }
+
+    /// The verified token, if cached and not expired at `now` (the cached
+    /// claims were checked with `skew` when verified; expiry is checked
+    /// here against the same skew).
+    pub fn get(&self, token: &str, now: u64, skew: u64) -> Option<std::rc::Rc<Verified>> {
+        let (_, v) = self.entries.get(&Self::key(token))?;
+        (now < v.expires.saturating_add(skew)).then(|| v.clone())
+    }
+
+    pub fn insert(&mut self, token: &str, verified: Verified, now: u64) -> std::rc::Rc<Verified> {
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, v)| v.expires > now);
+            if self.entries.len() >= self.capacity {
+                let mut ages: Vec<u64> = self.entries.values().map(|(t, _)| *t).collect();
+                ages.sort_unstable();
+                let cut = ages[ages.len() / 2];
+                self.entries.retain(|_, (t, _)| *t > cut);
+            }
+        }
+        let v = std::rc::Rc::new(verified);
+        self.entries.insert(Self::key(token), (now, v.clone()));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -369,3 +369,23 @@ mod wycheproof_vectors {
         assert!(checked > 200, "{checked} vectors");
     }
 }
+
+#[test]
+fn the_token_cache_serves_until_expiry_and_stays_bounded() {
+    let v = |exp: u64| Verified {
+        claims: Map::new(),
+        expires: exp,
+    };
+    let mut cache = TokenCache::new(4);
+    cache.insert("t1", v(NOW + 10), NOW);
+    assert!(cache.get("t1", NOW + 9, 0).is_some());
+    assert!(cache.get("t1", NOW + 10, 0).is_none());
+    assert!(cache.get("t1", NOW + 10, 5).is_some(), "within the skew");
+    assert!(cache.get("t2", NOW, 0).is_none());
+    for i in 0..100u64 {
+        cache.insert(&format!("tok{i}"), v(NOW + 1000), NOW + i);
+        assert!(cache.len() <= 4);
+    }
+    // The newest stays.
+    assert!(cache.get("tok99", NOW + 100, 0).is_some());
+}
