@@ -331,6 +331,16 @@ fn memory_per_tls_connection(
     per_conn
 }
 
+/// A connection's first act: send `bytes` (and nothing more).
+fn sends(
+    bytes: &'static [u8],
+) -> impl Fn(&mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>) {
+    move |s| {
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+}
+
 fn at_most(per_conn: u64, bound: u64, what: &str) {
     assert!(
         per_conn <= bound,
@@ -358,11 +368,10 @@ fn idle_tls_connections_cost_little_memory() {
 /// then) holds small buffers too: reads stay small while bytes trickle.
 #[test]
 fn trickling_tls_connections_cost_little_memory() {
-    let per_conn = memory_per_tls_connection(800, |s| {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-a: b\r\n")
-            .unwrap();
-        s.flush().unwrap();
-    });
+    let per_conn = memory_per_tls_connection(
+        800,
+        sends(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-a: b\r\n"),
+    );
     // 52 KB each when the first bytes of a head made reads full-size.
     at_most(per_conn, 16 * 1024, "trickling TLS connection");
 }
@@ -372,11 +381,10 @@ fn trickling_tls_connections_cost_little_memory() {
 /// ahead.
 #[test]
 fn trickling_request_bodies_cost_little_memory() {
-    let per_conn = memory_per_tls_connection(800, |s| {
-        s.write_all(b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 65536\r\n\r\nab")
-            .unwrap();
-        s.flush().unwrap();
-    });
+    let per_conn = memory_per_tls_connection(
+        800,
+        sends(b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 65536\r\n\r\nab"),
+    );
     // 79 KB each before reads stayed small while a body trickled in and
     // the output buffer waited for the read-ahead.
     at_most(per_conn, 24 * 1024, "connection trickling a body");
