@@ -44,7 +44,7 @@ pub struct EdgeConfig {
     pub edge: EdgeSettings,
     pub listeners: Vec<ListenerConfig>,
     pub certificates: Vec<CertificateFiles>,
-    pub identity_provider: Option<IdentityProvider>,
+    pub identity_providers: Vec<IdentityProvider>,
     pub apps: Vec<App>,
     /// The apps as written, in the same order as `apps`.
     pub app_specs: Vec<AppSpec>,
@@ -61,12 +61,12 @@ impl EdgeConfig {
             problems: Vec::new(),
             base_dir: &self.base_dir,
         };
-        let apps = v.apps(
-            &specs,
-            &self.listeners,
-            &self.edge,
-            self.identity_provider.is_some(),
-        );
+        let providers: Vec<&str> = self
+            .identity_providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let apps = v.apps(&specs, &self.listeners, &self.edge, &providers);
         if !v.problems.is_empty() {
             return Err(v.problems);
         }
@@ -152,13 +152,30 @@ pub struct CertificateFiles {
     pub names: Vec<String>,
 }
 
-/// The OpenID provider used for `preauth = "oidc"` apps.
+/// An OpenID provider for `preauth = "oidc"` apps.
 #[derive(Debug, Clone)]
 pub struct IdentityProvider {
+    /// What apps call it by (`default` when there is one unnamed).
+    pub name: String,
     pub issuer: String,
     pub client_id: String,
-    pub client_secret_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
     pub scopes: Vec<String>,
+    /// Allowed clock difference with the provider, seconds.
+    pub clock_skew: u64,
+    /// Trust anchors for the provider's TLS, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How the edge proves itself at the provider's token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A public client: PKCE only.
+    None,
+    /// `client_secret_basic`, the secret read from this file.
+    SecretFile(PathBuf),
+    /// `private_key_jwt`, signed with the key in this file (PEM).
+    PrivateKeyJwt(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +297,8 @@ pub struct App {
     pub sticky: Sticky,
     pub internal_protocol: InternalProtocol,
     pub preauth: Preauth,
+    /// The identity provider an `oidc` app signs users in with.
+    pub identity_provider: Option<String>,
     pub connector_group: String,
     pub backend_timeout: BackendTimeout,
     pub translate_headers: bool,

@@ -20,10 +20,7 @@ impl Check<'_, '_> {
     fn name(&mut self, name: &str) {
         if name.is_empty() || name.len() > 64 {
             self.p("name", "must be 1 to 64 characters".into());
-        } else if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        } else if !super::validate::valid_name(name) {
             self.p(
                 "name",
                 "may contain only letters, digits, `-`, `_` and `.`".into(),
@@ -211,35 +208,77 @@ impl Check<'_, '_> {
         protocol
     }
 
-    fn preauth(&mut self, value: Option<&str>, have_idp: bool) -> Preauth {
-        let preauth = self
-            .word(
-                "preauth",
-                value,
-                "oidc",
-                &[
-                    ("oidc", Preauth::Oidc),
-                    ("passthrough", Preauth::Passthrough),
-                ],
-            )
-            .unwrap_or(Preauth::Passthrough);
-        if preauth == Preauth::Oidc && !have_idp {
-            self.p(
-                "preauth",
-                "`oidc` (the default) needs an [identity_provider] section; set preauth = \"passthrough\" to publish without pre-authentication".into(),
-            );
+    fn preauth(&mut self, value: Option<&str>) -> Preauth {
+        self.word(
+            "preauth",
+            value,
+            "oidc",
+            &[
+                ("oidc", Preauth::Oidc),
+                ("passthrough", Preauth::Passthrough),
+            ],
+        )
+        .unwrap_or(Preauth::Passthrough)
+    }
+
+    /// The provider an `oidc` app signs in with: the one it names, or the
+    /// only one configured.
+    fn identity_provider(
+        &mut self,
+        named: Option<&str>,
+        preauth: Preauth,
+        providers: &[&str],
+    ) -> Option<String> {
+        match (preauth, named) {
+            (Preauth::Passthrough, None) => None,
+            (Preauth::Passthrough, Some(_)) => {
+                self.p(
+                    "identity_provider",
+                    "only apps with preauth = \"oidc\" sign users in".into(),
+                );
+                None
+            }
+            (Preauth::Oidc, Some(n)) if providers.contains(&n) => Some(n.to_string()),
+            (Preauth::Oidc, Some(n)) => {
+                self.p(
+                    "identity_provider",
+                    format!(
+                        "`{n}` is not configured (configured: {})",
+                        if providers.is_empty() {
+                            "none".to_string()
+                        } else {
+                            providers.join(", ")
+                        }
+                    ),
+                );
+                None
+            }
+            (Preauth::Oidc, None) => match providers {
+                [only] => Some(only.to_string()),
+                [] => {
+                    self.p(
+                        "preauth",
+                        "`oidc` (the default) needs an [identity_provider] section; set preauth = \"passthrough\" to publish without pre-authentication".into(),
+                    );
+                    None
+                }
+                several => {
+                    self.p(
+                        "identity_provider",
+                        format!(
+                            "several providers are configured ({}); name the one this app uses",
+                            several.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
         }
-        preauth
     }
 
     fn connector_group(&mut self, group: Option<String>) -> String {
         let group = group.unwrap_or_else(|| "default".into());
-        if group.is_empty()
-            || group.len() > 64
-            || !group
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !super::validate::valid_name(&group) {
             self.p(
                 "connector_group",
                 format!("`{group}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
@@ -443,7 +482,7 @@ impl Validator<'_> {
         a: raw::App,
         listeners: &[ListenerConfig],
         edge: &EdgeSettings,
-        have_idp: bool,
+        providers: &[&str],
     ) -> Option<App> {
         let before = self.problems.len();
         let label = if a.name.is_empty() {
@@ -474,7 +513,9 @@ impl Validator<'_> {
         );
         let sticky = c.sticky(a.sticky.as_deref(), !a.internal_servers.is_empty());
         let internal_protocol = c.protocol(a.internal_protocol.as_deref(), internal.as_ref());
-        let preauth = c.preauth(a.preauth.as_deref(), have_idp);
+        let preauth = c.preauth(a.preauth.as_deref());
+        let identity_provider =
+            c.identity_provider(a.identity_provider.as_deref(), preauth, providers);
         let connector_group = c.connector_group(a.connector_group);
         let backend_timeout = c.backend_timeout(a.backend_timeout);
         let cookie = c.cookie(a.cookie.unwrap_or_default(), external.as_ref());
@@ -509,6 +550,7 @@ impl Validator<'_> {
             sticky,
             internal_protocol,
             preauth,
+            identity_provider,
             connector_group,
             backend_timeout,
             translate_headers: a.translate_headers.unwrap_or(true),

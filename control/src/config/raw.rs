@@ -16,10 +16,32 @@ pub struct File {
     pub listener: Vec<Listener>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate: Vec<Certificate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity_provider: Option<IdentityProvider>,
+    /// One `[identity_provider]` table, or several `[[identity_provider]]`.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub identity_provider: Vec<IdentityProvider>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app: Vec<App>,
+}
+
+/// A table or an array of tables, as a list; the errors are those of the
+/// tables themselves (an unknown key is named as such).
+fn one_or_many<'de, D>(d: D) -> Result<Vec<IdentityProvider>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let v = serde_json::Value::deserialize(d)?;
+    if v.is_array() {
+        serde_json::from_value(v).map_err(D::Error::custom)
+    } else {
+        serde_json::from_value(v)
+            .map(|p| vec![p])
+            .map_err(D::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -94,12 +116,20 @@ pub struct Certificate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityProvider {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub issuer: String,
     pub client_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +217,8 @@ pub struct App {
     pub internal_protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preauth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connector_group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

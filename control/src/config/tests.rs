@@ -314,3 +314,113 @@ preauth = "passthrough"
         );
     }
 }
+
+const TWO_PROVIDERS: &str = r#"
+[[identity_provider]]
+name = "staff"
+issuer = "https://login.example.com/staff"
+client_id = "postern"
+client_secret_file = "staff.secret"
+
+[[identity_provider]]
+name = "partners"
+issuer = "https://partners.example.net/"
+client_id = "postern-p"
+private_key_file = "partners.pem"
+clock_skew = 30
+ca_file = "partners-ca.pem"
+scopes = ["openid", "email"]
+"#;
+
+fn oidc_app(name: &str, provider: Option<&str>) -> String {
+    format!(
+        "[[app]]\nname = \"{name}\"\nexternal_url = \"https://{name}.example.com/\"\ninternal_url = \"http://{name}.corp/\"\n{}",
+        provider.map_or(String::new(), |p| format!("identity_provider = \"{p}\"\n"))
+    )
+}
+
+#[test]
+fn several_named_providers_and_apps_that_name_theirs() {
+    let cfg = parse(&format!(
+        "{TWO_PROVIDERS}\n{}\n{}",
+        oidc_app("hr", Some("staff")),
+        oidc_app("portal", Some("partners"))
+    ))
+    .unwrap();
+    let p = &cfg.identity_providers;
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        p[0].client_auth,
+        ClientAuth::SecretFile("/etc/postern/staff.secret".into())
+    );
+    assert_eq!(p[0].clock_skew, 60);
+    assert_eq!(
+        p[1].client_auth,
+        ClientAuth::PrivateKeyJwt("/etc/postern/partners.pem".into())
+    );
+    assert_eq!(p[1].clock_skew, 30);
+    assert_eq!(
+        p[1].ca_file.as_deref(),
+        Some(Path::new("/etc/postern/partners-ca.pem"))
+    );
+    assert_eq!(cfg.apps[0].identity_provider.as_deref(), Some("staff"));
+    assert_eq!(cfg.apps[1].identity_provider.as_deref(), Some("partners"));
+
+    // One unnamed provider is `default`, and apps need not name it.
+    let one = parse(&format!(
+        "[identity_provider]\nissuer = \"https://login.example.com/\"\nclient_id = \"c\"\n{}",
+        oidc_app("hr", None)
+    ))
+    .unwrap();
+    assert_eq!(one.identity_providers[0].name, "default");
+    assert_eq!(one.identity_providers[0].client_auth, ClientAuth::None);
+    assert_eq!(one.apps[0].identity_provider.as_deref(), Some("default"));
+}
+
+#[test]
+fn provider_mistakes_are_named() {
+    let p = problems(&format!(
+        "{TWO_PROVIDERS}\n{}\n{}\n{}",
+        oidc_app("a", None),
+        oidc_app("b", Some("contractors")),
+        "[[app]]\nname = \"c\"\nexternal_url = \"https://c.example.com/\"\ninternal_url = \"http://c.corp/\"\npreauth = \"passthrough\"\nidentity_provider = \"staff\"\n"
+    ));
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "app \"a\": identity_provider: several providers are configured (staff, partners)"
+        ),
+        "{p:?}"
+    );
+    assert!(p[1].starts_with("app \"b\": identity_provider: `contractors` is not configured (configured: staff, partners)"), "{p:?}");
+    assert!(
+        p[2].starts_with("app \"c\": identity_provider: only apps with preauth"),
+        "{p:?}"
+    );
+
+    let p = problems(
+        r#"
+[[identity_provider]]
+issuer = "https://a.example.com/"
+client_id = "c"
+client_secret_file = "s"
+private_key_file = "k"
+clock_skew = 601
+
+[[identity_provider]]
+issuer = "ftp://b.example.com/"
+client_id = ""
+"#,
+    );
+    assert_eq!(p.len(), 5, "{p:?}");
+    assert!(p[0].contains("client_secret_file and private_key_file are exclusive"));
+    assert!(p[1].contains("clock_skew: 601 is out of range"));
+    assert!(p[2].contains("a second provider with this name"));
+    assert!(p[3].contains("issuer: `ftp://b.example.com/` is not an http(s) URL"));
+    assert!(p[4].contains("client_id: must not be empty"));
+
+    // A misspelt key in a provider table is named.
+    let e = parse("[identity_provider]\nissuer = \"https://a/\"\nclient_id = \"c\"\nclient_secrt_file = \"x\"\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("client_secrt_file"), "{e}");
+}

@@ -69,13 +69,14 @@ impl Validator<'_> {
         let edge = self.edge(raw.edge.unwrap_or_default());
         let listeners = self.listeners(raw.listener, &edge);
         let certificates = self.certificates(raw.certificate, &listeners);
-        let identity_provider = self.identity_provider(raw.identity_provider);
-        let apps = self.apps(&raw.app, &listeners, &edge, identity_provider.is_some());
+        let identity_providers = self.identity_providers(raw.identity_provider);
+        let names: Vec<&str> = identity_providers.iter().map(|p| p.name.as_str()).collect();
+        let apps = self.apps(&raw.app, &listeners, &edge, &names);
         EdgeConfig {
             edge,
             listeners,
             certificates,
-            identity_provider,
+            identity_providers,
             apps,
             app_specs: raw.app,
             base_dir: self.base_dir.to_path_buf(),
@@ -290,30 +291,64 @@ impl Validator<'_> {
         certificates
     }
 
-    fn identity_provider(
-        &mut self,
-        raw: Option<raw::IdentityProvider>,
-    ) -> Option<IdentityProvider> {
-        let identity_provider = raw.map(|p| IdentityProvider {
-            issuer: p.issuer,
-            client_id: p.client_id,
-            client_secret_file: p.client_secret_file.as_deref().map(|f| self.path(f)),
-            scopes: p
-                .scopes
-                .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
-        });
-        if let Some(p) = &identity_provider {
+    /// Longest allowed clock skew, seconds.
+    const MAX_CLOCK_SKEW: u64 = 600;
+
+    fn identity_providers(&mut self, raw: Vec<raw::IdentityProvider>) -> Vec<IdentityProvider> {
+        let mut out: Vec<IdentityProvider> = Vec::new();
+        for (i, p) in raw.into_iter().enumerate() {
+            let name = p.name.clone().unwrap_or_else(|| "default".into());
+            let label = format!("identity_provider \"{name}\"");
+            if !valid_name(&name) {
+                self.problem(format!(
+                    "identity_provider[{i}].name: `{name}` must be 1–64 of letters, digits, `-`, `_`, `.`"
+                ));
+            }
+            if out.iter().any(|o| o.name == name) {
+                self.problem(format!(
+                    "{label}: a second provider with this name (name each one)"
+                ));
+            }
             if !p.issuer.starts_with("https://") && !p.issuer.starts_with("http://") {
                 self.problem(format!(
-                    "identity_provider.issuer: `{}` is not an http(s) URL",
+                    "{label}.issuer: `{}` is not an http(s) URL",
                     p.issuer
                 ));
             }
             if p.client_id.is_empty() {
-                self.problem("identity_provider.client_id: must not be empty".into());
+                self.problem(format!("{label}.client_id: must not be empty"));
             }
+            let client_auth = match (&p.client_secret_file, &p.private_key_file) {
+                (Some(_), Some(_)) => {
+                    self.problem(format!(
+                        "{label}: client_secret_file and private_key_file are exclusive; set one"
+                    ));
+                    ClientAuth::None
+                }
+                (Some(f), None) => ClientAuth::SecretFile(self.path(f)),
+                (None, Some(f)) => ClientAuth::PrivateKeyJwt(self.path(f)),
+                (None, None) => ClientAuth::None,
+            };
+            let clock_skew = p.clock_skew.unwrap_or(60);
+            if clock_skew > Self::MAX_CLOCK_SKEW {
+                self.problem(format!(
+                    "{label}.clock_skew: {clock_skew} is out of range (0..={} seconds)",
+                    Self::MAX_CLOCK_SKEW
+                ));
+            }
+            out.push(IdentityProvider {
+                name,
+                issuer: p.issuer,
+                client_id: p.client_id,
+                client_auth,
+                scopes: p
+                    .scopes
+                    .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
+                clock_skew,
+                ca_file: p.ca_file.as_deref().map(|f| self.path(f)),
+            });
         }
-        identity_provider
+        out
     }
 
     pub(super) fn apps(
@@ -321,11 +356,11 @@ impl Validator<'_> {
         specs: &[AppSpec],
         listeners: &[ListenerConfig],
         edge: &EdgeSettings,
-        have_idp: bool,
+        providers: &[&str],
     ) -> Vec<App> {
         let mut apps = Vec::new();
         for (i, a) in specs.iter().enumerate() {
-            if let Some(app) = self.app(i, a.clone(), listeners, edge, have_idp) {
+            if let Some(app) = self.app(i, a.clone(), listeners, edge, providers) {
                 apps.push(app);
             }
         }
@@ -365,4 +400,14 @@ fn admin_everywhere(problems: &mut Vec<String>, addr: &SocketAddr) {
     problems.push(format!(
         "edge.admin_address: {addr} listens on every interface; give a loopback or management address"
     ));
+}
+
+/// Names of apps, connector groups and identity providers: 1 to 64
+/// letters, digits, `-`, `_` or `.`.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
