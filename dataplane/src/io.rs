@@ -144,7 +144,7 @@ impl Io {
                 *buf = BytesMut::from(&buf[..]);
             }
             self.release_idle();
-            self.read_small(true);
+            self.next_read_small();
             if buf.capacity() == buf.len() {
                 buf.reserve(IDLE_READ);
             }
@@ -160,12 +160,12 @@ impl Io {
         Ok(n)
     }
 
-    /// Whether a TLS stream's next socket read is a small one.
-    fn read_small(&mut self, small: bool) {
+    /// Makes a TLS stream's next socket read a small one.
+    fn next_read_small(&mut self) {
         match &mut self.stream {
             Stream::Tcp(_) => {}
-            Stream::ServerTls(s) => s.read_small(small),
-            Stream::ClientTls(s) => s.read_small(small),
+            Stream::ServerTls(s) => s.next_read_small(),
+            Stream::ClientTls(s) => s.next_read_small(),
         }
     }
 

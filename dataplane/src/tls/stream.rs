@@ -61,9 +61,9 @@ where
         self.small = true;
     }
 
-    /// Makes the next socket read a small one, or a full-size one.
-    pub fn read_small(&mut self, small: bool) {
-        self.small = small;
+    /// Makes the next socket read a small one.
+    pub fn next_read_small(&mut self) {
+        self.small = true;
     }
 
     /// Drives the handshake to completion.
