@@ -232,6 +232,73 @@ fn encode_into(out: &mut String, s: &str) {
     }
 }
 
+/// The body of the token request that exchanges a code (RFC 6749 §4.1.3
+/// with PKCE); client authentication is added by the caller (a Basic
+/// header, or `client_assertion` fields).
+pub fn token_request(code: &str, redirect_uri: &str, client_id: &str, verifier: &str) -> String {
+    form_encode(&[
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+    ])
+}
+
+/// What the token endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub id_token: String,
+    pub refresh_token: Option<String>,
+    /// Seconds the access token lives, when said.
+    pub expires_in: Option<u64>,
+}
+
+/// Parses a token endpoint's JSON answer; an OAuth error answer becomes
+/// its `error` and `error_description`.
+pub fn parse_token_response(json: &[u8]) -> Result<Tokens, String> {
+    let doc: Value = serde_json::from_slice(json)
+        .map_err(|e| format!("the token endpoint's answer is not JSON: {e}"))?;
+    if let Some(err) = doc.get("error").and_then(Value::as_str) {
+        let why = doc
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Err(format!("the provider refused the code: {err} {why}")
+            .trim_end()
+            .to_string());
+    }
+    let id_token = doc
+        .get("id_token")
+        .and_then(Value::as_str)
+        .ok_or("the token endpoint's answer has no id_token (is `openid` among the scopes?)")?
+        .to_string();
+    Ok(Tokens {
+        id_token,
+        refresh_token: doc
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        expires_in: doc.get("expires_in").and_then(Value::as_u64),
+    })
+}
+
+/// Verifies an id_token from a sign-in: signature and claims as any token
+/// (`aud` must be the client id), and its `nonce` must be this sign-in's.
+pub fn verify_id_token(
+    token: &str,
+    keys: &crate::jwt::KeySet,
+    expect: &crate::jwt::Expect<'_>,
+    nonce: &str,
+) -> Result<crate::jwt::Verified, String> {
+    let v = crate::jwt::verify(token, keys, expect).map_err(|e| e.to_string())?;
+    match v.claim_str("nonce") {
+        Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => Ok(v),
+        Some(_) => Err("the id_token's nonce is not this sign-in's (replayed?)".into()),
+        None => Err("the id_token has no nonce".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +381,86 @@ mod tests {
         // Two sign-ins never share a state, nonce or verifier.
         let t = SignIn::new("/a", 1000);
         assert!(s.state != t.state && s.nonce != t.nonce && s.verifier != t.verifier);
+    }
+
+    #[test]
+    fn token_requests_and_answers() {
+        assert_eq!(
+            token_request("c/1", "https://a.example.com/.postern/callback", "cid", "v"),
+            "grant_type=authorization_code&code=c%2F1&redirect_uri=https%3A%2F%2Fa.example.com%2F.postern%2Fcallback&client_id=cid&code_verifier=v"
+        );
+        let t = parse_token_response(
+            br#"{"access_token":"a","id_token":"x.y.z","refresh_token":"r","expires_in":3600,"token_type":"Bearer"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.id_token, "x.y.z");
+        assert_eq!(t.refresh_token.as_deref(), Some("r"));
+        assert_eq!(t.expires_in, Some(3600));
+        let e = parse_token_response(
+            br#"{"error":"invalid_grant","error_description":"code expired"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "the provider refused the code: invalid_grant code expired"
+        );
+        assert!(parse_token_response(br#"{"access_token":"a"}"#)
+            .unwrap_err()
+            .contains("no id_token"));
+        assert!(parse_token_response(b"<html>").is_err());
+    }
+
+    #[test]
+    fn an_id_token_must_carry_this_sign_ins_nonce() {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
+        let p = key.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "kid": "k", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..])}]});
+        let keys = crate::jwt::KeySet::from_jwks(jwks.to_string().as_bytes()).unwrap();
+        let mint = |claims: Value| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","kid":"k"}"#),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let sig = key.sign(&rng, input.as_bytes()).unwrap();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+        };
+        let expect = crate::jwt::Expect {
+            issuer: ISS,
+            audiences: &["cid"],
+            skew: 60,
+            now: 1000,
+        };
+        let claims = |nonce: Option<&str>| {
+            let mut c = serde_json::json!({"iss": ISS, "aud": "cid", "sub": "alice", "exp": 2000});
+            if let Some(n) = nonce {
+                c["nonce"] = n.into();
+            }
+            c
+        };
+        assert!(verify_id_token(&mint(claims(Some("n1"))), &keys, &expect, "n1").is_ok());
+        assert!(
+            verify_id_token(&mint(claims(Some("n2"))), &keys, &expect, "n1")
+                .unwrap_err()
+                .contains("nonce is not this sign-in's")
+        );
+        assert!(verify_id_token(&mint(claims(None)), &keys, &expect, "n1")
+            .unwrap_err()
+            .contains("no nonce"));
+        // Meant for another client.
+        let other = crate::jwt::Expect {
+            audiences: &["someone-else"],
+            ..expect
+        };
+        assert!(
+            verify_id_token(&mint(claims(Some("n1"))), &keys, &other, "n1")
+                .unwrap_err()
+                .contains("audience")
+        );
     }
 }
