@@ -124,7 +124,7 @@ impl CookieKeys {
     pub fn seal(&self, app: &str, session: &Session) -> Result<String, CookieError> {
         let mut s = session.clone();
         loop {
-            let sealed = self.seal_exact(app, &s);
+            let sealed = self.seal_json(app, &s);
             if sealed.len() <= MAX_COOKIE {
                 return Ok(sealed);
             }
@@ -140,10 +140,6 @@ impl CookieKeys {
             }
             s.groups_trimmed = true;
         }
-    }
-
-    fn seal_exact(&self, app: &str, session: &Session) -> String {
-        self.seal_json(app, session)
     }
 
     /// Opens a cookie value sealed for `app`; `now` in Unix seconds.

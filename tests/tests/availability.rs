@@ -290,12 +290,11 @@ fn a_slow_reader_is_held_to_the_minimum_send_rate() {
     );
 }
 
-/// The edge's RSS growth per TLS connection, over `n` connections that
-/// each did `what` first (after a warm-up of each worker's allocator and
-/// pools).
-fn memory_per_tls_connection(
+/// The edge's RSS growth per connection, over `n` connections each made
+/// by `open` (after a warm-up of each worker's allocator and pools).
+fn memory_per_connection<C>(
     n: usize,
-    what: impl Fn(&mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>),
+    open: impl Fn(std::net::SocketAddr, &rustls::RootCertStore) -> C,
 ) -> u64 {
     let backend = Backend::hello();
     let b = EdgeBuilder::new()
@@ -317,18 +316,26 @@ fn memory_per_tls_connection(
     }
     std::thread::sleep(Duration::from_millis(300));
     let before = edge.memory_kib("VmRSS");
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut s = postern_e2e::client::tls(edge.https, "app.example.com", roots.clone());
-        what(&mut s);
-        held.push(s);
-    }
+    let held: Vec<C> = (0..n).map(|_| open(edge.https, &roots)).collect();
     std::thread::sleep(Duration::from_millis(500));
     let after = edge.memory_kib("VmRSS");
     let per_conn = (after.saturating_sub(before)) * 1024 / n as u64;
-    eprintln!("{n} TLS connections: {before} -> {after} KiB, {per_conn} bytes each");
+    eprintln!("{n} connections: {before} -> {after} KiB, {per_conn} bytes each");
     drop(held);
     per_conn
+}
+
+/// [`memory_per_connection`] for TLS connections that each did `what`
+/// first.
+fn memory_per_tls_connection(
+    n: usize,
+    what: impl Fn(&mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>),
+) -> u64 {
+    memory_per_connection(n, |addr, roots| {
+        let mut s = postern_e2e::client::tls(addr, "app.example.com", roots.clone());
+        what(&mut s);
+        s
+    })
 }
 
 /// A connection's first act: send `bytes` (and nothing more).
@@ -394,35 +401,9 @@ fn trickling_request_bodies_cost_little_memory() {
 /// little while they wait for their handshake deadline.
 #[test]
 fn silent_connections_cost_little_memory() {
-    const N: usize = 800;
-    let backend = Backend::hello();
-    let b = EdgeBuilder::new()
-        .edge("max_connections_per_source = 100000")
-        .app(&passthrough_app(
-            "a",
-            "https://app.example.com/",
-            backend.addr,
-            "",
-        ));
-    let edge = b.start();
-    for _ in 0..50 {
-        drop(TcpStream::connect(edge.https).unwrap());
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let before = edge.memory_kib("VmRSS");
-    let held: Vec<_> = (0..N)
-        .map(|_| TcpStream::connect(edge.https).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let after = edge.memory_kib("VmRSS");
-    let per_conn = (after.saturating_sub(before)) * 1024 / N as u64;
-    eprintln!("{N} silent connections: {before} -> {after} KiB, {per_conn} bytes each");
+    let per_conn = memory_per_connection(800, |addr, _| TcpStream::connect(addr).unwrap());
     // 26 KB each when the first handshake read was full-size.
-    assert!(
-        per_conn <= 8 * 1024,
-        "{per_conn} bytes per silent connection"
-    );
-    drop(held);
+    at_most(per_conn, 8 * 1024, "silent connection");
 }
 
 /// Out of file descriptors (EMFILE), the edge pauses accepting for a
