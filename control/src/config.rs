@@ -132,6 +132,12 @@ pub struct EdgeSettings {
     /// Link translation stops a compressed response whose decoded body
     /// grows past this many bytes (the decompression-bomb guard).
     pub translate_max_decoded_size: u64,
+    /// Longest a sign-in lasts (a session also ends when its id_token
+    /// expires, unless the provider's refresh token renews it).
+    pub session_lifetime: Duration,
+    /// How often the session-cookie key rotates (the last three open
+    /// cookies).
+    pub session_key_rotation: Duration,
 }
 
 /// A public listener (`[[listener]]`).

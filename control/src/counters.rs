@@ -63,6 +63,51 @@ impl FailReason {
     }
 }
 
+/// Why a sign-in, or a request's credentials, failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInFailure {
+    /// A callback whose `state` was missing, expired, replayed or another
+    /// app's.
+    State,
+    /// The provider sent the user back with an error (e.g. access denied).
+    ProviderError,
+    /// The code exchange at the token endpoint failed.
+    Exchange,
+    /// The id_token did not verify.
+    IdToken,
+    /// The provider has not been reached.
+    ProviderUnreachable,
+    /// A bearer token was refused.
+    BearerToken,
+    /// A session cookie did not open (tampered, another app's, expired,
+    /// its key rotated out).
+    SessionCookie,
+}
+
+impl SignInFailure {
+    pub const ALL: [SignInFailure; 7] = [
+        SignInFailure::State,
+        SignInFailure::ProviderError,
+        SignInFailure::Exchange,
+        SignInFailure::IdToken,
+        SignInFailure::ProviderUnreachable,
+        SignInFailure::BearerToken,
+        SignInFailure::SessionCookie,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInFailure::State => "state",
+            SignInFailure::ProviderError => "provider_error",
+            SignInFailure::Exchange => "code_exchange",
+            SignInFailure::IdToken => "id_token",
+            SignInFailure::ProviderUnreachable => "provider_unreachable",
+            SignInFailure::BearerToken => "bearer_token",
+            SignInFailure::SessionCookie => "session_cookie",
+        }
+    }
+}
+
 /// Why link translation left a response body alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TranslateSkip {
@@ -173,6 +218,13 @@ pub struct AppCounters {
     pub translate_skipped: [AtomicU64; 6],
     /// Translated responses cut short (bomb guard, corrupt encoding).
     pub translate_failed: AtomicU64,
+    /// Completed sign-ins, and failures by reason.
+    pub sign_ins: AtomicU64,
+    pub sign_in_failures: [AtomicU64; SignInFailure::ALL.len()],
+    /// Signed-in users the app's access rules turned away.
+    pub policy_denials: AtomicU64,
+    /// Sessions whose group list did not fit in the cookie and was cut.
+    pub groups_trimmed: AtomicU64,
 }
 
 impl AppCounters {
@@ -183,6 +235,14 @@ impl AppCounters {
             .position(|r| *r == reason)
             .unwrap_or(0);
         bump(&self.failed[i], 1);
+    }
+
+    pub fn sign_in_failed(&self, reason: SignInFailure) {
+        let i = SignInFailure::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        bump(&self.sign_in_failures[i], 1);
     }
 
     #[inline]
@@ -220,6 +280,9 @@ pub struct EdgeCounters {
     /// Requests answered 503 because their source address held
     /// `max_tunnel_streams_per_source` tunnel streams.
     pub refused_tunnel_streams: AtomicU64,
+    /// Bearer tokens found in the verified-token cache, and not.
+    pub token_cache_hits: AtomicU64,
+    pub token_cache_misses: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -282,6 +345,8 @@ impl CoreCounters {
 #[derive(Default, Clone)]
 pub struct Registry {
     cores: Arc<Mutex<Vec<Arc<CoreCounters>>>>,
+    /// Identity-provider key sets fetched (control threads write it).
+    pub jwks_refreshes: Arc<AtomicU64>,
 }
 
 /// Summed counters of one app.
@@ -302,6 +367,11 @@ pub struct AppTotals {
     pub links_translated: u64,
     pub translate_skipped_by_reason: std::collections::BTreeMap<String, u64>,
     pub translate_failed: u64,
+    pub sign_ins: u64,
+    pub sign_in_failures: u64,
+    pub sign_in_failures_by_reason: std::collections::BTreeMap<String, u64>,
+    pub policy_denials: u64,
+    pub groups_trimmed: u64,
 }
 
 /// Summed edge-wide counters.
@@ -319,6 +389,9 @@ pub struct EdgeTotals {
     pub refused_over_total: u64,
     pub refused_over_source: u64,
     pub refused_tunnel_streams: u64,
+    pub token_cache_hits: u64,
+    pub token_cache_misses: u64,
+    pub jwks_refreshes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -363,6 +436,7 @@ impl Registry {
     pub fn totals(&self) -> Totals {
         let cores = self.cores.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut t = Totals::default();
+        t.edge.jwks_refreshes = self.jwks_refreshes.load(Relaxed);
         let mut lat: HashMap<String, (Vec<u64>, u64)> = HashMap::new();
         for core in &cores {
             let e = &core.edge;
@@ -378,6 +452,8 @@ impl Registry {
             t.edge.refused_over_total += e.refused_over_total.load(Relaxed);
             t.edge.refused_over_source += e.refused_over_source.load(Relaxed);
             t.edge.refused_tunnel_streams += e.refused_tunnel_streams.load(Relaxed);
+            t.edge.token_cache_hits += e.token_cache_hits.load(Relaxed);
+            t.edge.token_cache_misses += e.token_cache_misses.load(Relaxed);
             let apps: Vec<(String, Arc<AppCounters>)> = core
                 .apps
                 .lock()
@@ -401,6 +477,16 @@ impl Registry {
                 at.translated_bytes += a.translated_bytes.load(Relaxed);
                 at.links_translated += a.links_translated.load(Relaxed);
                 at.translate_failed += a.translate_failed.load(Relaxed);
+                at.sign_ins += a.sign_ins.load(Relaxed);
+                at.policy_denials += a.policy_denials.load(Relaxed);
+                at.groups_trimmed += a.groups_trimmed.load(Relaxed);
+                for (i, r) in SignInFailure::ALL.iter().enumerate() {
+                    let n = a.sign_in_failures[i].load(Relaxed);
+                    at.sign_in_failures += n;
+                    *at.sign_in_failures_by_reason
+                        .entry(r.as_str().to_string())
+                        .or_default() += n;
+                }
                 for (i, r) in TranslateSkip::ALL.iter().enumerate() {
                     *at.translate_skipped_by_reason
                         .entry(r.as_str().to_string())

@@ -37,9 +37,12 @@ impl Identity {
         let email_claim = name(&sso.email_claim, "email");
         let groups_claim = name(&sso.groups_claim, "groups");
         Identity {
+            // A provider without the configured claim (not every one has
+            // `preferred_username`) still names the user by subject.
             user: strings(claims.get(&user_claim))
                 .into_iter()
                 .next()
+                .or_else(|| strings(claims.get("sub")).into_iter().next())
                 .unwrap_or_default(),
             email: strings(claims.get(&email_claim)).into_iter().next(),
             groups: strings(claims.get(&groups_claim)),

@@ -14,6 +14,8 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Identity;
+
 /// Keys that still open cookies: the newest and the two before it.
 pub const KEPT_KEYS: usize = 3;
 /// Largest cookie value (browsers keep at most about 4 KiB per cookie,
@@ -34,8 +36,48 @@ pub struct Session {
     /// first ones only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub groups_trimmed: bool,
+    /// The user as the app names them (its `sso.user_claim`), when that is
+    /// not the subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Authentication methods (`amr`), for `access.require_mfa`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The claims the app's `access.claims` rules name, as at sign-in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<(String, Vec<String>)>,
     /// Unix seconds.
     pub expires: u64,
+}
+
+impl Session {
+    /// What a sign-in keeps of a verified identity: `sub` is the token's
+    /// subject; `expires` the earlier of the token's expiry and the
+    /// session's longest life.
+    pub fn new(sub: &str, name: Option<String>, who: Identity, expires: u64) -> Session {
+        Session {
+            sub: sub.to_string(),
+            user: (who.user != sub).then_some(who.user),
+            email: who.email,
+            name,
+            groups: who.groups,
+            groups_trimmed: false,
+            amr: who.methods,
+            claims: who.claims,
+            expires,
+        }
+    }
+
+    /// The identity the access rules and identity headers see.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.user.clone().unwrap_or_else(|| self.sub.clone()),
+            email: self.email.clone(),
+            groups: self.groups.clone(),
+            methods: self.amr.clone(),
+            claims: self.claims.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,6 +271,9 @@ mod tests {
             name: None,
             groups: vec!["staff".into(), "finance".into()],
             groups_trimmed: false,
+            user: None,
+            amr: vec!["pwd".into()],
+            claims: Vec::new(),
             expires: NOW + 3600,
         }
     }

@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod accesslog;
 mod admin;
+mod auth;
 mod cli;
 mod clock;
 mod connector;
@@ -256,6 +257,7 @@ fn run(
     match runtime::start(&cfg, &control) {
         Ok(running) => {
             control.set_serving(running.serving.clone());
+            control.auth.start();
             let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {
                 Ok(a) => a,
                 Err(e) => {

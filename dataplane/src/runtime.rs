@@ -216,6 +216,7 @@ impl WorkerPlan {
             self.version,
             self.counters,
             self.control.tunnels.clone(),
+            self.control.auth.clone(),
         );
         // Idle workers pick up a new app table within 10 ms too, so "every
         // worker serves version N" is observable; the same task shows the

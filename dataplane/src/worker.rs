@@ -37,6 +37,8 @@ pub struct Worker {
     /// Every open tunnel, and this worker's copy of the list.
     pub tunnels: Arc<Tunnels>,
     tunnel_cache: RefCell<(u64, TunnelList)>,
+    /// Pre-authentication: provider views and this worker's caches.
+    pub auth: crate::auth::WorkerAuth,
 }
 
 impl Worker {
@@ -47,6 +49,7 @@ impl Worker {
         serving: Arc<AtomicU64>,
         counters: Arc<CoreCounters>,
         tunnels: Arc<Tunnels>,
+        auth: Arc<crate::auth::Auth>,
     ) -> Rc<Worker> {
         let snapshot = published.current();
         serving.store(snapshot.version, Ordering::Release);
@@ -71,6 +74,7 @@ impl Worker {
             conn_counter: Cell::new(0),
             counters,
             app_counters: RefCell::new((u64::MAX, Vec::new())),
+            auth: crate::auth::WorkerAuth::new(auth),
         })
     }
 

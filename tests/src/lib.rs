@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod client;
 pub mod connector;
+pub mod idp;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -212,6 +213,8 @@ pub struct EdgeBuilder {
     pub certs: Vec<(String, Vec<&'static str>)>,
     pub apps: String,
     pub edge_section: String,
+    /// Other top-level tables (e.g. `[identity_provider]`).
+    pub sections: String,
 }
 
 impl EdgeBuilder {
@@ -224,6 +227,7 @@ impl EdgeBuilder {
             ],
             apps: String::new(),
             edge_section: String::new(),
+            sections: String::new(),
         }
     }
 
@@ -240,6 +244,14 @@ impl EdgeBuilder {
     pub fn tunnel(self) -> Self {
         let port = free_port();
         self.edge(&format!("tunnel_address = \"127.0.0.1:{port}\""))
+    }
+
+    /// Adds top-level TOML tables before the apps.
+    pub fn section(mut self, toml: &str) -> Self {
+        self.sections.push('\n');
+        self.sections.push_str(toml);
+        self.sections.push('\n');
+        self
     }
 
     pub fn edge(mut self, extra: &str) -> Self {
@@ -273,6 +285,7 @@ impl EdgeBuilder {
                 "\n[[certificate]]\ncert_file = \"{cn}.pem\"\nkey_file = \"{cn}.key\"\n"
             ));
         }
+        cfg.push_str(&self.sections);
         cfg.push_str(&self.apps);
         let path = dir.path().join("edge.toml");
         std::fs::write(&path, cfg).unwrap();

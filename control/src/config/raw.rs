@@ -93,6 +93,10 @@ pub struct Edge {
     pub min_body_rate: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_send_rate: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_lifetime: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_key_rotation: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

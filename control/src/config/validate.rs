@@ -46,12 +46,17 @@ impl Validator<'_> {
 
     fn cert_lifetime(&mut self, secs: Option<u64>) -> Duration {
         let secs = secs.unwrap_or(30 * 24 * 3600);
-        if secs < 60 {
+        self.at_least("connector_cert_lifetime", secs, 60, 365 * 24 * 3600)
+    }
+
+    /// A duration setting with a floor as well as a ceiling.
+    fn at_least(&mut self, field: &str, secs: u64, min: u64, max: u64) -> Duration {
+        if secs < min {
             self.problem(format!(
-                "edge.connector_cert_lifetime: {secs} s is too short (at least 60)"
+                "edge.{field}: {secs} s is too short (at least {min})"
             ));
         }
-        self.secs("connector_cert_lifetime", secs, 365 * 24 * 3600)
+        self.secs(field, secs, max)
     }
 
     /// The largest decoded body link translation takes on, in bytes.
@@ -165,6 +170,18 @@ impl Validator<'_> {
             tunnel_address: self.address("tunnel_address", e.tunnel_address.as_deref()),
             connector_cert_lifetime: self.cert_lifetime(e.connector_cert_lifetime),
             translate_max_decoded_size: self.decoded_limit(e.translate_max_decoded_mib),
+            session_lifetime: self.at_least(
+                "session_lifetime",
+                e.session_lifetime.unwrap_or(12 * 3600),
+                60,
+                30 * 24 * 3600,
+            ),
+            session_key_rotation: self.at_least(
+                "session_key_rotation",
+                e.session_key_rotation.unwrap_or(24 * 3600),
+                60,
+                365 * 24 * 3600,
+            ),
             max_connections: e.max_connections,
             max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
             max_tunnel_streams_per_source: e.max_tunnel_streams_per_source,

@@ -42,6 +42,8 @@ pub enum OpenError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("{0}")]
+    Auth(String),
     #[error("{path}: {source}")]
     Token {
         path: std::path::PathBuf,
@@ -67,6 +69,8 @@ pub struct Control {
     pub tunnels: Arc<Tunnels>,
     connectors: Arc<Connectors>,
     tunnel_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Identity providers, session and assertion keys.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl Control {
@@ -90,8 +94,12 @@ impl Control {
         for id in connectors.revoked() {
             tunnels.revoke(&id);
         }
+        let counters = postern_control::counters::Registry::default();
+        let auth = crate::auth::Auth::open(&cfg, state_dir, counters.jwks_refreshes.clone())
+            .map_err(OpenError::Auth)?;
         let control = Arc::new(Control {
-            counters: Default::default(),
+            counters,
+            auth,
             tables,
             published: Published::new(snapshot),
             serving: OnceLock::new(),

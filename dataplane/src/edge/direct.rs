@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
-use super::request::{backend_path, backend_value, forwarded_headers};
+use super::request::{backend_path, backend_value, forwarded_headers, identity_headers};
 use super::response::RespHead;
 use crate::error::{ProxyError, Source};
 use crate::http1::body::Framing;
@@ -88,6 +88,12 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     out.extend_from_slice(b"\r\nVia: ");
     out.extend_from_slice(super::headers::via_mark().as_bytes());
     out.extend_from_slice(b"\r\n");
+    identity_headers(ctx, head, |name, value| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    });
     match head.framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");

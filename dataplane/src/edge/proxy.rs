@@ -6,7 +6,8 @@
 //! 2. **route** — (listener scheme, host, longest path prefix) → app, or an
 //!    edge answer (421, 404, a redirect);
 //! 3. **policy** — whether this request may reach the app (enabled,
-//!    pre-authentication, source addresses);
+//!    source addresses), and for pre-authenticated apps who is asking and
+//!    whether they may ([`crate::auth::gate`]);
 //! 4. **upstream request** — what the backend sees ([`super::request`]);
 //! 5. **send** — the [`Hop`] carries the request and its body, and brings
 //!    back the response head; retries follow one rule
@@ -32,6 +33,8 @@ use super::conn::{ConnInfo, Next, Outcome};
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::response::{client_head, upgrade_head};
 use crate::accesslog;
+use crate::auth::gate::{self, Gate};
+use crate::auth::Opened;
 use crate::error::ProxyError;
 use crate::http1::RequestHead;
 use crate::io::{write_out, Io};
@@ -50,6 +53,8 @@ pub struct Exchange<'a> {
     pub id: &'a str,
     /// The internal host for this request (a wildcard's label filled in).
     pub internal_host: String,
+    /// The signed-in user (pre-authenticated apps).
+    pub who: Option<Rc<Opened>>,
 }
 
 /// An answer the edge makes itself, before anything reached a backend.
@@ -150,6 +155,28 @@ async fn run(
         counters.fail(reason);
         return answer(info, io, out, &head, Answer::Error(status, msg), id).await;
     }
+    let who = if app.app.preauth == Preauth::Oidc {
+        let req = gate::Req {
+            worker,
+            app,
+            info,
+            head: &head,
+            id,
+            counters: &counters,
+        };
+        match gate::gate(&req, out).await {
+            Gate::Pass(who) => who,
+            Gate::Answered { status, close } => {
+                info.note(|o| o.status = status);
+                return match send(io, out, close).await {
+                    Next::Close if head.framing.has_body() => Next::Linger,
+                    n => n,
+                };
+            }
+        }
+    } else {
+        None
+    };
     let ctx = Exchange {
         worker,
         snapshot,
@@ -158,6 +185,7 @@ async fn run(
         counters: &counters,
         id,
         internal_host: route::internal_host(&app.app, &head.host),
+        who,
     };
     // Phases 4–7, over the app's hop.
     if snapshot.settings.tunnel_address.is_some() {
@@ -233,15 +261,6 @@ fn policy(
             FailReason::Forbidden,
             403,
             "this application is not available from your network address",
-        ));
-    }
-    if app.app.preauth == Preauth::Oidc {
-        // Fail closed: an app that asks for pre-authentication is never
-        // served unauthenticated.
-        return Err((
-            FailReason::AuthRequired,
-            503,
-            "this application requires sign-in, which this edge does not offer yet",
         ));
     }
     if head.upgrade.is_some() && head.framing.has_body() {

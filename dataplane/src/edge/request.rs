@@ -29,6 +29,14 @@ pub fn forwarded_headers(
         {
             continue;
         }
+        // The edge's own cookies stay at the edge; a Cookie header that
+        // held nothing else goes entirely.
+        if app.preauth == postern_control::Preauth::Oidc
+            && h.is("cookie")
+            && crate::auth::gate::backend_cookie(&h.value).is_some_and(|c| c.is_empty())
+        {
+            continue;
+        }
         if owned::is_forwarded_for(&h.name) {
             if trusted {
                 xff.extend_from_slice(&h.value);
@@ -47,6 +55,9 @@ pub fn forwarded_headers(
 /// app's external URL carry its internal URL instead; with
 /// `translate_body`, Accept-Encoding lists only codings the edge decodes.
 pub fn backend_value(ctx: &Exchange<'_>, head: &RequestHead, h: &Header) -> Option<Vec<u8>> {
+    if ctx.who.is_some() && h.is("cookie") {
+        return crate::auth::gate::backend_cookie(&h.value);
+    }
     if ctx.app.app.translate_body && h.is("accept-encoding") {
         return translate::body::accept_encoding_for_backend(&h.value);
     }
@@ -75,6 +86,26 @@ pub fn backend_value(ctx: &Exchange<'_>, head: &RequestHead, h: &Header) -> Opti
     let end = memchr::memchr(b'/', &v[host..]).map_or(v.len(), |i| host + i);
     v.truncate(end);
     Some(v)
+}
+
+/// Calls `f` with each identity header the edge adds for the signed-in
+/// user (client-sent ones never get this far: the edge owns the names).
+pub fn identity_headers(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    mut f: impl FnMut(&'static str, &[u8]),
+) {
+    let Some(who) = &ctx.who else {
+        return;
+    };
+    for (name, value) in &who.headers {
+        f(name, value);
+    }
+    if ctx.app.app.sso.assertion {
+        let token =
+            crate::auth::gate::assertion(ctx.worker, ctx.app, ctx.info, &head.authority, who);
+        f("x-postern-jwt-assertion", token.as_bytes());
+    }
 }
 
 /// Appends the path the backend gets to `out`: the internal prefix, then

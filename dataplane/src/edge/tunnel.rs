@@ -18,7 +18,7 @@ use postern_control::counters::{bump, FailReason};
 use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
-use super::request::{backend_path, backend_value, forwarded_headers};
+use super::request::{backend_path, backend_value, forwarded_headers, identity_headers};
 use super::response::{RespHead, RespHeaders};
 use crate::edge::tunnels::{pick, Lease};
 use crate::error::{may_retry, Delivery, ProxyError, Source};
@@ -120,6 +120,20 @@ fn build_request(
         http::header::VIA,
         HeaderValue::from_static(super::headers::via_mark()),
     );
+    let mut bad = None;
+    identity_headers(ctx, head, |name, v| match HeaderValue::from_bytes(v) {
+        Ok(mut v) => {
+            // Per-user values: never indexed in the tunnel's HPACK table.
+            v.set_sensitive(true);
+            map.append(HeaderName::from_static(name), v);
+        }
+        Err(_) => bad = Some(name),
+    });
+    if let Some(name) = bad {
+        return Err(format!(
+            "the identity header `{name}` cannot be relayed over HTTP/2"
+        ));
+    }
     let mut conn = HeaderValue::from(ctx.info.id);
     conn.set_sensitive(true);
     map.append(HeaderName::from_static(meta::CONN), conn);

@@ -1,0 +1,331 @@
+//! Pre-authentication end to end: the real `postern` binary signs users
+//! in at a real OpenID provider (`oidc-provider` under Node), over the
+//! direct and the tunnel path alike.
+
+use postern_e2e::backend::{Backend, Reply};
+use postern_e2e::client;
+use postern_e2e::idp::{absolute, idp_config, provider_toml, Browser, Idp};
+use postern_e2e::{Deployment, EdgeBuilder, Hop, TempDir};
+use serde_json::json;
+
+const APP: &str = "https://app.example.com/";
+
+fn users() -> serde_json::Value {
+    json!([
+        {"id": "alice", "password": "pw-alice", "email": "alice@example.com", "name": "Alice",
+         "groups": ["staff", "finance"]},
+        {"id": "mallory", "password": "pw-mallory", "email": "mallory@evil.example", "groups": []},
+    ])
+}
+
+/// A backend that echoes the identity headers and cookies it got.
+fn echo_backend() -> Backend {
+    Backend::start(|seen| {
+        let h = |n: &str| seen.headers_named(n).join("|");
+        Reply::ok(format!(
+            "path={} user={} email={} groups={} cookie={} assertion={}",
+            seen.target,
+            h("x-postern-user"),
+            h("x-postern-email"),
+            h("x-postern-groups"),
+            h("cookie"),
+            !h("x-postern-jwt-assertion").is_empty(),
+        ))
+    })
+}
+
+struct Setup {
+    d: Deployment,
+    idp: Idp,
+    backend: Backend,
+    _secrets: TempDir,
+}
+
+fn setup(hop: Hop, app_extra: &str) -> Setup {
+    let idp = Idp::start(&idp_config(&[APP, "https://other.example.com/"], users()));
+    let backend = echo_backend();
+    let secrets = TempDir::new("idp-secret");
+    let b = EdgeBuilder::new()
+        .section(&provider_toml(&idp, secrets.path()))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n[app.sso]\nheaders = true\nassertion = true\n{app_extra}",
+            backend.addr
+        ))
+        .app(&format!(
+            "name = \"other\"\nexternal_url = \"https://other.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
+            backend.addr
+        ));
+    let d = Deployment::start(b, hop);
+    wait_provider_reached(&d);
+    Setup {
+        d,
+        idp,
+        backend,
+        _secrets: secrets,
+    }
+}
+
+/// Waits until the edge has fetched the provider's discovery and keys (an
+/// oidc app answers 503 until then).
+fn wait_provider_reached(d: &Deployment) {
+    for _ in 0..100 {
+        let mut s = d.connect("app.example.com");
+        use std::io::Write;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n").unwrap();
+        let r = client::read_response(&mut s, &mut Vec::new(), "GET");
+        let Ok(r) = r else {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            panic!("{:?} {}", r, d.edge.stderr());
+        };
+        if r.status != 503 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the edge never reached the identity provider");
+}
+
+fn sign_in_and_use(hop: Hop) {
+    let s = setup(hop, "");
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+
+    // Unauthenticated: to the provider, with PKCE, state and nonce.
+    let r = b.get("https://app.example.com/reports/q3?year=2026");
+    assert_eq!(r.status, 302, "{}", r.text());
+    let to = r.header("location").unwrap();
+    assert!(to.starts_with(&format!("{}/auth?", s.idp.issuer)), "{to}");
+    for p in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "nonce=",
+        "response_type=code",
+        "client_id=postern-edge",
+    ] {
+        assert!(to.contains(p), "{p} in {to}");
+    }
+    assert!(
+        to.contains("redirect_uri=https%3A%2F%2Fapp.example.com%2F.postern%2Fcallback"),
+        "{to}"
+    );
+
+    // The whole sign-in lands on the page first asked for.
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (url, r) = b.sign_in(
+        "https://app.example.com/reports/q3?year=2026",
+        "alice",
+        "pw-alice",
+    );
+    assert_eq!(url, "https://app.example.com/reports/q3?year=2026");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("path=/reports/q3?year=2026"), "{text}");
+    assert!(text.contains("user=alice "), "{text}");
+    assert!(text.contains("email=alice@example.com "), "{text}");
+    assert!(text.contains("groups=staff,finance "), "{text}");
+    assert!(text.contains("assertion=true"), "{text}");
+    // The session cookie is the edge's: the backend never sees it.
+    assert!(text.contains("cookie= "), "{text}");
+    let jar = b.jar.get("app.example.com").unwrap();
+    assert!(jar.contains_key("__Host-postern-app"), "{jar:?}");
+    assert!(
+        !jar.keys().any(|k| k.contains("signin")),
+        "the sign-in cookie is spent: {jar:?}"
+    );
+
+    // Client-sent identity headers, in any spelling, never pass; the
+    // backend's own cookies do.
+    let r = b.request(
+        "GET",
+        "https://app.example.com/x",
+        None,
+        &[
+            ("X-Postern-User", "root"),
+            ("X_Postern_Groups", "admins"),
+            ("Cookie", "theme=dark"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("user=alice "), "{text}");
+    assert!(text.contains("groups=staff,finance "), "{text}");
+    assert!(text.contains("cookie=theme=dark "), "{text}");
+    let seen = s.backend.last();
+    assert_eq!(seen.headers_named("x-postern-user"), ["alice"]);
+
+    // The cookie is bound to its app: the same value on another app is
+    // not a session there.
+    let value = b.jar["app.example.com"]["__Host-postern-app"].clone();
+    let mut s2 = s.d.connect("other.example.com");
+    let r = client::request(
+        &mut s2,
+        &format!("GET / HTTP/1.1\r\nHost: other.example.com\r\nAccept: text/html\r\nCookie: __Host-postern-other={value}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(
+        r.status,
+        302,
+        "another app's cookie is no session: {}",
+        r.text()
+    );
+
+    // Counters: one sign-in.
+    let (_, counters) = s.d.edge.admin("GET", "/v1/counters", None);
+    assert_eq!(counters["apps"]["app"]["sign_ins"], 1, "{counters}");
+
+    // Logout: the cookie goes, and the provider is asked to sign out too.
+    let r = b.get("https://app.example.com/.postern/logout");
+    assert_eq!(r.status, 302);
+    let to = r.header("location").unwrap();
+    assert!(
+        to.starts_with(&format!("{}/session/end?", s.idp.issuer)),
+        "{to}"
+    );
+    assert!(!b.jar["app.example.com"].contains_key("__Host-postern-app"));
+    let r = b.get("https://app.example.com/x");
+    assert_eq!(r.status, 302, "signed out: {}", r.text());
+}
+
+#[test]
+fn sign_in_direct() {
+    sign_in_and_use(Hop::Direct);
+}
+
+#[test]
+fn sign_in_through_a_tunnel() {
+    sign_in_and_use(Hop::Tunnel);
+}
+
+#[test]
+fn scripts_get_401_and_browsers_a_sign_in() {
+    let s = setup(Hop::Direct, "");
+    let mut c = s.d.connect("app.example.com");
+    // fetch()/XHR: a 401 with a challenge, never a redirect.
+    let r = client::request(
+        &mut c,
+        "GET /api/data HTTP/1.1\r\nHost: app.example.com\r\nSec-Fetch-Mode: cors\r\nAccept: text/html\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer realm=\"app\""));
+    let r = client::request(
+        &mut c,
+        "POST /api/data HTTP/1.1\r\nHost: app.example.com\r\nAccept: text/html\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert_eq!(r.status, 401, "a POST is no navigation");
+    let mut c = s.d.connect("app.example.com");
+    let r = client::request(
+        &mut c,
+        "GET /api/data HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    // A browser's navigation: a page that keeps the #fragment and moves
+    // on to the provider.
+    let mut c = s.d.connect("app.example.com");
+    let r = client::request(
+        &mut c,
+        "GET /doc HTTP/1.1\r\nHost: app.example.com\r\nSec-Fetch-Mode: navigate\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("sessionStorage.setItem"), "{page}");
+    assert!(page.contains(&format!("{}/auth?", s.idp.issuer)), "{page}");
+    assert!(r
+        .header("set-cookie")
+        .unwrap()
+        .starts_with("__Host-postern-signin-"));
+    assert_eq!(s.backend.count(), 0, "nothing reached the backend");
+}
+
+#[test]
+fn bad_states_get_a_clear_400_never_a_loop() {
+    let s = setup(Hop::Direct, "");
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+    // Start a sign-in, sign in at the provider, and stop at the callback.
+    let r = b.get("https://app.example.com/start");
+    let (login_url, form) = b.follow(&r.header("location").unwrap());
+    let action = form
+        .text()
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let post = absolute(&login_url, &action);
+    let mut r = b.request("POST", &post, Some("login=alice&password=pw-alice"), &[]);
+    let mut url = post;
+    while !r
+        .header("location")
+        .unwrap_or_default()
+        .contains("/.postern/callback")
+    {
+        url = absolute(&url, &r.header("location").unwrap());
+        r = b.get(&url);
+    }
+    let callback = absolute(&url, &r.header("location").unwrap());
+    let jar_before = b.jar.clone();
+
+    // Another app's callback with this sign-in: its cookie is not there
+    // (and would not open there).
+    let other = callback.replace("app.example.com", "other.example.com");
+    let mut c = Browser::new(s.d.edge.https, s.d.roots.clone());
+    c.jar.insert(
+        "other.example.com".into(),
+        jar_before["app.example.com"].clone(),
+    );
+    let r = c.get(&other);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("Request ID"), "{}", r.text());
+
+    // No sign-in cookie at all.
+    let mut fresh = Browser::new(s.d.edge.https, s.d.roots.clone());
+    assert_eq!(fresh.get(&callback).status, 400);
+    // A forged state.
+    let forged = callback.replace("state=", "state=x");
+    assert_eq!(b.get(&forged).status, 400);
+
+    // The real callback completes...
+    let r = b.get(&callback);
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location").unwrap(), "/start");
+    // ...and replaying it (with the sign-in cookie kept) is refused.
+    let mut replay = Browser::new(s.d.edge.https, s.d.roots.clone());
+    replay.jar = jar_before;
+    let r = replay.get(&callback);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("already"), "{}", r.text());
+    let (_, counters) = s.d.edge.admin("GET", "/v1/counters", None);
+    assert!(
+        counters["apps"]["app"]["sign_in_failures_by_reason"]["state"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{counters}"
+    );
+}
+
+#[test]
+fn a_user_the_rules_turn_away_gets_403_naming_the_app() {
+    let s = setup(
+        Hop::Direct,
+        "[app.access]\nemail_domains = [\"example.com\"]\n",
+    );
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (_, r) = b.sign_in("https://app.example.com/", "mallory", "pw-mallory");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("&quot;app&quot;"), "{}", r.text());
+    assert!(r.text().contains("Request ID"), "{}", r.text());
+    // Again with the session: still 403, no redirect.
+    let r = b.get("https://app.example.com/");
+    assert_eq!(r.status, 403);
+    assert_eq!(s.backend.count(), 0);
+    // Alice passes the same rules.
+    let mut a = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (_, r) = a.sign_in("https://app.example.com/", "alice", "pw-alice");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, counters) = s.d.edge.admin("GET", "/v1/counters", None);
+    assert_eq!(counters["apps"]["app"]["policy_denials"], 2, "{counters}");
+}
