@@ -455,6 +455,24 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
         "/edge/cross_core_relays".into(),
         true,
     );
+    add(
+        "_Total",
+        "Token Cache Hits/sec",
+        "/edge/token_cache_hits".into(),
+        true,
+    );
+    add(
+        "_Total",
+        "Token Cache Misses/sec",
+        "/edge/token_cache_misses".into(),
+        true,
+    );
+    add(
+        "_Total",
+        "JWKS Refreshes",
+        "/edge/jwks_refreshes".into(),
+        false,
+    );
     add("_Total", "Config Version", "/config_version".into(), false);
     if let Some(apps) = doc["apps"].as_object() {
         for app in apps.keys() {
@@ -465,6 +483,9 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
             add(app, "Bytes Sent/sec", p("bytes_out"), true);
             add(app, "Links Translated/sec", p("links_translated"), true);
             add(app, "Translated Bytes/sec", p("translated_bytes"), true);
+            add(app, "Sign-ins/sec", p("sign_ins"), true);
+            add(app, "Sign-in Failures/sec", p("sign_in_failures"), true);
+            add(app, "Policy Denials/sec", p("policy_denials"), true);
             add(
                 app,
                 "Backend Latency p50 (ms)",

@@ -268,3 +268,122 @@ pub fn absolute(base: &str, location: &str) -> String {
     };
     format!("{scheme}://{authority}{location}")
 }
+
+/// A small token issuer of our own, for tokens a real provider would never
+/// mint (`alg: none`, HS256 keyed with the RSA public key, wrong audience,
+/// expired, unknown keys). It serves discovery and a key set that a test
+/// can change, and counts key-set fetches.
+pub struct TestIssuer {
+    pub issuer: String,
+    rsa: ring::signature::RsaKeyPair,
+    pub server: crate::backend::Backend,
+    jwks: std::sync::Arc<std::sync::Mutex<serde_json::Value>>,
+    pub jwks_fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A 2,048-bit RSA key (PKCS#1 DER) made for tests only.
+const TEST_RSA: &[u8] = include_bytes!("../../control/src/jwt/test-rsa-2048.der");
+
+fn b64(d: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+impl TestIssuer {
+    /// Serving key `r1` (RS256).
+    pub fn start() -> TestIssuer {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex, OnceLock};
+        let rsa = ring::signature::RsaKeyPair::from_der(TEST_RSA).unwrap();
+        let jwks = Arc::new(Mutex::new(serde_json::json!({"keys": []})));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let url: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let (j, f, u) = (jwks.clone(), fetches.clone(), url.clone());
+        let server = crate::backend::Backend::start(move |seen| {
+            let iss = u.get().cloned().unwrap_or_default();
+            match seen.target.as_str() {
+                "/.well-known/openid-configuration" => crate::backend::Reply::ok(
+                    serde_json::json!({
+                        "issuer": iss,
+                        "authorization_endpoint": format!("{iss}/auth"),
+                        "token_endpoint": format!("{iss}/token"),
+                        "jwks_uri": format!("{iss}/jwks"),
+                    })
+                    .to_string(),
+                ),
+                "/jwks" => {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    crate::backend::Reply::ok(j.lock().unwrap().to_string())
+                }
+                _ => crate::backend::Reply::ok("no").status(404),
+            }
+        });
+        let issuer = format!("http://{}", server.addr);
+        url.set(issuer.clone()).unwrap();
+        let me = TestIssuer {
+            issuer,
+            rsa,
+            server,
+            jwks,
+            jwks_fetches: fetches,
+        };
+        me.publish(&["r1"]);
+        me
+    }
+
+    /// Publishes the RSA key under each of `kids`.
+    pub fn publish(&self, kids: &[&str]) {
+        let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(
+            ring::signature::KeyPair::public_key(&self.rsa),
+        );
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|k| serde_json::json!({"kty": "RSA", "kid": k, "alg": "RS256", "use": "sig", "n": b64(&c.n), "e": b64(&c.e)}))
+            .collect();
+        *self.jwks.lock().unwrap() = serde_json::json!({ "keys": keys });
+    }
+
+    /// The claims of a good token for `aud`, valid for five minutes.
+    pub fn claims(&self, aud: &str, sub: &str) -> serde_json::Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        serde_json::json!({"iss": self.issuer, "aud": aud, "sub": sub, "iat": now, "nbf": now - 5, "exp": now + 300,
+            "email": format!("{sub}@example.com"), "groups": ["staff"]})
+    }
+
+    /// Signs `claims` under `header`: RS256 with the RSA key; HS256 as an
+    /// HMAC keyed with the RSA public modulus (the key-confusion attack);
+    /// any other `alg`, no signature.
+    pub fn mint(&self, header: serde_json::Value, claims: &serde_json::Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = match header["alg"].as_str() {
+            Some("RS256") => {
+                let mut sig = vec![0; self.rsa.public().modulus_len()];
+                self.rsa
+                    .sign(
+                        &ring::signature::RSA_PKCS1_SHA256,
+                        &ring::rand::SystemRandom::new(),
+                        input.as_bytes(),
+                        &mut sig,
+                    )
+                    .unwrap();
+                sig
+            }
+            Some("HS256") => {
+                let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(
+                    ring::signature::KeyPair::public_key(&self.rsa),
+                );
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &c.n);
+                ring::hmac::sign(&key, input.as_bytes()).as_ref().to_vec()
+            }
+            _ => Vec::new(),
+        };
+        format!("{input}.{}", b64(&sig))
+    }
+}

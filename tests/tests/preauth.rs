@@ -82,7 +82,10 @@ fn wait_provider_reached(d: &Deployment) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("the edge never reached the identity provider");
+    panic!(
+        "the edge never reached the identity provider: {}",
+        d.edge.stderr()
+    );
 }
 
 fn sign_in_and_use(hop: Hop) {
@@ -328,4 +331,200 @@ fn a_user_the_rules_turn_away_gets_403_naming_the_app() {
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, counters) = s.d.edge.admin("GET", "/v1/counters", None);
     assert_eq!(counters["apps"]["app"]["policy_denials"], 2, "{counters}");
+}
+
+/// An edge whose provider is our own test issuer, one oidc app with
+/// identity headers; returns (deployment, issuer, backend).
+fn bearer_setup() -> (Deployment, postern_e2e::idp::TestIssuer, Backend) {
+    let issuer = postern_e2e::idp::TestIssuer::start();
+    let backend = echo_backend();
+    let b = EdgeBuilder::new()
+        .section(&format!(
+            "[identity_provider]\nissuer = \"{}\"\nclient_id = \"api-client\"\n",
+            issuer.issuer
+        ))
+        .app(&format!(
+            "name = \"api\"\nexternal_url = \"https://app.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\nsso = {{ headers = true }}\n",
+            backend.addr
+        ));
+    let d = Deployment::start(b, Hop::Direct);
+    wait_provider_reached(&d);
+    (d, issuer, backend)
+}
+
+fn with_token(d: &Deployment, token: &str) -> client::Response {
+    let mut c = d.connect("app.example.com");
+    client::request(
+        &mut c,
+        &format!("GET /v1/items HTTP/1.1\r\nHost: app.example.com\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn bearer_tokens_are_verified_and_cached() {
+    let (d, iss, backend) = bearer_setup();
+    let good = iss.mint(
+        json!({"alg": "RS256", "kid": "r1", "typ": "JWT"}),
+        &iss.claims("api-client", "svc-7"),
+    );
+    for _ in 0..3 {
+        let r = with_token(&d, &good);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("user=svc-7 "), "{}", r.text());
+        assert!(r.text().contains("groups=staff "), "{}", r.text());
+    }
+    let (_, c) = d.edge.admin("GET", "/v1/counters", None);
+    // Two workers: at most one signature check each.
+    assert!(
+        c["edge"]["token_cache_misses"].as_u64().unwrap() <= 2,
+        "{c}"
+    );
+    assert!(c["edge"]["token_cache_hits"].as_u64().unwrap() >= 1, "{c}");
+    assert_eq!(backend.count(), 3);
+}
+
+#[test]
+fn attack_cases_29_to_33_tokens_a_provider_never_minted_are_refused() {
+    let (d, iss, backend) = bearer_setup();
+    let claims = iss.claims("api-client", "eve");
+    let mut expired = claims.clone();
+    expired["exp"] = json!(claims["iat"].as_u64().unwrap() - 600);
+    let mut future = claims.clone();
+    future["nbf"] = json!(claims["iat"].as_u64().unwrap() + 600);
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("another-client");
+    let mut wrong_iss = claims.clone();
+    wrong_iss["iss"] = json!(format!("{}/", iss.issuer));
+    let cases = [
+        (
+            "alg none",
+            iss.mint(json!({"alg": "none", "kid": "r1"}), &claims),
+        ),
+        (
+            "alg NONE",
+            iss.mint(json!({"alg": "NONE", "kid": "r1"}), &claims),
+        ),
+        ("no alg", iss.mint(json!({"kid": "r1"}), &claims)),
+        (
+            "HS256 keyed with the RSA key",
+            iss.mint(json!({"alg": "HS256", "kid": "r1"}), &claims),
+        ),
+        (
+            "expired",
+            iss.mint(json!({"alg": "RS256", "kid": "r1"}), &expired),
+        ),
+        (
+            "not yet valid",
+            iss.mint(json!({"alg": "RS256", "kid": "r1"}), &future),
+        ),
+        (
+            "wrong audience",
+            iss.mint(json!({"alg": "RS256", "kid": "r1"}), &wrong_aud),
+        ),
+        (
+            "issuer not exact",
+            iss.mint(json!({"alg": "RS256", "kid": "r1"}), &wrong_iss),
+        ),
+        (
+            "kid traversal",
+            iss.mint(
+                json!({"alg": "RS256", "kid": "../../../etc/passwd"}),
+                &claims,
+            ),
+        ),
+        ("garbage", "not.a.jwt".to_string()),
+    ];
+    for (what, token) in &cases {
+        let r = with_token(&d, token);
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+    }
+    // A tampered signature.
+    let good = iss.mint(json!({"alg": "RS256", "kid": "r1"}), &claims);
+    let mut bad = good.clone().into_bytes();
+    let n = bad.len();
+    bad[n - 5] = if bad[n - 5] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        with_token(&d, std::str::from_utf8(&bad).unwrap()).status,
+        401
+    );
+    // `jku`, `x5u` and an embedded `jwk` are never fetched or trusted.
+    let lure = Backend::hello();
+    let header = json!({"alg": "RS256", "kid": "zz", "jku": format!("http://{}/keys", lure.addr),
+        "x5u": format!("http://{}/cert", lure.addr), "jwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}});
+    assert_eq!(with_token(&d, &iss.mint(header, &claims)).status, 401);
+    assert_eq!(lure.count(), 0, "a URL in a token header was fetched");
+    assert_eq!(backend.count(), 0, "nothing reached the backend");
+    let (_, c) = d.edge.admin("GET", "/v1/counters", None);
+    assert!(
+        c["apps"]["api"]["sign_in_failures_by_reason"]["bearer_token"]
+            .as_u64()
+            .unwrap()
+            >= 12,
+        "{c}"
+    );
+}
+
+#[test]
+fn attack_case_32_an_unknown_kid_fetches_the_keys_once_rate_limited() {
+    let (d, iss, _backend) = bearer_setup();
+    let before = iss.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    // The provider rotates to a new key: the first token naming it makes
+    // the edge fetch the key set again, and it is accepted.
+    iss.publish(&["r1", "r2"]);
+    let claims = iss.claims("api-client", "svc");
+    let r = with_token(&d, &iss.mint(json!({"alg": "RS256", "kid": "r2"}), &claims));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = iss.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(after, before + 1);
+    // Tokens naming keys that do not exist: refused, and no more fetches
+    // within the rate limit however many arrive.
+    for i in 0..10 {
+        let t = iss.mint(json!({"alg": "RS256", "kid": format!("nope-{i}")}), &claims);
+        assert_eq!(with_token(&d, &t).status, 401);
+    }
+    assert_eq!(
+        iss.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst),
+        after
+    );
+    let (_, c) = d.edge.admin("GET", "/v1/counters", None);
+    assert!(c["edge"]["jwks_refreshes"].as_u64().unwrap() >= 2, "{c}");
+}
+
+#[test]
+fn attack_case_35_a_tampered_or_truncated_cookie_is_no_session() {
+    let s = setup(Hop::Direct, "");
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (_, r) = b.sign_in("https://app.example.com/", "alice", "pw-alice");
+    assert_eq!(r.status, 200);
+    let good = b.jar["app.example.com"]["__Host-postern-app"].clone();
+    let mut flipped = good.clone().into_bytes();
+    flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for (what, value) in [
+        ("bit-flipped", flipped.as_str()),
+        ("truncated", &good[..good.len() - 4]),
+        ("empty", ""),
+        ("garbage", "%%%not-base64%%%"),
+    ] {
+        for (accept, want) in [("text/html", 302), ("application/json", 401)] {
+            let mut c = s.d.connect("app.example.com");
+            let r = client::request(
+                &mut c,
+                &format!("GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: {accept}\r\nCookie: __Host-postern-app={value}\r\nConnection: close\r\n\r\n"),
+            );
+            assert_eq!(r.status, want, "{what} ({accept}): {}", r.text());
+        }
+    }
+    // The good one still works.
+    let mut c = s.d.connect("app.example.com");
+    let r = client::request(
+        &mut c,
+        &format!("GET / HTTP/1.1\r\nHost: app.example.com\r\nCookie: __Host-postern-app={good}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200);
 }

@@ -34,7 +34,7 @@ pub fn text(control: &Control) -> String {
 /// Per-app counters, failures and translation by reason, backend latency.
 fn apps(o: &mut String, t: &Totals) {
     type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
-    let per_app: [(&str, &str, PerApp); 7] = [
+    let per_app: [(&str, &str, PerApp); 10] = [
         (
             "postern_requests_total",
             "Requests routed to an app.",
@@ -70,6 +70,21 @@ fn apps(o: &mut String, t: &Totals) {
             "Translated responses cut short (decoded size limit, corrupt encoding).",
             |a| a.translate_failed,
         ),
+        (
+            "postern_sign_ins_total",
+            "Completed sign-ins at the identity provider.",
+            |a| a.sign_ins,
+        ),
+        (
+            "postern_policy_denials_total",
+            "Signed-in users the app's access rules turned away.",
+            |a| a.policy_denials,
+        ),
+        (
+            "postern_session_groups_trimmed_total",
+            "Sign-ins whose group list was cut to fit the session cookie.",
+            |a| a.groups_trimmed,
+        ),
     ];
     for (name, help, value) in per_app {
         family(o, name, "counter", help);
@@ -103,6 +118,21 @@ fn apps(o: &mut String, t: &Totals) {
             let _ = writeln!(
                 o,
                 "postern_translate_skipped_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
+                label(app)
+            );
+        }
+    }
+    family(
+        o,
+        "postern_sign_in_failures_total",
+        "counter",
+        "Failed sign-ins and refused credentials, by reason.",
+    );
+    for (app, a) in &t.apps {
+        for (reason, n) in &a.sign_in_failures_by_reason {
+            let _ = writeln!(
+                o,
+                "postern_sign_in_failures_total{{app=\"{}\",reason=\"{reason}\"}} {n}",
                 label(app)
             );
         }
@@ -195,6 +225,24 @@ fn edge(o: &mut String, t: &Totals, version: u64) {
             "counter",
             "Requests relayed over connector tunnels.",
             e.tunnel_requests.to_string(),
+        ),
+        (
+            "postern_token_cache_hits_total",
+            "counter",
+            "Bearer tokens accepted without a signature check (verified before).",
+            e.token_cache_hits.to_string(),
+        ),
+        (
+            "postern_token_cache_misses_total",
+            "counter",
+            "Bearer tokens that needed a signature check.",
+            e.token_cache_misses.to_string(),
+        ),
+        (
+            "postern_jwks_refreshes_total",
+            "counter",
+            "Identity-provider key sets fetched (scheduled, and for unknown key ids).",
+            e.jwks_refreshes.to_string(),
         ),
         (
             "postern_cross_core_relays_total",

@@ -116,7 +116,8 @@ fn host_header(t: &Target<'_>) -> String {
     }
 }
 
-/// Writes the request and reads until the server closes (or the bound).
+/// Writes the request and reads until the answer is complete by its
+/// framing, the server closes, or the bound.
 fn exchange<S: Read + Write>(s: &mut S, request: &[u8]) -> Result<Vec<u8>, String> {
     s.write_all(request)
         .and_then(|_| s.flush())
@@ -131,6 +132,11 @@ fn exchange<S: Read + Write>(s: &mut S, request: &[u8]) -> Result<Vec<u8>, Strin
                 if raw.len() > MAX_ANSWER + 64 * 1024 {
                     return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
                 }
+                // A server that keeps the connection open despite
+                // `Connection: close` has still said all it will.
+                if complete(&raw) {
+                    break;
+                }
             }
             // A TLS peer that closes without close_notify: what came is
             // checked against its framing below.
@@ -140,6 +146,29 @@ fn exchange<S: Read + Write>(s: &mut S, request: &[u8]) -> Result<Vec<u8>, Strin
         }
     }
     Ok(raw)
+}
+
+/// Whether `raw` holds a whole response by its own framing (a
+/// Content-Length body, or the last chunk).
+fn complete(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = resp.parse(raw) else {
+        return false;
+    };
+    let rest = &raw[head_len..];
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            return std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .is_some_and(|n| rest.len() >= n);
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return dechunk(rest).is_ok();
+        }
+    }
+    false
 }
 
 /// Splits a complete response into status and body (Content-Length,
