@@ -68,15 +68,13 @@ fn setup(hop: Hop, app_extra: &str) -> Setup {
 /// Waits until the edge has fetched the provider's discovery and keys (an
 /// oidc app answers 503 until then).
 fn wait_provider_reached(d: &Deployment) {
-    for _ in 0..100 {
+    // Attempts back off to one every 30 s; the first come within 15 s.
+    for _ in 0..300 {
         let mut s = d.connect("app.example.com");
-        use std::io::Write;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n").unwrap();
-        let r = client::read_response(&mut s, &mut Vec::new(), "GET");
-        let Ok(r) = r else {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            panic!("{:?} {}", r, d.edge.stderr());
-        };
+        let r = client::request(
+            &mut s,
+            "GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        );
         if r.status != 503 {
             return;
         }
@@ -527,4 +525,49 @@ fn attack_case_35_a_tampered_or_truncated_cookie_is_no_session() {
         &format!("GET / HTTP/1.1\r\nHost: app.example.com\r\nCookie: __Host-postern-app={good}\r\nConnection: close\r\n\r\n"),
     );
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_provider_down_at_start_is_retried_and_passthrough_apps_keep_serving() {
+    let port = postern_e2e::free_port();
+    let backend = echo_backend();
+    let secrets = TempDir::new("idp-secret");
+    std::fs::write(secrets.path().join("idp-secret"), "edge-secret\n").unwrap();
+    let b = EdgeBuilder::new()
+        .section(&format!(
+            "[identity_provider]\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"postern-edge\"\nclient_secret_file = \"{}\"\n",
+            secrets.path().join("idp-secret").display()
+        ))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
+            backend.addr
+        ))
+        .app(&postern_e2e::passthrough_app("open", "https://open.example.com/", backend.addr, ""));
+    let d = Deployment::start(b, Hop::Direct);
+    // The provider is down: the oidc app says so, the passthrough app serves.
+    let mut c = d.connect("app.example.com");
+    let r = client::request(
+        &mut c,
+        "GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("cannot be reached"), "{}", r.text());
+    assert_eq!(r.header("retry-after").as_deref(), Some("5"));
+    let mut c = d.connect("open.example.com");
+    assert_eq!(client::get(&mut c, "open.example.com", "/").status, 200);
+    assert!(
+        d.edge
+            .stderr()
+            .contains("cannot reach the identity provider"),
+        "{}",
+        d.edge.stderr()
+    );
+    // Once it is up, sign-in works without a restart.
+    let mut cfg = idp_config(&[APP], users());
+    cfg["port"] = json!(port);
+    let _idp = Idp::start(&cfg);
+    wait_provider_reached(&d);
+    let mut b = Browser::new(d.edge.https, d.roots.clone());
+    let (_, r) = b.sign_in("https://app.example.com/", "alice", "pw-alice");
+    assert_eq!(r.status, 200, "{}", r.text());
 }
