@@ -354,6 +354,9 @@ async fn bearer_gate(r: &Req<'_>, token: &str, now: u64, out: &mut Vec<u8>) -> G
         }
         None => {
             bump(&edge.token_cache_misses, 1);
+            if token.len() > MAX_TOKEN {
+                return refuse_token(r, "the token is too large", out);
+            }
             let Some(view) = auth.view(pi) else {
                 return unreachable(r, provider, out);
             };
@@ -371,12 +374,7 @@ async fn bearer_gate(r: &Req<'_>, token: &str, now: u64, out: &mut Vec<u8>) -> G
                 }
             }
             match result {
-                Ok(v) => {
-                    if token.len() > MAX_TOKEN {
-                        return refuse_token(r, "the token is too large", out);
-                    }
-                    auth.tokens.borrow_mut()[pi].insert(token, v, now)
-                }
+                Ok(v) => auth.tokens.borrow_mut()[pi].insert(token, v, now),
                 Err(e) => return refuse_token(r, &e.to_string(), out),
             }
         }
@@ -496,9 +494,8 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
         }
     };
     let o = from_token(app, &verified, r.auth().shared.session_lifetime, now);
-    let mut session = o.session.clone();
-    session.groups_trimmed = false;
-    let sealed = match r.auth().keys().seal(&app.name, &session) {
+    let session = &o.session;
+    let sealed = match r.auth().keys().seal(&app.name, session) {
         Ok(s) => s,
         Err(e) => {
             r.counters.sign_in_failed(SignInFailure::IdToken);

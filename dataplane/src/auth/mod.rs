@@ -96,6 +96,8 @@ pub struct Auth {
     used_states: Mutex<HashMap<String, u64>>,
     pub session_lifetime: u64,
     rotation: Duration,
+    /// When the stored keys last rotated (Unix seconds), as loaded.
+    rotated_at: u64,
     state_dir: PathBuf,
 }
 
@@ -119,7 +121,7 @@ impl Auth {
             .iter()
             .map(|p| Provider::new(p.clone(), jwks_refreshes.clone()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = load_keys(state_dir)?;
+        let (keys, rotated_at) = load_keys(state_dir)?;
         Ok(Arc::new(Auth {
             providers,
             cookie_keys: Versioned::new(keys),
@@ -127,6 +129,7 @@ impl Auth {
             used_states: Mutex::new(HashMap::new()),
             session_lifetime: cfg.edge.session_lifetime.as_secs(),
             rotation: cfg.edge.session_key_rotation,
+            rotated_at,
             state_dir: state_dir.to_path_buf(),
         }))
     }
@@ -166,14 +169,9 @@ impl Auth {
     }
 
     fn rotation_loop(self: Arc<Self>) {
+        let mut rotated_at = self.rotated_at;
         loop {
-            let stored: Option<StoredKeys> =
-                postern_control::store::load_json(&self.state_dir, KEYS_FILE)
-                    .ok()
-                    .flatten();
-            let due = stored
-                .map_or(0, |s| s.rotated_at)
-                .saturating_add(self.rotation.as_secs());
+            let due = rotated_at.saturating_add(self.rotation.as_secs());
             let now = now();
             if now < due {
                 std::thread::sleep(Duration::from_secs((due - now).min(60)));
@@ -184,6 +182,7 @@ impl Auth {
             keys.rotate();
             match save_keys(&self.state_dir, &keys, now) {
                 Ok(()) => {
+                    rotated_at = now;
                     self.cookie_keys.set(keys);
                     self.signer.set(Signer::generate(Some(&self.signer.get())));
                     tracing::info!("session and assertion keys rotated");
@@ -207,13 +206,16 @@ impl Auth {
     }
 }
 
-fn load_keys(dir: &Path) -> Result<CookieKeys, String> {
+/// The stored keys and when they last rotated; the first key on a first
+/// start.
+fn load_keys(dir: &Path) -> Result<(CookieKeys, u64), String> {
     let stored: Option<StoredKeys> =
         postern_control::store::load_json(dir, KEYS_FILE).map_err(|e| e.to_string())?;
     let Some(stored) = stored else {
         let keys = CookieKeys::generate();
-        save_keys(dir, &keys, now())?;
-        return Ok(keys);
+        let now = now();
+        save_keys(dir, &keys, now)?;
+        return Ok((keys, now));
     };
     let path = dir.join(KEYS_FILE);
     let mut list = Vec::new();
@@ -225,7 +227,8 @@ fn load_keys(dir: &Path) -> Result<CookieKeys, String> {
             .ok_or_else(|| format!("{}: key {} is not 32 bytes of base64", path.display(), k.id))?;
         list.push((k.id, raw));
     }
-    CookieKeys::from_raw(&list).map_err(|e| format!("{}: {e}", path.display()))
+    let keys = CookieKeys::from_raw(&list).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((keys, stored.rotated_at))
 }
 
 fn save_keys(dir: &Path, keys: &CookieKeys, rotated_at: u64) -> Result<(), String> {

@@ -44,10 +44,8 @@ pub struct Provider {
     problem: Mutex<Option<String>>,
     /// Serialises key fetches; holds when the last forced one ran.
     refreshing: Mutex<Option<Instant>>,
-    /// Key sets fetched (scheduled and forced; the edge's counter), and
-    /// failed fetches.
+    /// Key sets fetched (scheduled and forced; the edge's counter).
     jwks_refreshes: Arc<AtomicU64>,
-    pub refresh_failures: AtomicU64,
 }
 
 /// Why a sign-in's code exchange failed.
@@ -117,7 +115,6 @@ impl Provider {
             problem: Mutex::new(None),
             refreshing: Mutex::new(None),
             jwks_refreshes,
-            refresh_failures: AtomicU64::new(0),
         })
     }
 
@@ -196,7 +193,6 @@ impl Provider {
                     std::thread::sleep(REFRESH);
                 }
                 Err(e) => {
-                    self.refresh_failures.fetch_add(1, Ordering::Relaxed);
                     failures += 1;
                     if reached {
                         tracing::warn!(provider = %self.cfg.name, error = %e, "refreshing the identity provider's keys failed; the known keys stay in use");
@@ -241,7 +237,6 @@ impl Provider {
                 true
             }
             Err(e) => {
-                self.refresh_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(provider = %self.cfg.name, error = %e, "fetching the signing keys again failed");
                 false
             }
