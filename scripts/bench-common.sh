@@ -1,6 +1,7 @@
 # Shared by the side-by-side benchmarks; sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
-# make_cert, write_backend_conf, write_edge_conf, write_nginx_tls_proxy, to_us. Callers set CONNS and DURATION before calling `run`.
+# make_cert, write_backend_conf, write_edge_conf, write_nginx_tls_proxy, to_us,
+# median. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -139,18 +140,23 @@ wait_port() {
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    echo "port $1 did not open" >&2; exit 1
+    echo "port $1 did not open" >&2; return 1
 }
 
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+
 # One measured run: prints "rps cpu_us_per_req p50 p99 errors"; the CPU of
-# every PID given (edge and connector for the tunnel path) is summed.
+# every PID given (edge and connector for the tunnel path) is summed. Extra
+# wrk arguments (headers) come from the array WRK_ARGS when it is set.
 run() {
     local url=$1 pid=$2
-    wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null 2>&1 || true   # warm-up
+    local extra=(${WRK_ARGS[@]+"${WRK_ARGS[@]}"})
+    wrk -t1 -c"$CONNS" -d1s ${extra[@]+"${extra[@]}"} "$url" >/dev/null 2>&1 || true   # warm-up
     local before after out
     # shellcheck disable=SC2086 # $pid may hold several PIDs
     before=$("$CPU" $pid)
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency ${extra[@]+"${extra[@]}"} "$url")
     # shellcheck disable=SC2086
     after=$("$CPU" $pid)
     local reqs rps p50 p99 errs

@@ -56,8 +56,6 @@ measure() {
     wait "$pid" 2>/dev/null || true
 }
 
-median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-
 : > "$WORK/postern.txt"; : > "$WORK/nginx.txt"
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then order="postern nginx"; else order="nginx postern"; fi

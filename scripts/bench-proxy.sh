@@ -146,7 +146,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # Medians over the rounds, and per-round ratios' medians.
-median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 field() { awk -v s="$1" -v p="$2" -v f="$3" '$2==s && $3==p {print $f}' "$RESULTS"; }
 ratio() { # scheme proxy peer field: median over rounds of proxy/peer
     awk -v s="$1" -v p="$2" -v q="$3" -v f="$4" '$2==s && $3==p {a[$1]=$f} $2==s && $3==q {b[$1]=$f}

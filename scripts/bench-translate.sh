@@ -160,7 +160,6 @@ for round in $(seq 1 "$ROUNDS"); do
     done
     echo "round $round of $ROUNDS done" >&2
 done
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 declare -A RPS CPUS
 printf '%-28s %10s %12s %10s %10s  %s\n' case "req/s" "CPU-us/req" p50 p99 errors
 for c in "${CASES[@]}"; do

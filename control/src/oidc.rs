@@ -220,6 +220,40 @@ pub fn form_encode(params: &[(&str, &str)]) -> String {
     out
 }
 
+/// One parameter of a query string or form body, percent-decoded (`+`
+/// is a space); `None` when absent or not valid UTF-8 once decoded.
+pub fn form_param(query: &[u8], name: &str) -> Option<String> {
+    for pair in query.split(|b| *b == b'&') {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if form_decode(k).as_deref() == Some(name) {
+            return form_decode(v);
+        }
+    }
+    None
+}
+
+/// Percent-decodes one form-encoded component (`+` is a space).
+pub fn form_decode(s: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 fn encode_into(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
@@ -398,6 +432,19 @@ mod tests {
         format!(
             r#"{{"issuer":"{ISS}","authorization_endpoint":"https://login.example.com/t/auth","token_endpoint":"https://login.example.com/t/token","jwks_uri":"https://login.example.com/t/jwks"{extra}}}"#
         )
+    }
+
+    #[test]
+    fn query_parameters_decode() {
+        let q = b"code=a%2Bb+c&state=xyz&error_description=no%20way&bad=%zz";
+        assert_eq!(form_param(q, "code").as_deref(), Some("a+b c"));
+        assert_eq!(form_param(q, "state").as_deref(), Some("xyz"));
+        assert_eq!(
+            form_param(q, "error_description").as_deref(),
+            Some("no way")
+        );
+        assert_eq!(form_param(q, "bad"), None);
+        assert_eq!(form_param(q, "missing"), None);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Browser {
     ) -> Response {
         let (tls, host, port, path) = split(url);
         let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}");
-        if !tls {
+        if port != if tls { 443 } else { 80 } {
             raw.push_str(&format!(":{port}"));
         }
         raw.push_str("\r\nConnection: close\r\n");
@@ -244,7 +244,22 @@ impl Browser {
             .unwrap()
             .to_string();
         let post = absolute(&login_url, &action);
-        let body = format!("login={user}&password={password}");
+        let mut body = format!("login={user}&password={password}");
+        // Hidden fields go back as they came.
+        for input in form.text().split("<input").skip(1) {
+            let attr = |name: &str| {
+                input
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .map(str::to_string)
+            };
+            if attr("type").as_deref() == Some("hidden") {
+                if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
+                    body.push_str(&format!("&{n}={v}"));
+                }
+            }
+        }
         let r = self.request("POST", &post, Some(&body), &[]);
         if !(300..400).contains(&r.status) {
             return (post, r);

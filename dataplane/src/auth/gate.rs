@@ -422,7 +422,7 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
     let now = now();
     let q = r.query();
     let app = r.app();
-    let state = param(q, "state");
+    let state = oidc::form_param(q, "state");
     let keys = r.auth().keys();
     let sign_in = state.as_deref().and_then(|state| {
         let name = sign_in_cookie_name(app, state);
@@ -447,9 +447,9 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
         return bad_state(e, out);
     }
     let done_cookie = expire(app, &sign_in_cookie_name(app, &state));
-    if let Some(error) = param(q, "error") {
+    if let Some(error) = oidc::form_param(q, "error") {
         r.counters.sign_in_failed(SignInFailure::ProviderError);
-        let desc = param(q, "error_description").unwrap_or_default();
+        let desc = oidc::form_param(q, "error_description").unwrap_or_default();
         let msg = format!("the identity provider did not sign you in: {error} {desc}");
         return r.answered(out, 403, msg.trim_end(), &[("Set-Cookie", &done_cookie)]);
     }
@@ -459,7 +459,7 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
             out,
         );
     }
-    let Some(code) = param(q, "code") else {
+    let Some(code) = oidc::form_param(q, "code") else {
         return bad_state("the identity provider sent no authorization code", out);
     };
     let Some((_, provider)) = r.auth().shared.provider(app.identity_provider.as_deref()) else {
@@ -759,38 +759,6 @@ fn bearer(head: &RequestHead) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// A query parameter, percent-decoded (`+` is a space).
-fn param(query: &[u8], name: &str) -> Option<String> {
-    for pair in query.split(|b| *b == b'&') {
-        let (k, v) = match memchr::memchr(b'=', pair) {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
-        if decode(k).as_deref() == Some(name) {
-            return decode(v);
-        }
-    }
-    None
-}
-
-fn decode(s: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 // --- responses -----------------------------------------------------------
 
 /// A string as a JavaScript literal that cannot end its script element.
@@ -872,16 +840,6 @@ fn html_page_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_parameters_decode() {
-        let q = b"code=a%2Bb+c&state=xyz&error_description=no%20way&bad=%zz";
-        assert_eq!(param(q, "code").as_deref(), Some("a+b c"));
-        assert_eq!(param(q, "state").as_deref(), Some("xyz"));
-        assert_eq!(param(q, "error_description").as_deref(), Some("no way"));
-        assert_eq!(param(q, "bad"), None);
-        assert_eq!(param(q, "missing"), None);
-    }
 
     #[test]
     fn the_edge_cookies_never_reach_the_backend() {

@@ -8,7 +8,13 @@
 //! the quickstart directory), then dialing the edge's tunnel listener like
 //! any other connector. A request therefore takes the real path: edge →
 //! tunnel → connector → sample app.
+//!
+//! A second copy of the sample app is published with `preauth = "oidc"`
+//! against the demo OpenID provider (`demo_idp`), which runs in this
+//! process only, for one demo user whose password the banner shows: the
+//! whole sign-in, in the same command.
 
+pub mod demo_idp;
 mod sample_app;
 
 use std::net::SocketAddr;
@@ -26,6 +32,12 @@ pub struct Args {
     /// Port of the bundled sample internal app.
     #[arg(long, default_value_t = 8081)]
     app_port: u16,
+    /// Port of the sample app's signed-in copy.
+    #[arg(long, default_value_t = 8082)]
+    private_app_port: u16,
+    /// Port of the demo OpenID provider (on 127.0.0.1).
+    #[arg(long, default_value_t = 8445)]
+    idp_port: u16,
     /// Port of the admin API (on 127.0.0.1).
     #[arg(long, default_value_t = 9090)]
     admin_port: u16,
@@ -52,24 +64,44 @@ pub fn run(args: Args) -> ExitCode {
                 }
             };
             let app_addr = SocketAddr::from(([127, 0, 0, 1], args.app_port));
-            if let Err(e) = sample_app::start(app_addr) {
-                eprintln!("postern: cannot start the sample app on {app_addr}: {e}");
-                return ExitCode::from(1);
+            let private_addr = SocketAddr::from(([127, 0, 0, 1], args.private_app_port));
+            for (addr, signed_in) in [(app_addr, false), (private_addr, true)] {
+                if let Err(e) = sample_app::start(addr, signed_in) {
+                    eprintln!("postern: cannot start the sample app on {addr}: {e}");
+                    return ExitCode::from(1);
+                }
             }
+            let demo = match start_demo_idp(&dir, &args) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("postern: cannot start the demo OpenID provider: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let banner = format!(
                 "\nPostern quickstart is running.\n\n  \
                  published app  https://localhost:{https}/  (self-signed certificate: use curl -k)\n  \
                  also on        http://localhost:{http}/  (redirects to https)\n  \
                  internal app   http://localhost:{app}/  (the bundled sample, served in-process)\n  \
+                 signed-in app  https://private.localhost:{https}/  (sign in as {user}, password {password})\n  \
+                 demo provider  http://127.0.0.1:{idp}/  (an OpenID provider that runs only in quickstart)\n  \
                  connector      in-process, tunnels to 127.0.0.1:{tunnel}  (postern connectors list)\n  \
                  configuration  {cfg}\n  \
                  admin API      http://127.0.0.1:{admin}/  (token in {state}/admin.token)\n\n  \
                  try: curl -k https://localhost:{https}/\n  \
-                 and: POSTERN_STATE_DIR={state} postern apps list\n\n\
+                 and: POSTERN_STATE_DIR={state} postern apps list\n  \
+                 API: TOKEN=$(curl -s -u {client}:{secret} -d grant_type=password -d username={user} \\\n           \
+                 -d password={password} http://127.0.0.1:{idp}/token | sed 's/.*\"id_token\":\"\\([^\"]*\\).*/\\1/')\n       \
+                 curl -k -H \"Authorization: Bearer $TOKEN\" https://private.localhost:{https}/api/summary.json\n\n\
                  Press Ctrl-C to stop.",
                 https = args.https_port,
                 http = args.http_port,
                 app = args.app_port,
+                idp = args.idp_port,
+                user = demo.user,
+                password = demo.password,
+                client = CLIENT_ID,
+                secret = demo.secret,
                 cfg = cfg_path.display(),
                 admin = args.admin_port,
                 tunnel = args.tunnel_port,
@@ -143,10 +175,74 @@ fn start_connector(
     Ok(())
 }
 
+/// The demo provider's client id, in the configuration and the banner.
+const CLIENT_ID: &str = "postern-quickstart";
+const DEMO_USER: &str = "demo";
+const CLIENT_SECRET_FILE: &str = "demo-client.secret";
+const DEMO_PASSWORD_FILE: &str = "demo-user.password";
+
+struct Demo {
+    user: &'static str,
+    password: String,
+    secret: String,
+}
+
+/// A secret kept in the quickstart directory: made on the first run, the
+/// same afterwards, so a restart keeps the password the user was shown.
+fn kept_secret(path: &std::path::Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let s = postern_control::oidc::random_token(12);
+            write_private(path, s.as_bytes())?;
+            Ok(s)
+        }
+    }
+}
+
+/// Starts the demo provider on loopback for the signed-in sample app.
+fn start_demo_idp(dir: &std::path::Path, args: &Args) -> Result<Demo, String> {
+    let secret = kept_secret(&dir.join(CLIENT_SECRET_FILE)).map_err(|e| e.to_string())?;
+    let password = kept_secret(&dir.join(DEMO_PASSWORD_FILE)).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.idp_port));
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let app = format!("https://private.localhost:{}/", args.https_port);
+    demo_idp::start(
+        listener,
+        demo_idp::Config {
+            issuer: format!("http://127.0.0.1:{}", args.idp_port),
+            client: demo_idp::Client {
+                id: CLIENT_ID.into(),
+                secret: secret.clone(),
+                redirect_uris: vec![format!("{app}.postern/callback")],
+                post_logout_redirect_uris: vec![app],
+            },
+            user: demo_idp::User {
+                username: DEMO_USER.into(),
+                password: password.clone(),
+                name: "Demo User".into(),
+                email: "demo@example.com".into(),
+                groups: vec!["staff".into()],
+            },
+            id_token_lifetime: 3600,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Demo {
+        user: DEMO_USER,
+        password,
+        secret,
+    })
+}
+
 fn prepare(dir: &std::path::Path, args: &Args) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let (cert, key) =
-        crate::tls::self_signed(&["localhost", "127.0.0.1"]).map_err(std::io::Error::other)?;
+    // The configuration names the client secret's file: it exists first.
+    kept_secret(&dir.join(CLIENT_SECRET_FILE))?;
+    kept_secret(&dir.join(DEMO_PASSWORD_FILE))?;
+    let (cert, key) = crate::tls::self_signed(&["localhost", "private.localhost", "127.0.0.1"])
+        .map_err(std::io::Error::other)?;
     std::fs::write(dir.join("localhost.pem"), cert)?;
     write_private(&dir.join("localhost.key"), key.as_bytes())?;
     let cfg = format!(
@@ -170,6 +266,14 @@ scheme = "http"
 cert_file = "localhost.pem"
 key_file = "localhost.key"
 
+# The demo OpenID provider runs inside `postern quickstart` only: under
+# `postern edge` this issuer is unreachable and the "private" app answers
+# 503 until it names a real provider.
+[identity_provider]
+issuer = "http://127.0.0.1:{idp}"
+client_id = "{client}"
+client_secret_file = "{secret_file}"
+
 [[app]]
 name = "sample"
 external_url = "https://localhost:{https}/"
@@ -177,11 +281,24 @@ internal_url = "http://localhost:{app}/"
 preauth = "passthrough"
 translate_headers = true
 translate_body = true
+
+[[app]]
+name = "private"
+external_url = "https://private.localhost:{https}/"
+internal_url = "http://localhost:{private_app}/"
+preauth = "oidc"
+translate_headers = true
+translate_body = true
+sso = {{ headers = true, assertion = true }}
 "#,
         path = dir.join("edge.toml").display(),
         https = args.https_port,
         http = args.http_port,
         app = args.app_port,
+        private_app = args.private_app_port,
+        idp = args.idp_port,
+        client = CLIENT_ID,
+        secret_file = CLIENT_SECRET_FILE,
         admin = args.admin_port,
         tunnel = args.tunnel_port,
     );

@@ -6,7 +6,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-pub fn start(addr: SocketAddr) -> std::io::Result<()> {
+/// Starts the sample on `addr`. The `signed_in` variant sits behind
+/// pre-authentication: its home page shows the identity the edge sends
+/// (`X-Postern-User`, `-Email`, `-Groups`) and a sign-out link.
+pub fn start(addr: SocketAddr, signed_in: bool) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
         .name("sample-app".into())
@@ -14,13 +17,13 @@ pub fn start(addr: SocketAddr) -> std::io::Result<()> {
             for stream in listener.incoming().flatten() {
                 let _ = std::thread::Builder::new()
                     .name("sample-conn".into())
-                    .spawn(move || serve(stream, addr));
+                    .spawn(move || serve(stream, addr, signed_in));
             }
         })?;
     Ok(())
 }
 
-fn serve(stream: TcpStream, addr: SocketAddr) {
+fn serve(stream: TcpStream, addr: SocketAddr, signed_in: bool) {
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(60)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -37,6 +40,7 @@ fn serve(stream: TcpStream, addr: SocketAddr) {
         let path = parts.next().unwrap_or("/").to_string();
         let mut length = 0usize;
         let mut close = false;
+        let mut identity = Vec::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -52,6 +56,9 @@ fn serve(stream: TcpStream, addr: SocketAddr) {
                     length = v.trim().parse().unwrap_or(0);
                 } else if k == "connection" && v.trim().eq_ignore_ascii_case("close") {
                     close = true;
+                } else if signed_in && k.starts_with("x-postern-") && k != "x-postern-jwt-assertion"
+                {
+                    identity.push((k, v.trim().to_string()));
                 }
             }
         }
@@ -59,7 +66,10 @@ fn serve(stream: TcpStream, addr: SocketAddr) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, ctype, extra, content) = page(&method, &path, addr);
+        let (status, ctype, extra, mut content) = page(&method, &path, addr);
+        if signed_in && (path == "/" || path == "/index.html") {
+            content = content.replacen("<h1>Contoso Expenses</h1>", &who(&identity), 1);
+        }
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}{}\r\n",
             content.len(),
@@ -73,6 +83,25 @@ fn serve(stream: TcpStream, addr: SocketAddr) {
             return;
         }
     }
+}
+
+/// The signed-in variant's heading: who the edge says the user is.
+fn who(identity: &[(String, String)]) -> String {
+    let mut rows = String::new();
+    for (k, v) in identity {
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>",
+            crate::pages::escape(k),
+            crate::pages::escape(v)
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td>(the edge sent no identity headers)</td></tr>");
+    }
+    format!(
+        "<h1>Contoso Expenses (signed in)</h1>\n<p>Postern signed you in before this request reached the app, and told the app who you are:</p>\n\
+         <table>{rows}</table>\n<p><a href=\"/.postern/logout\">Sign out</a></p>"
+    )
 }
 
 fn page(

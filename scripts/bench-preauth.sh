@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# What pre-authentication costs: one edge worker publishes the same nginx
+# backend twice over HTTPS, once as a passthrough app and once as an
+# `oidc` app with identity headers and the signed assertion for the
+# backend, and wrk drives each with 1 KiB responses, keep-alive:
+#   pass    the passthrough app;
+#   cookie  the oidc app, a session cookie on every request (got by signing
+#           in through the demo OpenID provider, as a browser does);
+#   bearer  the oidc app, `Authorization: Bearer <id_token>` on every
+#           request (the token from the provider's password grant).
+# The two apps differ in host name only (localhost and 127.0.0.1, which
+# wrk resolves without a hosts file). The edge is pinned to CPU 0; wrk, the backend and the provider to CPU 1.
+# Each round measures the three in alternating order; the report gives
+# medians over rounds and each ratio as the median of per-round ratios.
+# The CPU-us/request difference against `pass` is what the policy phase
+# (cookie or token check, identity headers, assertion) costs per request.
+#
+# Usage: scripts/bench-preauth.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10}
+CONNS=${2:-32}
+ROUNDS=${3:-5}
+BASE_PORT=${BENCH_BASE_PORT:-18300}
+BACKEND_PORT=$((BASE_PORT + 1))
+PASS_PORT=$((BASE_PORT + 2))
+OIDC_PORT=$((BASE_PORT + 3))
+ADMIN_PORT=$((BASE_PORT + 4))
+IDP_PORT=$((BASE_PORT + 5))
+
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
+command -v curl >/dev/null || { echo "bench-preauth.sh needs curl" >&2; exit 1; }
+
+head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
+make_cert localhost
+write_backend_conf "$BACKEND_PORT"
+SECRET=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+PASSWORD=$(head -c 12 /dev/urandom | base64 | tr '+/' '-_')
+printf '%s' "$SECRET" > "$WORK/client.secret"
+
+cat > "$WORK/edge.toml" <<CONF
+[edge]
+workers = 1
+pin_workers = true
+access_log = "off"
+admin_address = "127.0.0.1:$ADMIN_PORT"
+state_dir = "$WORK/state"
+
+[[listener]]
+address = "127.0.0.1:$PASS_PORT"
+scheme = "https"
+
+[[listener]]
+address = "127.0.0.1:$OIDC_PORT"
+scheme = "https"
+
+[[certificate]]
+cert_file = "$WORK/cert.pem"
+key_file = "$WORK/key.pem"
+
+[identity_provider]
+issuer = "http://127.0.0.1:$IDP_PORT"
+client_id = "bench"
+client_secret_file = "$WORK/client.secret"
+
+[[app]]
+name = "pass"
+external_url = "https://localhost:$PASS_PORT/"
+internal_url = "http://127.0.0.1:$BACKEND_PORT/"
+preauth = "passthrough"
+
+[[app]]
+name = "signed"
+external_url = "https://127.0.0.1:$OIDC_PORT/"
+internal_url = "http://127.0.0.1:$BACKEND_PORT/"
+preauth = "oidc"
+sso = { headers = true, assertion = true }
+CONF
+
+taskset -c 1 "$NGINX" -p "$WORK" -c "$WORK/backend.conf" & PIDS+=($!)
+taskset -c 1 target/release/postern-demo-idp "$IDP_PORT" bench "$SECRET" bench "$PASSWORD" \
+    "https://127.0.0.1:$OIDC_PORT/.postern/callback" > "$WORK/logs/idp.out" 2>&1 & PIDS+=($!)
+wait_port "$BACKEND_PORT"; wait_port "$IDP_PORT"
+POSTERN_LOG=warn taskset -c 0 "$POSTERN" edge --config "$WORK/edge.toml" > "$WORK/logs/postern.out" 2>&1 & PIDS+=($!)
+POSTERN_PID=$!
+wait_port "$PASS_PORT" || { cat "$WORK/logs/postern.out" >&2; exit 1; }
+wait_port "$OIDC_PORT"
+
+# Sign in as a browser does: the app sends us to the provider, we post the
+# login form, the provider sends us back to the callback, which sets the
+# session cookie. The provider is fetched by the edge in the background,
+# so the first tries may get 503.
+JAR="$WORK/jar"
+for _ in $(seq 1 50); do
+    code=$(curl -sk -c "$JAR" -b "$JAR" -H 'Accept: text/html' -L -o "$WORK/form.html" -w '%{http_code}' \
+        "https://127.0.0.1:$OIDC_PORT/1k" || true)
+    [ "$code" = 200 ] && grep -q 'name="request"' "$WORK/form.html" && break
+    sleep 0.2
+done
+LOGIN=$(sed -n 's/.*name="request" value="\([^"]*\)".*/\1/p' "$WORK/form.html")
+[ -n "$LOGIN" ] || { echo "the sign-in did not reach the provider's login form" >&2; cat "$WORK/logs/postern.out" >&2; exit 1; }
+curl -sk -c "$JAR" -b "$JAR" -L -o /dev/null --data-urlencode "request=$LOGIN" -d login=bench \
+    --data-urlencode "password=$PASSWORD" "http://127.0.0.1:$IDP_PORT/login"
+SESSION=$(awk '$6 ~ /postern-signed$/ {print $6 "=" $7}' "$JAR")
+[ -n "$SESSION" ] || { echo "the sign-in set no session cookie" >&2; exit 1; }
+ID_TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=password -d username=bench \
+    --data-urlencode "password=$PASSWORD" "http://127.0.0.1:$IDP_PORT/token" \
+    | sed -n 's/.*"id_token":"\([^"]*\)".*/\1/p')
+[ -n "$ID_TOKEN" ] || { echo "the provider gave no id_token" >&2; exit 1; }
+for h in "Cookie: $SESSION" "Authorization: Bearer $ID_TOKEN"; do
+    got=$(curl -sk -o /dev/null -w '%{http_code}' -H "$h" "https://127.0.0.1:$OIDC_PORT/1k")
+    [ "$got" = 200 ] || { echo "a request with ${h%%:*} got $got, not 200" >&2; exit 1; }
+done
+got=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$OIDC_PORT/1k")
+[ "$got" = 401 ] || { echo "a request with no credentials got $got, not 401" >&2; exit 1; }
+
+printf '\nPre-authentication cost, 1 KiB over HTTPS, %s connections, %ss per run, %s rounds, one edge worker on CPU 0\n' \
+    "$CONNS" "$DURATION" "$ROUNDS"
+printf 'session cookie %s bytes, bearer token %s bytes\n' "${#SESSION}" "${#ID_TOKEN}"
+RESULTS="$WORK/results"
+: > "$RESULTS"
+printf '\n%-5s %-7s %12s %12s %10s %10s  %s\n' round mode "req/s" "CPU-us/req" p50 p99 errors
+for round in $(seq 1 "$ROUNDS"); do
+    modes="pass cookie bearer"
+    [ $((round % 2)) = 0 ] && modes="bearer cookie pass"
+    for mode in $modes; do
+        case $mode in
+            pass) WRK_ARGS=(); host=localhost port=$PASS_PORT ;;
+            cookie) WRK_ARGS=(-H "Cookie: $SESSION"); host=127.0.0.1 port=$OIDC_PORT ;;
+            bearer) WRK_ARGS=(-H "Authorization: Bearer $ID_TOKEN"); host=127.0.0.1 port=$OIDC_PORT ;;
+        esac
+        read -r rps cpu p50 p99 err < <(run "https://$host:$port/1k" "$POSTERN_PID")
+        printf '%-5s %-7s %12s %12s %10s %10s  %s\n' "$round" $mode "$rps" "$cpu" "$p50" "$p99" "$err"
+        echo "$round $mode $rps $cpu $(to_us "$p50") $(to_us "$p99")" >> "$RESULTS"
+    done
+done
+
+field() { awk -v m="$1" -v f="$2" '$2==m {print $f}' "$RESULTS"; }
+ratio() { # mode peer field: median over rounds of mode/peer
+    awk -v m="$1" -v q="$2" -v f="$3" '$2==m {a[$1]=$f} $2==q {b[$1]=$f}
+        END {for (r in a) if (b[r] > 0) print a[r]/b[r]}' "$RESULTS" | median
+}
+diff_ns() { # mode peer: median over rounds of the CPU-us/request difference, in ns
+    awk -v m="$1" -v q="$2" '$2==m {a[$1]=$4} $2==q {b[$1]=$4}
+        END {for (r in a) if (r in b) print (a[r]-b[r])*1000}' "$RESULTS" | median
+}
+printf '\nmedians over %s rounds\n%-7s %12s %12s %10s %10s\n' "$ROUNDS" mode "req/s" "CPU-us/req" "p50 us" "p99 us"
+for mode in pass cookie bearer; do
+    printf '%-7s %12.0f %12.2f %10.0f %10.0f\n' $mode "$(field $mode 3 | median)" \
+        "$(field $mode 4 | median)" "$(field $mode 5 | median)" "$(field $mode 6 | median)"
+done
+printf '\nagainst passthrough (median of per-round ratios)  throughput  CPU/request  p99   added CPU per request\n'
+for mode in cookie bearer; do
+    printf '%-7s / pass                                  %8.3fx   %8.3fx  %6.2fx  %8.0f ns\n' $mode \
+        "$(ratio $mode pass 3)" "$(ratio $mode pass 4)" "$(ratio $mode pass 6)" "$(diff_ns $mode pass)"
+done
+curl -s -H "Authorization: Bearer $(cat "$WORK/state/admin.token")" "http://127.0.0.1:$ADMIN_PORT/v1/counters" \
+    | tr ',' '\n' | grep -E '"(token_cache_hits|token_cache_misses|sign_ins|policy_denials)"' | tr -d ' {}' | paste -sd ' '
