@@ -2,18 +2,22 @@
 # What pre-authentication costs: one edge worker publishes the same nginx
 # backend twice over HTTPS, once as a passthrough app and once as an
 # `oidc` app with identity headers and the signed assertion for the
-# backend, and wrk drives each with 1 KiB responses, keep-alive:
-#   pass    the passthrough app;
-#   cookie  the oidc app, a session cookie on every request (got by signing
-#           in through the demo OpenID provider, as a browser does);
-#   bearer  the oidc app, `Authorization: Bearer <id_token>` on every
-#           request (the token from the provider's password grant).
+# backend, and wrk drives them with 1 KiB responses, keep-alive. Each
+# client request is sent to both apps, byte for byte the same, so the
+# difference is the policy phase alone:
+#   cookie       a session cookie on every request (got by signing in
+#                through the demo OpenID provider, as a browser does), to
+#                the oidc app; pass+cookie sends it to the passthrough app;
+#   bearer       `Authorization: Bearer <id_token>` on every request (the
+#                token from the provider's password grant), to the oidc
+#                app; pass+bearer sends it to the passthrough app.
 # The two apps differ in host name only (localhost and 127.0.0.1, which
-# wrk resolves without a hosts file). The edge is pinned to CPU 0; wrk, the backend and the provider to CPU 1.
-# Each round measures the three in alternating order; the report gives
-# medians over rounds and each ratio as the median of per-round ratios.
-# The CPU-us/request difference against `pass` is what the policy phase
-# (cookie or token check, identity headers, assertion) costs per request.
+# wrk resolves without a hosts file). The edge is pinned to CPU 0; wrk,
+# the backend and the provider to CPU 1. Each round measures the four in
+# alternating order; the report gives medians over rounds and each ratio
+# as the median of per-round ratios. The CPU-us/request difference is what
+# the policy phase (cookie or token check, identity headers, assertion)
+# costs per request.
 #
 # Usage: scripts/bench-preauth.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
@@ -121,18 +125,21 @@ printf '\nPre-authentication cost, 1 KiB over HTTPS, %s connections, %ss per run
 printf 'session cookie %s bytes, bearer token %s bytes\n' "${#SESSION}" "${#ID_TOKEN}"
 RESULTS="$WORK/results"
 : > "$RESULTS"
-printf '\n%-5s %-7s %12s %12s %10s %10s  %s\n' round mode "req/s" "CPU-us/req" p50 p99 errors
+printf '\n%-5s %-11s %12s %12s %10s %10s  %s\n' round mode "req/s" "CPU-us/req" p50 p99 errors
 for round in $(seq 1 "$ROUNDS"); do
-    modes="pass cookie bearer"
-    [ $((round % 2)) = 0 ] && modes="bearer cookie pass"
+    modes="pass+cookie cookie pass+bearer bearer"
+    [ $((round % 2)) = 0 ] && modes="bearer pass+bearer cookie pass+cookie"
     for mode in $modes; do
         case $mode in
-            pass) WRK_ARGS=(); host=localhost port=$PASS_PORT ;;
-            cookie) WRK_ARGS=(-H "Cookie: $SESSION"); host=127.0.0.1 port=$OIDC_PORT ;;
-            bearer) WRK_ARGS=(-H "Authorization: Bearer $ID_TOKEN"); host=127.0.0.1 port=$OIDC_PORT ;;
+            *cookie) WRK_ARGS=(-H "Cookie: $SESSION") ;;
+            *bearer) WRK_ARGS=(-H "Authorization: Bearer $ID_TOKEN") ;;
+        esac
+        case $mode in
+            pass*) host=localhost port=$PASS_PORT ;;
+            *) host=127.0.0.1 port=$OIDC_PORT ;;
         esac
         read -r rps cpu p50 p99 err < <(run "https://$host:$port/1k" "$POSTERN_PID")
-        printf '%-5s %-7s %12s %12s %10s %10s  %s\n' "$round" $mode "$rps" "$cpu" "$p50" "$p99" "$err"
+        printf '%-5s %-11s %12s %12s %10s %10s  %s\n' "$round" $mode "$rps" "$cpu" "$p50" "$p99" "$err"
         echo "$round $mode $rps $cpu $(to_us "$p50") $(to_us "$p99")" >> "$RESULTS"
     done
 done
@@ -146,15 +153,16 @@ diff_ns() { # mode peer: median over rounds of the CPU-us/request difference, in
     awk -v m="$1" -v q="$2" '$2==m {a[$1]=$4} $2==q {b[$1]=$4}
         END {for (r in a) if (r in b) print (a[r]-b[r])*1000}' "$RESULTS" | median
 }
-printf '\nmedians over %s rounds\n%-7s %12s %12s %10s %10s\n' "$ROUNDS" mode "req/s" "CPU-us/req" "p50 us" "p99 us"
-for mode in pass cookie bearer; do
-    printf '%-7s %12.0f %12.2f %10.0f %10.0f\n' $mode "$(field $mode 3 | median)" \
+printf '\nmedians over %s rounds\n%-11s %12s %12s %10s %10s\n' "$ROUNDS" mode "req/s" "CPU-us/req" "p50 us" "p99 us"
+for mode in pass+cookie cookie pass+bearer bearer; do
+    printf '%-11s %12.0f %12.2f %10.0f %10.0f\n' $mode "$(field $mode 3 | median)" \
         "$(field $mode 4 | median)" "$(field $mode 5 | median)" "$(field $mode 6 | median)"
 done
-printf '\nagainst passthrough (median of per-round ratios)  throughput  CPU/request  p99   added CPU per request\n'
+printf '\nagainst passthrough, same requests (median of per-round ratios)\n'
+printf '                        throughput  CPU/request     p99  added CPU per request\n'
 for mode in cookie bearer; do
-    printf '%-7s / pass                                  %8.3fx   %8.3fx  %6.2fx  %8.0f ns\n' $mode \
-        "$(ratio $mode pass 3)" "$(ratio $mode pass 4)" "$(ratio $mode pass 6)" "$(diff_ns $mode pass)"
+    printf '%-6s / pass+%-6s    %8.3fx    %8.3fx  %6.2fx  %8.0f ns\n' $mode $mode \
+        "$(ratio $mode pass+$mode 3)" "$(ratio $mode pass+$mode 4)" "$(ratio $mode pass+$mode 6)" "$(diff_ns $mode pass+$mode)"
 done
 curl -s -H "Authorization: Bearer $(cat "$WORK/state/admin.token")" "http://127.0.0.1:$ADMIN_PORT/v1/counters" \
     | tr ',' '\n' | grep -E '"(token_cache_hits|token_cache_misses|sign_ins|policy_denials)"' | tr -d ' {}' | paste -sd ' '

@@ -571,3 +571,106 @@ fn a_provider_down_at_start_is_retried_and_passthrough_apps_keep_serving() {
     let (_, r) = b.sign_in("https://app.example.com/", "alice", "pw-alice");
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// Runs `tests/idp/browser.mjs` (headless Chromium through playwright-core)
+/// against the edge; returns its observations, or panics with what it saw.
+fn chromium(d: &Deployment, steps: serde_json::Value) -> Vec<serde_json::Value> {
+    let cfg = json!({
+        "edge_port": d.edge.https.port(),
+        "hosts": ["app.example.com", "other.example.com"],
+        "steps": steps,
+    });
+    let out = std::process::Command::new("node")
+        .arg(postern_e2e::idp::idp_dir().join("browser.mjs"))
+        .arg(cfg.to_string())
+        .current_dir(postern_e2e::idp::idp_dir())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "the browser script failed (is Debian's chromium installed?):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success(),
+        "the browser script failed: {report:#}\nedge: {}",
+        d.edge.stderr()
+    );
+    report["observations"].as_array().unwrap().clone()
+}
+
+/// A real browser (Debian's Chromium) signs in, lands on the URL it first
+/// asked for with its #fragment, signs out at the edge and the provider,
+/// and a user the rules turn away sees the 403 page naming the app.
+#[test]
+fn a_real_browser_keeps_the_fragment_signs_out_and_sees_a_denial() {
+    let s = setup(
+        Hop::Direct,
+        "[app.access]\nemail_domains = [\"example.com\"]\n",
+    );
+    let target = "https://app.example.com/reports/q3?year=2026#section-2";
+    let obs = chromium(
+        &s.d,
+        json!([
+            {"sign_in": target, "user": "alice", "password": "pw-alice", "context": "alice"},
+            {"open": "https://app.example.com/.postern/logout", "context": "alice"},
+            {"click": "button[name=logout][value=yes]", "context": "alice", "wait": "#login"},
+            {"sign_in": "https://app.example.com/", "user": "mallory", "password": "pw-mallory",
+             "context": "mallory"},
+        ]),
+    );
+    let text = |i: usize| obs[i]["text"].as_str().unwrap_or("").to_string();
+    let cookies = |i: usize| -> Vec<String> {
+        obs[i]["cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    // Signed in, on the page first asked for, fragment and all.
+    assert_eq!(obs[0]["url"], target, "{:#}", obs[0]);
+    assert_eq!(obs[0]["status"], 200, "{:#}", obs[0]);
+    assert!(
+        text(0).contains("path=/reports/q3?year=2026 user=alice"),
+        "{}",
+        text(0)
+    );
+    assert!(
+        cookies(0).contains(&"__Host-postern-app".to_string()),
+        "{:?}",
+        cookies(0)
+    );
+    assert!(
+        !cookies(0).iter().any(|c| c.contains("signin")),
+        "the sign-in cookie is gone once used: {:?}",
+        cookies(0)
+    );
+    // Logout: the edge's cookie goes at once, then the provider asks.
+    assert!(
+        obs[1]["url"].as_str().unwrap().starts_with(&s.idp.issuer),
+        "RP-initiated logout at the provider: {:#}",
+        obs[1]
+    );
+    assert!(
+        !cookies(1).contains(&"__Host-postern-app".to_string()),
+        "{:?}",
+        cookies(1)
+    );
+    // Signed out at the provider too: back at the app, a new sign-in.
+    assert!(
+        obs[2]["url"].as_str().unwrap().contains("/interaction/"),
+        "{:#}",
+        obs[2]
+    );
+    // A user the rules turn away: 403 naming the app and the request id.
+    assert_eq!(obs[3]["status"], 403, "{:#}", obs[3]);
+    assert!(text(3).contains("\"app\""), "{}", text(3));
+    assert!(text(3).contains("Request ID"), "{}", text(3));
+    // Alice's page (and the browser's favicon fetch) reached the app;
+    // nothing of Mallory's did.
+    let last = s.backend.last();
+    assert_eq!(last.headers_named("x-postern-user"), ["alice"], "{last:?}");
+}
