@@ -20,6 +20,9 @@
 # costs per request.
 #
 # Usage: scripts/bench-preauth.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#   BENCH_CALLGRIND=1 then counts instructions per request in each mode
+#   with callgrind (CG_REQUESTS per mode, default 2000; CALLGRIND_KEEP=dir
+#   keeps the profiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,3 +169,40 @@ for mode in cookie bearer; do
 done
 curl -s -H "Authorization: Bearer $(cat "$WORK/state/admin.token")" "http://127.0.0.1:$ADMIN_PORT/v1/counters" \
     | tr ',' '\n' | grep -E '"(token_cache_hits|token_cache_misses|sign_ins|policy_denials)"' | tr -d ' {}' | paste -sd ' '
+
+[ "${BENCH_CALLGRIND:-0}" = 1 ] || exit 0
+# Instructions per request, counted by callgrind (repeatable, user space
+# only): the same edge, state and all, restarted under valgrind, sent
+# CG_REQUESTS requests per mode over one keep-alive connection.
+command -v valgrind >/dev/null 2>&1 || { echo "BENCH_CALLGRIND=1 needs valgrind" >&2; exit 1; }
+CG_REQUESTS=${CG_REQUESTS:-2000}
+kill "$POSTERN_PID"; wait "$POSTERN_PID" 2>/dev/null || true
+POSTERN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    "$POSTERN" edge --config "$WORK/edge.toml" > "$WORK/logs/cg.out" 2>&1 & PIDS+=($!)
+CG_PID=$!
+wait_port "$OIDC_PORT" 60
+for _ in $(seq 1 100); do   # the provider's keys, fetched in the background
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: $SESSION" "https://127.0.0.1:$OIDC_PORT/1k")" = 200 ] && break
+    sleep 0.3
+done
+printf '\ninstructions per request (callgrind, %s requests, one keep-alive connection)\n' "$CG_REQUESTS"
+for mode in pass+cookie cookie pass+bearer bearer; do
+    case $mode in
+        *cookie) header="Cookie: $SESSION" ;;
+        *bearer) header="Authorization: Bearer $ID_TOKEN" ;;
+    esac
+    case $mode in
+        pass*) url="https://localhost:$PASS_PORT/1k" ;;
+        *) url="https://127.0.0.1:$OIDC_PORT/1k" ;;
+    esac
+    curl -sk -o /dev/null -H "$header" "$url?w=[1-50]"
+    callgrind_control -z "$CG_PID" >/dev/null 2>&1
+    curl -sk -o /dev/null -H "$header" "$url?n=[1-$CG_REQUESTS]"
+    callgrind_control -d "$mode" "$CG_PID" >/dev/null 2>&1
+    sleep 1
+    total=$(cat "$WORK"/cg.out.* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+    [ -n "${CALLGRIND_KEEP:-}" ] && { mkdir -p "$CALLGRIND_KEEP"; cat "$WORK"/cg.out.* > "$CALLGRIND_KEEP/$mode.callgrind"; }
+    rm -f "$WORK"/cg.out.*
+    awk -v t="$total" -v n="$CG_REQUESTS" -v m="$mode" 'BEGIN {printf "%-11s %10.0f\n", m, t / n}'
+done
+kill -9 "$CG_PID" 2>/dev/null || true

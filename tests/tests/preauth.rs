@@ -674,3 +674,120 @@ fn a_real_browser_keeps_the_fragment_signs_out_and_sees_a_denial() {
     let last = s.backend.last();
     assert_eq!(last.headers_named("x-postern-user"), ["alice"], "{last:?}");
 }
+
+/// The status of `GET /` on the app with `cookie` as its session cookie,
+/// as a script asks (401 when the cookie opens no session).
+fn with_cookie(d: &Deployment, cookie: &str) -> u16 {
+    let mut c = d.connect("app.example.com");
+    client::request(
+        &mut c,
+        &format!("GET / HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nCookie: __Host-postern-app={cookie}\r\nConnection: close\r\n\r\n"),
+    )
+    .status
+}
+
+fn published_keys(d: &Deployment) -> usize {
+    let mut c = d.connect("app.example.com");
+    let r = client::request(
+        &mut c,
+        "GET /.postern/jwks.json HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    doc["keys"].as_array().unwrap().len()
+}
+
+/// Key rotation signs nobody out: a cookie keeps opening across two
+/// rotations (the admin API's `POST /v1/session-keys/rotate`), and stops
+/// at the third. New sign-ins use the newest key, the keys survive a
+/// restart, and the assertion keys rotate with them, the previous one
+/// still published.
+#[test]
+fn key_rotation_signs_nobody_out_and_the_third_retires_a_key() {
+    let s = setup(Hop::Direct, "");
+    let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (_, r) = b.sign_in("https://app.example.com/", "alice", "pw-alice");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = b.jar["app.example.com"]["__Host-postern-app"].clone();
+    assert_eq!(with_cookie(&s.d, &first), 200);
+    assert_eq!(published_keys(&s.d), 1);
+    let (status, before) = s.d.edge.admin("GET", "/v1/session-keys", None);
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["valid_keys"], 1, "{before}");
+
+    for n in 1..=2 {
+        let (status, keys) = s.d.edge.admin("POST", "/v1/session-keys/rotate", None);
+        assert_eq!(status, 200, "{keys}");
+        assert_eq!(keys["valid_keys"], n + 1, "{keys}");
+        assert_eq!(
+            with_cookie(&s.d, &first),
+            200,
+            "still signed in after rotation {n}"
+        );
+    }
+    assert_eq!(
+        published_keys(&s.d),
+        2,
+        "the current and previous assertion keys"
+    );
+    // A sign-in now seals with the newest key.
+    let mut b2 = Browser::new(s.d.edge.https, s.d.roots.clone());
+    let (_, r) = b2.sign_in("https://app.example.com/", "alice", "pw-alice");
+    assert_eq!(r.status, 200);
+    let newest = b2.jar["app.example.com"]["__Host-postern-app"].clone();
+
+    let (status, keys) = s.d.edge.admin("POST", "/v1/session-keys/rotate", None);
+    assert_eq!(
+        (status, keys["valid_keys"].as_u64()),
+        (200, Some(3)),
+        "{keys}"
+    );
+    assert_eq!(
+        with_cookie(&s.d, &first),
+        401,
+        "a cookie sealed three rotations ago no longer opens"
+    );
+    assert_eq!(with_cookie(&s.d, &newest), 200);
+
+    // The keys were stored: after a restart the newer cookie still opens.
+    let Setup {
+        d, idp, backend, ..
+    } = s;
+    let d = Deployment {
+        edge: d.edge.restart(),
+        connector: None,
+        roots: d.roots,
+    };
+    wait_provider_reached(&d);
+    assert_eq!(with_cookie(&d, &newest), 200);
+    assert_eq!(with_cookie(&d, &first), 401);
+    drop((idp, backend));
+}
+
+/// A session ends with the id_token it came from (here 2 s), even though
+/// the edge's own maximum (`session_lifetime`) is far longer.
+#[test]
+fn a_session_ends_when_its_id_token_expires() {
+    let mut cfg = idp_config(&[APP], users());
+    cfg["id_token_ttl"] = json!(2);
+    let idp = Idp::start(&cfg);
+    let backend = echo_backend();
+    let secrets = TempDir::new("idp-secret");
+    let b = EdgeBuilder::new()
+        .section(&provider_toml(&idp, secrets.path()))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
+            backend.addr
+        ));
+    let d = Deployment::start(b, Hop::Direct);
+    wait_provider_reached(&d);
+    let mut br = Browser::new(d.edge.https, d.roots.clone());
+    let (_, r) = br.sign_in(APP, "alice", "pw-alice");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = br.jar["app.example.com"]["__Host-postern-app"].clone();
+    assert_eq!(with_cookie(&d, &cookie), 200);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(with_cookie(&d, &cookie), 401, "the session expired");
+    let r = br.get(APP);
+    assert_eq!(r.status, 302, "a browser is sent to sign in again");
+}

@@ -297,12 +297,31 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
         ("POST", ["v1", "apps", name, action @ ("enable" | "disable")]) => {
             enable_app(control, name, action)
         }
+        ("GET", ["v1", "session-keys"]) => session_keys(control),
+        ("POST", ["v1", "session-keys", "rotate"]) => match control.auth.rotate() {
+            Ok(_) => session_keys(control),
+            Err(e) => (503, json!({ "error": e })),
+        },
         (_, segments) if is_endpoint(segments) => (
             405,
             json!({ "error": format!("{method} is not allowed on {path}") }),
         ),
         _ => (404, json!({ "error": format!("no such endpoint: {path}") })),
     }
+}
+
+/// `GET /v1/session-keys`: when the session-cookie and assertion keys
+/// last rotated and next will; how many keys open cookies.
+fn session_keys(control: &Control) -> (u16, Value) {
+    let (rotated_at, next) = control.auth.rotation_times();
+    (
+        200,
+        json!({
+            "rotated_at": rotated_at,
+            "next_rotation": next,
+            "valid_keys": control.auth.cookie_keys.get().export().len(),
+        }),
+    )
 }
 
 /// `GET /healthz`: the table version each worker serves, and whether
@@ -513,6 +532,8 @@ fn is_endpoint(segments: &[&str]) -> bool {
             | ["v1", "certificates", _]
             | ["v1", "enrollment-tokens"]
             | ["v1", "enrollment-tokens", _]
+            | ["v1", "session-keys"]
+            | ["v1", "session-keys", "rotate"]
     )
 }
 
