@@ -126,9 +126,9 @@ pub async fn gate(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
         return Gate::Pass(None);
     }
     let now = now();
-    let name = session_cookie_name(r.app());
     let mut stale = false;
-    for value in cookie_values(r.head, &name) {
+    let sessions = cookie_pairs(r.head).filter(|(n, _)| is_session_cookie(r.app(), n));
+    for (_, value) in sessions {
         match open_session(r, value, now) {
             Some(o) => return admit(r, o, out),
             None => stale = true,
@@ -185,7 +185,7 @@ pub async fn gate(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
         attributes(r.app(), Some(SIGN_IN_COOKIE_AGE), Some(SameSite::Lax))
     )];
     if stale {
-        cookies.push(expire(r.app(), &name));
+        cookies.push(expire(r.app(), &session_cookie_name(r.app())));
     }
     // Sign-ins abandoned in other tabs leave their cookies until they
     // expire; a client that keeps starting them is held to a few.
@@ -628,6 +628,14 @@ fn host_prefix(app: &App) -> &'static str {
 
 pub fn session_cookie_name(app: &App) -> String {
     format!("{}postern-{}", host_prefix(app), app.name)
+}
+
+/// Whether `name` is [`session_cookie_name`] (without building it: this
+/// runs on every request).
+fn is_session_cookie(app: &App, name: &str) -> bool {
+    name.strip_prefix(host_prefix(app))
+        .and_then(|n| n.strip_prefix("postern-"))
+        == Some(app.name.as_str())
 }
 
 fn sign_in_cookie_prefix(app: &App) -> String {
