@@ -134,8 +134,9 @@ fn sign_in_and_use(hop: Hop) {
         "the sign-in cookie is spent: {jar:?}"
     );
 
-    // Client-sent identity headers, in any spelling, never pass; the
-    // backend's own cookies do.
+    // Client-sent identity headers, in any spelling, never pass, and
+    // naming the edge's own in `Connection` cannot drop them (attack case
+    // 36); the backend's own cookies do pass.
     let r = b.request(
         "GET",
         "https://app.example.com/x",
@@ -143,12 +144,18 @@ fn sign_in_and_use(hop: Hop) {
         &[
             ("X-Postern-User", "root"),
             ("X_Postern_Groups", "admins"),
+            (
+                "Connection",
+                "X-Postern-User, x-postern-email, X-Postern-Jwt-Assertion",
+            ),
             ("Cookie", "theme=dark"),
         ],
     );
     assert_eq!(r.status, 200);
     let text = r.text();
     assert!(text.contains("user=alice "), "{text}");
+    assert!(text.contains("email=alice@example.com "), "{text}");
+    assert!(text.contains("assertion=true"), "{text}");
     assert!(text.contains("groups=staff,finance "), "{text}");
     assert!(text.contains("cookie=theme=dark "), "{text}");
     let seen = s.backend.last();
@@ -790,4 +797,126 @@ fn a_session_ends_when_its_id_token_expires() {
     assert_eq!(with_cookie(&d, &cookie), 401, "the session expired");
     let r = br.get(APP);
     assert_eq!(r.status, 302, "a browser is sent to sign in again");
+}
+
+/// WebSocket upgrades to an oidc app need a session (Entra application
+/// proxy applies none to WebSocket), and carry the session's identity
+/// headers to the backend; over both hops.
+#[test]
+fn websocket_upgrades_need_a_session_and_carry_the_identity() {
+    const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for hop in Hop::BOTH {
+        let idp = Idp::start(&idp_config(&[APP], users()));
+        let backend = Backend::start(|seen| {
+            if seen.header("upgrade") == Some("websocket") {
+                Reply::ok("")
+                    .status(101)
+                    .header("Upgrade", "websocket")
+                    .header("Connection", "Upgrade")
+                    .header("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            } else {
+                Reply::ok("page")
+            }
+        });
+        let secrets = TempDir::new("idp-secret");
+        let b = EdgeBuilder::new()
+            .section(&provider_toml(&idp, secrets.path()))
+            .app(&format!(
+                "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\nsso = {{ headers = true, assertion = true }}\n",
+                backend.addr
+            ));
+        let d = Deployment::start(b, hop);
+        wait_provider_reached(&d);
+
+        // No session: 401, and the backend never sees the upgrade.
+        let mut s = d.connect("app.example.com");
+        let r = client::request(&mut s, &format!("{UPGRADE}\r\n"));
+        assert_eq!(r.status, 401, "{hop:?}: {}", r.text());
+        assert_eq!(backend.count(), 0, "{hop:?}");
+
+        let mut br = Browser::new(d.edge.https, d.roots.clone());
+        let (_, r) = br.sign_in(APP, "alice", "pw-alice");
+        assert_eq!(r.status, 200, "{hop:?}: {}", r.text());
+        let cookie = br.jar["app.example.com"]["__Host-postern-app"].clone();
+
+        let mut s = d.connect("app.example.com");
+        use std::io::{Read, Write};
+        s.write_all(format!("{UPGRADE}Cookie: __Host-postern-app={cookie}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut pending = Vec::new();
+        let r = client::read_response(&mut s, &mut pending, "GET").unwrap();
+        assert_eq!(r.status, 101, "{hop:?}: {}", r.text());
+        let seen = backend.last();
+        assert_eq!(seen.header("upgrade"), Some("websocket"), "{hop:?}");
+        assert_eq!(seen.headers_named("x-postern-user"), ["alice"], "{hop:?}");
+        assert_eq!(
+            seen.headers_named("x-postern-email"),
+            ["alice@example.com"],
+            "{hop:?}"
+        );
+        assert_eq!(
+            seen.headers_named("x-postern-jwt-assertion").len(),
+            1,
+            "{hop:?}"
+        );
+        assert!(
+            seen.headers_named("cookie").is_empty(),
+            "{hop:?}: the edge's cookie stays"
+        );
+        // The relay carries frames both ways (the backend echoes).
+        s.write_all(b"hello over the socket").unwrap();
+        let mut got = pending;
+        while got.len() < 21 {
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{hop:?}: closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"hello over the socket", "{hop:?}");
+    }
+}
+
+/// With `cors_preflight = "allow"`, an unauthenticated CORS preflight
+/// reaches the backend; other OPTIONS requests, and every preflight to an
+/// app without the setting, need a session like anything else.
+#[test]
+fn cors_preflights_pass_only_where_allowed() {
+    let idp = Idp::start(&idp_config(&[APP, "https://other.example.com/"], users()));
+    let backend = echo_backend();
+    let secrets = TempDir::new("idp-secret");
+    let b = EdgeBuilder::new()
+        .section(&provider_toml(&idp, secrets.path()))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\ncors_preflight = \"allow\"\n",
+            backend.addr
+        ))
+        .app(&format!(
+            "name = \"other\"\nexternal_url = \"https://other.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
+            backend.addr
+        ));
+    let d = Deployment::start(b, Hop::Direct);
+    wait_provider_reached(&d);
+    let ask = |host: &str, extra: &str| {
+        let mut s = d.connect(host);
+        client::request(
+            &mut s,
+            &format!("OPTIONS /api/items HTTP/1.1\r\nHost: {host}\r\nOrigin: https://portal.example.com\r\n{extra}Connection: close\r\n\r\n"),
+        )
+        .status
+    };
+    let preflight =
+        "Access-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: content-type\r\n";
+    assert_eq!(ask("app.example.com", preflight), 200, "allowed preflight");
+    assert_eq!(backend.count(), 1);
+    assert_eq!(
+        ask("app.example.com", ""),
+        401,
+        "an OPTIONS that is no preflight"
+    );
+    assert_eq!(
+        ask("other.example.com", preflight),
+        401,
+        "not allowed there"
+    );
+    assert_eq!(backend.count(), 1);
 }

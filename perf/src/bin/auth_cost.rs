@@ -7,6 +7,7 @@
 //!     as on a token's first use;
 //!   - finding an already verified token in the token cache (by SHA-256),
 //!     as on every later request.
+//!
 //! Each figure is the median of 9 batches.
 //!
 //! Usage: postern-auth-cost [ITERATIONS_PER_BATCH]
