@@ -48,6 +48,22 @@ pub struct Session {
     pub claims: Vec<(String, Vec<String>)>,
     /// Unix seconds.
     pub expires: u64,
+    /// The provider's refresh token, when it gave one: the edge renews the
+    /// session with it, off the request path, from `renew_at` on. Sealed
+    /// like the rest; it never leaves the edge except to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// When to start renewing (Unix seconds; 0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub renew_at: u64,
+    /// The latest a renewal may carry the session to: the sign-in plus
+    /// `edge.session_lifetime` (Unix seconds; 0: `expires`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub until: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Session {
@@ -65,7 +81,21 @@ impl Session {
             amr: who.methods,
             claims: who.claims,
             expires,
+            refresh: None,
+            renew_at: 0,
+            until: 0,
         }
+    }
+
+    /// Keeps `refresh` for a renewal once three quarters of the session's
+    /// life from `now` have passed; renewals stop at `until`.
+    pub fn renewable(mut self, refresh: Option<String>, now: u64, until: u64) -> Session {
+        self.until = until;
+        if let Some(r) = refresh.filter(|_| self.expires < until) {
+            self.refresh = Some(r);
+            self.renew_at = now + self.expires.saturating_sub(now) * 3 / 4;
+        }
+        self
     }
 
     /// The identity the access rules and identity headers see.
@@ -169,6 +199,12 @@ impl CookieKeys {
             let sealed = self.seal_json(app, &s);
             if sealed.len() <= MAX_COOKIE {
                 return Ok(sealed);
+            }
+            // A refresh token too large to keep goes first: the session
+            // then ends at its expiry instead of being renewed.
+            if s.refresh.take().is_some() {
+                s.renew_at = 0;
+                continue;
             }
             if s.groups.is_empty() {
                 return Err(CookieError::TooLarge);
@@ -275,6 +311,9 @@ mod tests {
             amr: vec!["pwd".into()],
             claims: Vec::new(),
             expires: NOW + 3600,
+            refresh: None,
+            renew_at: 0,
+            until: 0,
         }
     }
 
@@ -354,5 +393,31 @@ mod tests {
         let mut huge = alice();
         huge.sub = "x".repeat(4000);
         assert_eq!(keys.seal("expenses", &huge), Err(CookieError::TooLarge));
+    }
+
+    #[test]
+    fn a_refresh_token_is_kept_until_it_does_not_fit() {
+        let keys = CookieKeys::generate();
+        // Renewal from three quarters of the life on, never past `until`.
+        let s = alice().renewable(Some("r-token".into()), NOW, NOW + 7200);
+        assert_eq!(
+            (s.refresh.as_deref(), s.renew_at, s.until),
+            (Some("r-token"), NOW + 2700, NOW + 7200)
+        );
+        let back = keys
+            .open("expenses", &keys.seal("expenses", &s).unwrap(), NOW)
+            .unwrap();
+        assert_eq!(back, s);
+        // A session already at its longest life is not renewed.
+        let capped = alice().renewable(Some("r".into()), NOW, NOW + 3600);
+        assert_eq!((capped.refresh, capped.renew_at), (None, 0));
+        // A refresh token too large for the cookie is dropped, groups kept.
+        let big = alice().renewable(Some("r".repeat(5000)), NOW, NOW + 7200);
+        let back = keys
+            .open("expenses", &keys.seal("expenses", &big).unwrap(), NOW)
+            .unwrap();
+        assert_eq!((back.refresh, back.renew_at), (None, 0));
+        assert_eq!(back.groups, alice().groups);
+        assert!(!back.groups_trimmed);
     }
 }

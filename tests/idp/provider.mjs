@@ -29,6 +29,9 @@ const provider = new Provider(issuer, {
   features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
   cookies: { keys: ['postern-test-idp'] },
   ttl: { IdToken: cfg.id_token_ttl || 3600 },
+  // Refresh tokens go to every client allowed the refresh_token grant
+  // (without the offline_access consent round trip).
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, id) {
     const u = users.get(id);

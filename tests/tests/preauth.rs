@@ -920,3 +920,72 @@ fn cors_preflights_pass_only_where_allowed() {
     );
     assert_eq!(backend.count(), 1);
 }
+
+/// A session with a refresh token renews itself off the request path: the
+/// request that finds it due goes on at once; a later response to the old
+/// cookie hands the client the renewed session, which outlives the first
+/// id_token (here 4 s).
+#[test]
+fn a_session_is_renewed_with_its_refresh_token() {
+    let mut cfg = idp_config(&[APP], users());
+    cfg["id_token_ttl"] = json!(4);
+    cfg["clients"][0]["grant_types"] = json!(["authorization_code", "refresh_token"]);
+    let idp = Idp::start(&cfg);
+    let backend = echo_backend();
+    let secrets = TempDir::new("idp-secret");
+    let b = EdgeBuilder::new()
+        .section(&provider_toml(&idp, secrets.path()))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\nsso = {{ headers = true }}\n",
+            backend.addr
+        ));
+    let d = Deployment::start(b, Hop::Direct);
+    wait_provider_reached(&d);
+    let mut br = Browser::new(d.edge.https, d.roots.clone());
+    let signed_in = std::time::Instant::now();
+    let (_, r) = br.sign_in(APP, "alice", "pw-alice");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = br.jar["app.example.com"]["__Host-postern-app"].clone();
+    let get = |cookie: &str| {
+        let mut c = d.connect("app.example.com");
+        client::request(
+            &mut c,
+            &format!("GET /r HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nCookie: __Host-postern-app={cookie}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // Not yet due (renewal starts at three quarters of the life).
+    let r = get(&first);
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").is_none(), "not due yet");
+    std::thread::sleep(std::time::Duration::from_millis(3200).saturating_sub(signed_in.elapsed()));
+    let mut renewed = None;
+    for _ in 0..40 {
+        let r = get(&first);
+        assert_eq!(r.status, 200, "the old session still serves meanwhile");
+        assert!(r.text().contains("user=alice "), "{}", r.text());
+        if let Some(c) = r.header("set-cookie") {
+            renewed = Some(c);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let renewed = renewed.expect("a response hands the client its renewed session");
+    assert!(renewed.starts_with("__Host-postern-app="), "{renewed}");
+    assert!(
+        renewed.contains("; Secure") && renewed.contains("HttpOnly"),
+        "{renewed}"
+    );
+    let value = renewed["__Host-postern-app=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(value, first);
+    // Past the first id_token's expiry, the renewed session serves.
+    std::thread::sleep(std::time::Duration::from_millis(4500).saturating_sub(signed_in.elapsed()));
+    let r = get(&value);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("user=alice "), "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
+    drop(idp);
+}

@@ -130,7 +130,10 @@ pub async fn gate(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
     let sessions = cookie_pairs(r.head).filter(|(n, _)| is_session_cookie(r.app(), n));
     for (_, value) in sessions {
         match open_session(r, value, now) {
-            Some(o) => return admit(r, o, out),
+            Some(o) => {
+                renew_if_due(r, value, &o, now);
+                return admit(r, o, out);
+            }
             None => stale = true,
         }
     }
@@ -253,6 +256,78 @@ fn open_session(r: &Req<'_>, value: &str, now: u64) -> Option<Rc<Opened>> {
     Some(auth.cache_session(value, opened(r.app(), session, identity), now))
 }
 
+/// Starts renewing a session with its refresh token once it is due, off
+/// the request path: this request goes on with the session as it is; the
+/// exchange runs on a control thread, and its result is cached for the
+/// old cookie with a `Set-Cookie` that hands the client the renewed one.
+/// A failed renewal is logged and not retried: the session ends at its
+/// expiry, and the user signs in again.
+fn renew_if_due(r: &Req<'_>, value: &str, o: &Rc<Opened>, now: u64) {
+    let s = &o.session;
+    let Some(refresh) = s.refresh.clone() else {
+        return;
+    };
+    if s.renew_at == 0 || now < s.renew_at || o.set_cookie.is_some() || o.renewing.replace(true) {
+        return;
+    }
+    let Some((_, provider)) = r
+        .auth()
+        .shared
+        .provider(r.app().identity_provider.as_deref())
+    else {
+        return;
+    };
+    let provider = provider.clone();
+    let (worker, app) = (r.worker.clone(), r.app().clone());
+    let (old, sub, until) = (Box::<str>::from(value), s.sub.clone(), s.until);
+    let kept = refresh.clone();
+    monoio::spawn(async move {
+        let result = crate::offload::run(move || provider.refresh(&refresh, now)).await;
+        let now = super::now();
+        let (tokens, verified) = match result {
+            Some(Ok(t)) if t.1.claim_str("sub") == Some(sub.as_str()) => t,
+            Some(Ok(_)) => {
+                tracing::warn!(app = %app.name, user = %sub, "the provider renewed a session for another subject; not used");
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(app = %app.name, user = %sub, error = ?e, "a session could not be renewed; it ends at its expiry");
+                return;
+            }
+            None => return,
+        };
+        // A provider that does not rotate refresh tokens keeps the old one.
+        let fresh = from_token(
+            &app,
+            &verified,
+            now,
+            until,
+            tokens.refresh_token.or(Some(kept)),
+        );
+        let Ok(sealed) = worker.auth.keys().seal(&app.name, &fresh.session) else {
+            return;
+        };
+        let max_age = app
+            .cookie
+            .persistent
+            .then(|| fresh.session.expires.saturating_sub(now));
+        let cookie = format!(
+            "{}={sealed}{}",
+            session_cookie_name(&app),
+            attributes(&app, max_age, None)
+        );
+        let for_old = Opened {
+            set_cookie: Some(cookie.into()),
+            ..opened(&app, fresh.session.clone(), fresh.identity.clone())
+        };
+        tracing::info!(app = %app.name, user = %fresh.identity.user, "session renewed with the refresh token");
+        let cache = worker.auth.session_cache();
+        let mut cache = cache.borrow_mut();
+        cache.insert(&sealed, Rc::new(fresh), now);
+        cache.insert(&old, Rc::new(for_old), now);
+    });
+}
+
 fn opened(app: &App, session: Session, identity: Rc<Identity>) -> Opened {
     let headers = if app.sso.headers {
         identity_headers(&identity)
@@ -265,6 +340,8 @@ fn opened(app: &App, session: Session, identity: Rc<Identity>) -> Opened {
         identity,
         headers,
         assertion: RefCell::new(None),
+        renewing: std::cell::Cell::new(false),
+        set_cookie: None,
     }
 }
 
@@ -379,17 +456,21 @@ async fn bearer_gate(r: &Req<'_>, token: &str, now: u64, out: &mut Vec<u8>) -> G
             }
         }
     };
-    let o = from_token(r.app(), &verified, r.auth().shared.session_lifetime, now);
+    let until = now + r.auth().shared.session_lifetime;
+    let o = from_token(r.app(), &verified, now, until, None);
     let o = auth.cache_session(token, o, now);
     admit(r, o, out)
 }
 
-fn from_token(app: &App, v: &Verified, lifetime: u64, now: u64) -> Opened {
+/// A session from a verified token: it ends at the token's expiry, and
+/// never after `until`; with a refresh token it is renewable.
+fn from_token(app: &App, v: &Verified, now: u64, until: u64, refresh: Option<String>) -> Opened {
     let identity = Identity::from_claims(&v.claims, &app.sso, &app.access);
     let sub = v.claim_str("sub").unwrap_or_default().to_string();
     let name = v.claim_str("name").map(str::to_string);
-    let expires = v.expires.min(now + lifetime);
-    let session = Session::new(&sub, name, identity.clone(), expires);
+    let expires = v.expires.min(until);
+    let session =
+        Session::new(&sub, name, identity.clone(), expires).renewable(refresh, now, until);
     opened(app, session, Rc::new(identity))
 }
 
@@ -474,7 +555,7 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
     let redirect_uri = r.callback_url();
     let si = sign_in.clone();
     let exchanged = crate::offload::run(move || p.exchange(&code, &redirect_uri, &si, now)).await;
-    let (_, verified) = match exchanged {
+    let (tokens, verified) = match exchanged {
         Some(Ok(t)) => t,
         Some(Err(ExchangeError::Token(e))) => {
             r.counters.sign_in_failed(SignInFailure::IdToken);
@@ -493,7 +574,8 @@ async fn callback(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
             return r.answered(out, 503, "the edge is shutting down; try again", &[]);
         }
     };
-    let o = from_token(app, &verified, r.auth().shared.session_lifetime, now);
+    let until = now + r.auth().shared.session_lifetime;
+    let o = from_token(app, &verified, now, until, tokens.refresh_token);
     let session = &o.session;
     let sealed = match r.auth().keys().seal(&app.name, session) {
         Ok(s) => s,

@@ -279,6 +279,47 @@ pub struct Opened {
     /// The last identity assertion signed for it: (expiry, signer
     /// version, token).
     pub assertion: RefCell<Option<(u64, u64, Rc<str>)>>,
+    /// A renewal with the session's refresh token has started.
+    pub renewing: std::cell::Cell<bool>,
+    /// For an older cookie whose session was renewed: the `Set-Cookie`
+    /// value that hands the client the renewed one, sent with each
+    /// response until the client uses it.
+    pub set_cookie: Option<Rc<str>>,
+}
+
+/// Opened cookies and verified tokens by value (the value is the key:
+/// equality is exact, and the cached entry names the app it opened for),
+/// bounded in entries and bytes.
+pub struct SessionCache {
+    map: HashMap<Box<str>, Rc<Opened>, TailHash>,
+    /// Bytes of the cached cookie values and tokens.
+    bytes: usize,
+}
+
+impl SessionCache {
+    fn get(&self, app: &str, value: &str, now: u64) -> Option<Rc<Opened>> {
+        let o = self.map.get(value)?;
+        (&*o.app == app && now < o.session.expires).then(|| o.clone())
+    }
+
+    /// Caches `o` under `value` (replacing what was there).
+    pub fn insert(&mut self, value: &str, o: Rc<Opened>, now: u64) {
+        if self.map.len() >= CACHE_ENTRIES || self.bytes > CACHE_BYTES {
+            self.map.retain(|_, o| o.session.expires > now);
+            if self.map.len() >= CACHE_ENTRIES / 2 || self.bytes > CACHE_BYTES / 2 {
+                self.map.clear();
+            }
+            self.bytes = self.map.keys().map(|k| k.len()).sum();
+        }
+        if self.map.insert(value.into(), o).is_none() {
+            self.bytes += value.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
 }
 
 /// Hashes a cached credential by its length and last 32 bytes only, with
@@ -318,12 +359,9 @@ pub struct WorkerAuth {
     views: RefCell<Vec<(u64, Option<Arc<View>>)>>,
     /// Verified bearer tokens, per provider.
     pub tokens: RefCell<Vec<TokenCache>>,
-    /// Opened session cookies and verified tokens by value (the value is
-    /// the key: equality is exact, and the cached entry names the app it
-    /// opened for).
-    sessions: RefCell<HashMap<Box<str>, Rc<Opened>, TailHash>>,
-    /// Bytes of the cached cookie values and tokens.
-    session_bytes: std::cell::Cell<usize>,
+    /// Opened session cookies and verified tokens (shared with this
+    /// worker's renewal tasks).
+    sessions: Rc<RefCell<SessionCache>>,
 }
 
 impl WorkerAuth {
@@ -334,8 +372,10 @@ impl WorkerAuth {
             signer: RefCell::new((shared.signer.version(), shared.signer.get())),
             views: RefCell::new(vec![(0, None); n]),
             tokens: RefCell::new((0..n).map(|_| TokenCache::new(CACHE_ENTRIES)).collect()),
-            sessions: RefCell::new(HashMap::with_hasher(TailHash::default())),
-            session_bytes: std::cell::Cell::new(0),
+            sessions: Rc::new(RefCell::new(SessionCache {
+                map: HashMap::with_hasher(TailHash::default()),
+                bytes: 0,
+            })),
             shared,
         }
     }
@@ -378,25 +418,17 @@ impl WorkerAuth {
 
     /// A cached opened cookie for `app`.
     pub fn cached_session(&self, app: &str, value: &str, now: u64) -> Option<Rc<Opened>> {
-        let s = self.sessions.borrow();
-        let o = s.get(value)?;
-        (&*o.app == app && now < o.session.expires).then(|| o.clone())
+        self.sessions.borrow().get(app, value, now)
     }
 
     pub fn cache_session(&self, value: &str, opened: Opened, now: u64) -> Rc<Opened> {
-        let mut s = self.sessions.borrow_mut();
-        if s.len() >= CACHE_ENTRIES || self.session_bytes.get() > CACHE_BYTES {
-            s.retain(|_, o| o.session.expires > now);
-            if s.len() >= CACHE_ENTRIES / 2 || self.session_bytes.get() > CACHE_BYTES / 2 {
-                s.clear();
-            }
-            self.session_bytes.set(s.keys().map(|k| k.len()).sum());
-        }
         let o = Rc::new(opened);
-        if s.insert(value.into(), o.clone()).is_none() {
-            self.session_bytes
-                .set(self.session_bytes.get() + value.len());
-        }
+        self.sessions.borrow_mut().insert(value, o.clone(), now);
         o
+    }
+
+    /// The cache itself, for a renewal finishing after its request.
+    pub fn session_cache(&self) -> Rc<RefCell<SessionCache>> {
+        self.sessions.clone()
     }
 }

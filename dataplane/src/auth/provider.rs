@@ -284,12 +284,55 @@ impl Provider {
         sign_in: &oidc::SignIn,
         now: u64,
     ) -> Result<(Tokens, Verified), ExchangeError> {
+        let form = oidc::token_request(code, redirect_uri, &self.cfg.client_id, &sign_in.verifier);
+        let tokens = self.token_call(form, now)?;
+        let audiences = [self.cfg.client_id.as_str()];
+        let verified = self
+            .verify_fetching(&tokens.id_token, |keys| {
+                oidc::verify_id_token(
+                    &tokens.id_token,
+                    keys,
+                    &self.expect(&audiences, now),
+                    &sign_in.nonce,
+                )
+            })
+            .map_err(ExchangeError::Token)?;
+        Ok((tokens, verified))
+    }
+
+    /// Renews a session with its refresh token (RFC 6749 §6) and verifies
+    /// the new id_token (audience: this client; it carries no nonce to
+    /// check, and the caller checks its subject is the session's).
+    /// Blocking: control threads only.
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        now: u64,
+    ) -> Result<(Tokens, Verified), ExchangeError> {
+        let form = oidc::form_encode(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", &self.cfg.client_id),
+        ]);
+        let tokens = self.token_call(form, now)?;
+        let audiences = [self.cfg.client_id.as_str()];
+        let verified = self
+            .verify_fetching(&tokens.id_token, |keys| {
+                postern_control::jwt::verify(&tokens.id_token, keys, &self.expect(&audiences, now))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(ExchangeError::Token)?;
+        Ok((tokens, verified))
+    }
+
+    /// One call to the token endpoint with the client's authentication
+    /// (`client_secret_basic`, or a `private_key_jwt` assertion added to
+    /// `form`).
+    fn token_call(&self, mut form: String, now: u64) -> Result<Tokens, ExchangeError> {
         let view = self
             .view()
             .ok_or_else(|| ExchangeError::Provider("the provider has not been reached".into()))?;
         let endpoint = &view.discovery.token_endpoint;
-        let mut form =
-            oidc::token_request(code, redirect_uri, &self.cfg.client_id, &sign_in.verifier);
         let mut headers = Vec::new();
         let basic;
         if let Some(secret) = &self.secret {
@@ -313,23 +356,11 @@ impl Provider {
         }
         let answer = fetch::request(&self.tls, endpoint, &headers, Some(&form))
             .map_err(ExchangeError::Provider)?;
-        let tokens = oidc::parse_token_response(&answer.body).map_err(|e| {
+        oidc::parse_token_response(&answer.body).map_err(|e| {
             ExchangeError::Provider(format!(
                 "the token endpoint answered HTTP {}: {e}",
                 answer.status
             ))
-        })?;
-        let audiences = [self.cfg.client_id.as_str()];
-        let verified = self
-            .verify_fetching(&tokens.id_token, |keys| {
-                oidc::verify_id_token(
-                    &tokens.id_token,
-                    keys,
-                    &self.expect(&audiences, now),
-                    &sign_in.nonce,
-                )
-            })
-            .map_err(ExchangeError::Token)?;
-        Ok((tokens, verified))
+        })
     }
 }

@@ -227,6 +227,11 @@ pub fn client_head<'a>(
     if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
         push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
     }
+    // A renewed session reaches the client on the responses to its old
+    // cookie.
+    if let Some(cookie) = ctx.who.as_ref().and_then(|o| o.set_cookie.as_ref()) {
+        push_header(out, b"Set-Cookie", cookie.as_bytes());
+    }
     // The id users quote and operators search for, unless the backend
     // has its own.
     if !has_request_id {
