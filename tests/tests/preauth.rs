@@ -989,3 +989,46 @@ fn a_session_is_renewed_with_its_refresh_token() {
     assert!(r.header("set-cookie").is_none());
     drop(idp);
 }
+
+/// Attack case 34, the return URL: a sign-in started on `//other.host/`
+/// comes back to a path on the app, never to another host (and a path
+/// with a backslash is refused before any sign-in).
+#[test]
+fn attack_case_34_a_sign_in_never_returns_to_another_host() {
+    let s = setup(Hop::Direct, "");
+    for target in ["//evil.example.net/x", "/\\evil.example.net/x"] {
+        let mut b = Browser::new(s.d.edge.https, s.d.roots.clone());
+        let (login_url, form) = b.follow(&format!("https://app.example.com{target}"));
+        if form.status == 400 {
+            // The request path itself is refused: no sign-in starts.
+            continue;
+        }
+        assert_eq!(form.status, 200, "{target}: {}", form.text());
+        let action = form
+            .text()
+            .split("action=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        let post = absolute(&login_url, &action);
+        let r = b.request("POST", &post, Some("login=alice&password=pw-alice"), &[]);
+        // Follow the provider's redirects to the edge's callback answer.
+        let mut url = absolute(&post, &r.header("location").unwrap());
+        let mut last = None;
+        for _ in 0..10 {
+            let r = b.get(&url);
+            let Some(l) = r.header("location") else { break };
+            if url.contains("/.postern/callback") {
+                last = Some(l);
+                break;
+            }
+            url = absolute(&url, &l);
+        }
+        let back = last.expect("the callback redirects back");
+        assert!(
+            back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\"),
+            "{target}: the callback sends the browser to {back:?}"
+        );
+    }
+}
