@@ -924,11 +924,11 @@ fn cors_preflights_pass_only_where_allowed() {
 /// A session with a refresh token renews itself off the request path: the
 /// request that finds it due goes on at once; a later response to the old
 /// cookie hands the client the renewed session, which outlives the first
-/// id_token (here 4 s).
+/// id_token (here 20 s: renewal is due after 15 s).
 #[test]
 fn a_session_is_renewed_with_its_refresh_token() {
     let mut cfg = idp_config(&[APP], users());
-    cfg["id_token_ttl"] = json!(4);
+    cfg["id_token_ttl"] = json!(20);
     cfg["clients"][0]["grant_types"] = json!(["authorization_code", "refresh_token"]);
     let idp = Idp::start(&cfg);
     let backend = echo_backend();
@@ -942,9 +942,11 @@ fn a_session_is_renewed_with_its_refresh_token() {
     let d = Deployment::start(b, Hop::Direct);
     wait_provider_reached(&d);
     let mut br = Browser::new(d.edge.https, d.roots.clone());
-    let signed_in = std::time::Instant::now();
+    let started = std::time::Instant::now();
     let (_, r) = br.sign_in(APP, "alice", "pw-alice");
     assert_eq!(r.status, 200, "{}", r.text());
+    // The id_token was issued between these two instants.
+    let signed_in = std::time::Instant::now();
     let first = br.jar["app.example.com"]["__Host-postern-app"].clone();
     let get = |cookie: &str| {
         let mut c = d.connect("app.example.com");
@@ -957,9 +959,13 @@ fn a_session_is_renewed_with_its_refresh_token() {
     let r = get(&first);
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").is_none(), "not due yet");
-    std::thread::sleep(std::time::Duration::from_millis(3200).saturating_sub(signed_in.elapsed()));
+    std::thread::sleep(
+        std::time::Duration::from_millis(15_300).saturating_sub(signed_in.elapsed()),
+    );
     let mut renewed = None;
-    for _ in 0..40 {
+    // Until the first session may end (its token lives 20 s from its
+    // issue, in whole seconds).
+    while started.elapsed() < std::time::Duration::from_millis(18_900) {
         let r = get(&first);
         assert_eq!(r.status, 200, "the old session still serves meanwhile");
         assert!(r.text().contains("user=alice "), "{}", r.text());
@@ -982,7 +988,9 @@ fn a_session_is_renewed_with_its_refresh_token() {
         .to_string();
     assert_ne!(value, first);
     // Past the first id_token's expiry, the renewed session serves.
-    std::thread::sleep(std::time::Duration::from_millis(4500).saturating_sub(signed_in.elapsed()));
+    std::thread::sleep(
+        std::time::Duration::from_millis(20_500).saturating_sub(signed_in.elapsed()),
+    );
     let r = get(&value);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("user=alice "), "{}", r.text());

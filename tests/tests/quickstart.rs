@@ -84,6 +84,15 @@ impl Quickstart {
     }
 }
 
+impl Quickstart {
+    /// Stops the quickstart; its directory (configuration, state) stays.
+    fn stop(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, TempDir::new("quickstart-stopped"))
+    }
+}
+
 impl Drop for Quickstart {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -285,4 +294,34 @@ fn quickstart_signs_a_newcomer_in_at_the_demo_provider() {
     assert!(out.text().contains("You are signed out"), "{}", out.text());
     let r = browser.get(&app);
     assert_eq!(r.status, 302, "signed out: back to the provider");
+}
+
+/// The demo provider lives only inside `postern quickstart`: `postern
+/// edge` run from the quickstart's own configuration serves nothing on the
+/// provider's port, and the signed-in app says its provider cannot be
+/// reached.
+#[test]
+fn postern_edge_never_serves_the_demo_provider() {
+    let q = Quickstart::start();
+    let (https, http, idp) = (q.https, q.http, q.idp);
+    let roots = q.roots();
+    let dir = q.stop();
+    let config = dir.path().join("edge.toml");
+    let edge = postern_e2e::Edge::start_with(
+        dir,
+        &config,
+        format!("127.0.0.1:{https}").parse().unwrap(),
+        format!("127.0.0.1:{http}").parse().unwrap(),
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", idp)).is_err(),
+        "nothing listens on the demo provider's port"
+    );
+    let mut s = client::tls(edge.https, "private.localhost", roots);
+    let r = client::request(
+        &mut s,
+        "GET / HTTP/1.1\r\nHost: private.localhost\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("cannot be reached"), "{}", r.text());
 }
