@@ -225,6 +225,23 @@ impl Browser {
     /// the redirects back; returns the last URL and response.
     pub fn sign_in(&mut self, url: &str, user: &str, password: &str) -> (String, Response) {
         let (login_url, form) = self.follow(url);
+        let (post, r) = self.submit_login(&login_url, &form, user, password);
+        if !(300..400).contains(&r.status) {
+            return (post, r);
+        }
+        self.follow(&absolute(&post, &r.header("location").unwrap()))
+    }
+
+    /// Posts the provider's login `form` (found at `login_url`) as `user`,
+    /// hidden fields as they came; returns the URL posted to and the
+    /// answer, not followed.
+    pub fn submit_login(
+        &mut self,
+        login_url: &str,
+        form: &Response,
+        user: &str,
+        password: &str,
+    ) -> (String, Response) {
         assert_eq!(
             form.status,
             200,
@@ -243,7 +260,7 @@ impl Browser {
             .and_then(|s| s.split('"').next())
             .unwrap()
             .to_string();
-        let post = absolute(&login_url, &action);
+        let post = absolute(login_url, &action);
         let mut body = format!("login={user}&password={password}");
         // Hidden fields go back as they came.
         for input in form.text().split("<input").skip(1) {
@@ -261,10 +278,7 @@ impl Browser {
             }
         }
         let r = self.request("POST", &post, Some(&body), &[]);
-        if !(300..400).contains(&r.status) {
-            return (post, r);
-        }
-        self.follow(&absolute(&post, &r.header("location").unwrap()))
+        (post, r)
     }
 }
 

@@ -48,7 +48,7 @@ fn setup(hop: Hop, app_extra: &str) -> Setup {
     let b = EdgeBuilder::new()
         .section(&provider_toml(&idp, secrets.path()))
         .app(&format!(
-            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n[app.sso]\nheaders = true\nassertion = true\n{app_extra}",
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n{app_extra}\n[app.sso]\nheaders = true\nassertion = true\n",
             backend.addr
         ))
         .app(&format!(
@@ -84,6 +84,27 @@ fn wait_provider_reached(d: &Deployment) {
         "the edge never reached the identity provider: {}",
         d.edge.stderr()
     );
+}
+
+/// An edge with one oidc app, `app_extra` its further settings, in front
+/// of `backend`, signing in at a provider started with `idp_cfg`.
+fn one_oidc_app(
+    idp_cfg: &serde_json::Value,
+    backend: &Backend,
+    app_extra: &str,
+    hop: Hop,
+) -> (Deployment, Idp, TempDir) {
+    let idp = Idp::start(idp_cfg);
+    let secrets = TempDir::new("idp-secret");
+    let b = EdgeBuilder::new()
+        .section(&provider_toml(&idp, secrets.path()))
+        .app(&format!(
+            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n{app_extra}",
+            backend.addr
+        ));
+    let d = Deployment::start(b, hop);
+    wait_provider_reached(&d);
+    (d, idp, secrets)
 }
 
 fn sign_in_and_use(hop: Hop) {
@@ -777,17 +798,8 @@ fn key_rotation_signs_nobody_out_and_the_third_retires_a_key() {
 fn a_session_ends_when_its_id_token_expires() {
     let mut cfg = idp_config(&[APP], users());
     cfg["id_token_ttl"] = json!(2);
-    let idp = Idp::start(&cfg);
     let backend = echo_backend();
-    let secrets = TempDir::new("idp-secret");
-    let b = EdgeBuilder::new()
-        .section(&provider_toml(&idp, secrets.path()))
-        .app(&format!(
-            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
-            backend.addr
-        ));
-    let d = Deployment::start(b, Hop::Direct);
-    wait_provider_reached(&d);
+    let (d, _idp, _secrets) = one_oidc_app(&cfg, &backend, "", Hop::Direct);
     let mut br = Browser::new(d.edge.https, d.roots.clone());
     let (_, r) = br.sign_in(APP, "alice", "pw-alice");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -806,7 +818,6 @@ fn a_session_ends_when_its_id_token_expires() {
 fn websocket_upgrades_need_a_session_and_carry_the_identity() {
     const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     for hop in Hop::BOTH {
-        let idp = Idp::start(&idp_config(&[APP], users()));
         let backend = Backend::start(|seen| {
             if seen.header("upgrade") == Some("websocket") {
                 Reply::ok("")
@@ -818,15 +829,12 @@ fn websocket_upgrades_need_a_session_and_carry_the_identity() {
                 Reply::ok("page")
             }
         });
-        let secrets = TempDir::new("idp-secret");
-        let b = EdgeBuilder::new()
-            .section(&provider_toml(&idp, secrets.path()))
-            .app(&format!(
-                "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\nsso = {{ headers = true, assertion = true }}\n",
-                backend.addr
-            ));
-        let d = Deployment::start(b, hop);
-        wait_provider_reached(&d);
+        let (d, _idp, _secrets) = one_oidc_app(
+            &idp_config(&[APP], users()),
+            &backend,
+            "sso = { headers = true, assertion = true }\n",
+            hop,
+        );
 
         // No session: 401, and the backend never sees the upgrade.
         let mut s = d.connect("app.example.com");
@@ -881,21 +889,8 @@ fn websocket_upgrades_need_a_session_and_carry_the_identity() {
 /// app without the setting, need a session like anything else.
 #[test]
 fn cors_preflights_pass_only_where_allowed() {
-    let idp = Idp::start(&idp_config(&[APP, "https://other.example.com/"], users()));
-    let backend = echo_backend();
-    let secrets = TempDir::new("idp-secret");
-    let b = EdgeBuilder::new()
-        .section(&provider_toml(&idp, secrets.path()))
-        .app(&format!(
-            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\ncors_preflight = \"allow\"\n",
-            backend.addr
-        ))
-        .app(&format!(
-            "name = \"other\"\nexternal_url = \"https://other.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
-            backend.addr
-        ));
-    let d = Deployment::start(b, Hop::Direct);
-    wait_provider_reached(&d);
+    let s = setup(Hop::Direct, "cors_preflight = \"allow\"");
+    let (d, backend) = (&s.d, &s.backend);
     let ask = |host: &str, extra: &str| {
         let mut s = d.connect(host);
         client::request(
@@ -930,17 +925,9 @@ fn a_session_is_renewed_with_its_refresh_token() {
     let mut cfg = idp_config(&[APP], users());
     cfg["id_token_ttl"] = json!(20);
     cfg["clients"][0]["grant_types"] = json!(["authorization_code", "refresh_token"]);
-    let idp = Idp::start(&cfg);
     let backend = echo_backend();
-    let secrets = TempDir::new("idp-secret");
-    let b = EdgeBuilder::new()
-        .section(&provider_toml(&idp, secrets.path()))
-        .app(&format!(
-            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\nsso = {{ headers = true }}\n",
-            backend.addr
-        ));
-    let d = Deployment::start(b, Hop::Direct);
-    wait_provider_reached(&d);
+    let (d, _idp, _secrets) =
+        one_oidc_app(&cfg, &backend, "sso = { headers = true }\n", Hop::Direct);
     let mut br = Browser::new(d.edge.https, d.roots.clone());
     let started = std::time::Instant::now();
     let (_, r) = br.sign_in(APP, "alice", "pw-alice");
@@ -995,7 +982,6 @@ fn a_session_is_renewed_with_its_refresh_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("user=alice "), "{}", r.text());
     assert!(r.header("set-cookie").is_none());
-    drop(idp);
 }
 
 /// Attack case 34, the return URL: a sign-in started on `//other.host/`
@@ -1011,16 +997,7 @@ fn attack_case_34_a_sign_in_never_returns_to_another_host() {
             // The request path itself is refused: no sign-in starts.
             continue;
         }
-        assert_eq!(form.status, 200, "{target}: {}", form.text());
-        let action = form
-            .text()
-            .split("action=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        let post = absolute(&login_url, &action);
-        let r = b.request("POST", &post, Some("login=alice&password=pw-alice"), &[]);
+        let (post, r) = b.submit_login(&login_url, &form, "alice", "pw-alice");
         // Follow the provider's redirects to the edge's callback answer.
         let mut url = absolute(&post, &r.header("location").unwrap());
         let mut last = None;
