@@ -127,8 +127,10 @@ pub async fn gate(r: &Req<'_>, out: &mut Vec<u8>) -> Gate {
     }
     let now = now();
     let mut stale = false;
-    let sessions = cookie_pairs(r.head).filter(|(n, _)| is_session_cookie(r.app(), n));
-    for (_, value) in sessions {
+    let sessions = cookie_byte_pairs(r.head)
+        .filter(|(n, _)| is_session_cookie(r.app(), n))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok());
+    for value in sessions {
         match open_session(r, value, now) {
             Some(o) => {
                 renew_if_due(r, value, &o, now);
@@ -714,10 +716,10 @@ pub fn session_cookie_name(app: &App) -> String {
 
 /// Whether `name` is [`session_cookie_name`] (without building it: this
 /// runs on every request).
-fn is_session_cookie(app: &App, name: &str) -> bool {
-    name.strip_prefix(host_prefix(app))
-        .and_then(|n| n.strip_prefix("postern-"))
-        == Some(app.name.as_str())
+fn is_session_cookie(app: &App, name: &[u8]) -> bool {
+    name.strip_prefix(host_prefix(app).as_bytes())
+        .and_then(|n| n.strip_prefix(b"postern-"))
+        == Some(app.name.as_bytes())
 }
 
 fn sign_in_cookie_prefix(app: &App) -> String {
@@ -763,17 +765,22 @@ fn expire(app: &App, name: &str) -> String {
     format!("{name}=x{}", attributes(app, Some(0), None))
 }
 
-/// Every `name=value` pair of the request's Cookie headers.
-fn cookie_pairs(head: &RequestHead) -> impl Iterator<Item = (&str, &str)> {
+/// Every `name=value` pair of the request's Cookie headers, as bytes.
+fn cookie_byte_pairs(head: &RequestHead) -> impl Iterator<Item = (&[u8], &[u8])> {
     head.headers
         .iter()
         .filter(|h| h.is("cookie"))
-        .filter_map(|h| std::str::from_utf8(&h.value).ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|h| cookie_value_pairs(&h.value))
         .filter_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            Some((n.trim(), v.trim()))
+            let i = memchr::memchr(b'=', pair)?;
+            Some((pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()))
         })
+}
+
+/// Every `name=value` pair of the request's Cookie headers that is text.
+fn cookie_pairs(head: &RequestHead) -> impl Iterator<Item = (&str, &str)> {
+    cookie_byte_pairs(head)
+        .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
 }
 
 fn cookie_values<'a>(head: &'a RequestHead, name: &'a str) -> impl Iterator<Item = &'a str> {
@@ -786,25 +793,58 @@ fn cookie_names(head: &RequestHead) -> impl Iterator<Item = &str> {
     cookie_pairs(head).map(|(n, _)| n)
 }
 
+/// The `name=value` pairs of a Cookie header value, trimmed (split with
+/// memchr: this runs on every request to a pre-authenticated app).
+fn cookie_value_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let v = rest?;
+        let (pair, next) = match memchr::memchr(b';', v) {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        };
+        rest = next;
+        Some(pair.trim_ascii())
+    })
+}
+
+fn pair_name(pair: &[u8]) -> &[u8] {
+    memchr::memchr(b'=', pair).map_or(pair, |i| &pair[..i])
+}
+
+/// Whether a Cookie header value may name an edge cookie at all (most
+/// do not, and are left alone without being split).
+fn may_hold_edge_cookie(value: &[u8]) -> bool {
+    memchr::memmem::find(value, b"postern-").is_some()
+}
+
+/// Whether a Cookie header value holds the edge's cookies and nothing
+/// else (the header then goes entirely).
+pub fn only_edge_cookies(value: &[u8]) -> bool {
+    may_hold_edge_cookie(value)
+        && cookie_value_pairs(value).all(|p| p.is_empty() || is_edge_cookie(pair_name(p)))
+}
+
 /// The request's Cookie value without the edge's own cookies; `None` when
 /// nothing changes.
 pub fn backend_cookie(value: &[u8]) -> Option<Vec<u8>> {
+    if !may_hold_edge_cookie(value) {
+        return None;
+    }
     let mut found = false;
     let mut kept = Vec::with_capacity(value.len());
-    for pair in value.split(|b| *b == b';') {
-        let trimmed = pair.trim_ascii();
-        let name = trimmed.split(|b| *b == b'=').next().unwrap_or(b"");
-        if is_edge_cookie(name) {
+    for pair in cookie_value_pairs(value) {
+        if is_edge_cookie(pair_name(pair)) {
             found = true;
             continue;
         }
-        if trimmed.is_empty() {
+        if pair.is_empty() {
             continue;
         }
         if !kept.is_empty() {
             kept.extend_from_slice(b"; ");
         }
-        kept.extend_from_slice(trimmed);
+        kept.extend_from_slice(pair);
     }
     found.then_some(kept)
 }
@@ -940,6 +980,14 @@ mod tests {
         assert_eq!(backend_cookie(b"postern-x=1").unwrap(), b"");
         assert_eq!(backend_cookie(b"a=1; b=2"), None);
         assert_eq!(backend_cookie(b"posterns=1"), None);
+        // An edge-looking value under another name is the backend's.
+        assert_eq!(backend_cookie(b"a=postern-x; b=2"), None);
+        assert!(only_edge_cookies(
+            b"__Host-postern-hr=x; postern-signin-a=y;"
+        ));
+        assert!(!only_edge_cookies(b"__Host-postern-hr=x; a=1"));
+        assert!(!only_edge_cookies(b"a=postern-x"));
+        assert!(!only_edge_cookies(b""));
     }
 
     #[test]

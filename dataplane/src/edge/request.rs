@@ -33,7 +33,7 @@ pub fn forwarded_headers(
         // held nothing else goes entirely.
         if app.preauth == postern_control::Preauth::Oidc
             && h.is("cookie")
-            && crate::auth::gate::backend_cookie(&h.value).is_some_and(|c| c.is_empty())
+            && crate::auth::gate::only_edge_cookies(&h.value)
         {
             continue;
         }
