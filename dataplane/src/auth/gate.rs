@@ -812,23 +812,23 @@ fn pair_name(pair: &[u8]) -> &[u8] {
     memchr::memchr(b'=', pair).map_or(pair, |i| &pair[..i])
 }
 
-/// Whether a Cookie header value may name an edge cookie at all (most
-/// do not, and are left alone without being split).
-fn may_hold_edge_cookie(value: &[u8]) -> bool {
-    memchr::memmem::find(value, b"postern-").is_some()
-}
-
 /// Whether a Cookie header value holds the edge's cookies and nothing
 /// else (the header then goes entirely).
 pub fn only_edge_cookies(value: &[u8]) -> bool {
-    may_hold_edge_cookie(value)
-        && cookie_value_pairs(value).all(|p| p.is_empty() || is_edge_cookie(pair_name(p)))
+    let mut any = false;
+    for p in cookie_value_pairs(value).filter(|p| !p.is_empty()) {
+        if !is_edge_cookie(pair_name(p)) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// The request's Cookie value without the edge's own cookies; `None` when
 /// nothing changes.
 pub fn backend_cookie(value: &[u8]) -> Option<Vec<u8>> {
-    if !may_hold_edge_cookie(value) {
+    if !cookie_value_pairs(value).any(|p| is_edge_cookie(pair_name(p))) {
         return None;
     }
     let mut found = false;
