@@ -82,10 +82,13 @@ pub enum SignInFailure {
     /// A session cookie did not open (tampered, another app's, expired,
     /// its key rotated out).
     SessionCookie,
+    /// Renewing a session with its refresh token failed (the session then
+    /// ends at its expiry).
+    Renewal,
 }
 
 impl SignInFailure {
-    pub const ALL: [SignInFailure; 7] = [
+    pub const ALL: [SignInFailure; 8] = [
         SignInFailure::State,
         SignInFailure::ProviderError,
         SignInFailure::Exchange,
@@ -93,6 +96,7 @@ impl SignInFailure {
         SignInFailure::ProviderUnreachable,
         SignInFailure::BearerToken,
         SignInFailure::SessionCookie,
+        SignInFailure::Renewal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +108,7 @@ impl SignInFailure {
             SignInFailure::ProviderUnreachable => "provider_unreachable",
             SignInFailure::BearerToken => "bearer_token",
             SignInFailure::SessionCookie => "session_cookie",
+            SignInFailure::Renewal => "renewal",
         }
     }
 }
@@ -225,6 +230,8 @@ pub struct AppCounters {
     pub policy_denials: AtomicU64,
     /// Sessions whose group list did not fit in the cookie and was cut.
     pub groups_trimmed: AtomicU64,
+    /// Sessions renewed with their refresh token.
+    pub session_renewals: AtomicU64,
 }
 
 impl AppCounters {
@@ -372,6 +379,7 @@ pub struct AppTotals {
     pub sign_in_failures_by_reason: std::collections::BTreeMap<String, u64>,
     pub policy_denials: u64,
     pub groups_trimmed: u64,
+    pub session_renewals: u64,
 }
 
 /// Summed edge-wide counters.
@@ -480,6 +488,7 @@ impl Registry {
                 at.sign_ins += a.sign_ins.load(Relaxed);
                 at.policy_denials += a.policy_denials.load(Relaxed);
                 at.groups_trimmed += a.groups_trimmed.load(Relaxed);
+                at.session_renewals += a.session_renewals.load(Relaxed);
                 for (i, r) in SignInFailure::ALL.iter().enumerate() {
                     let n = a.sign_in_failures[i].load(Relaxed);
                     at.sign_in_failures += n;

@@ -486,6 +486,7 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
             add(app, "Sign-ins/sec", p("sign_ins"), true);
             add(app, "Sign-in Failures/sec", p("sign_in_failures"), true);
             add(app, "Policy Denials/sec", p("policy_denials"), true);
+            add(app, "Session Renewals/sec", p("session_renewals"), true);
             add(
                 app,
                 "Backend Latency p50 (ms)",

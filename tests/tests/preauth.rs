@@ -982,6 +982,11 @@ fn a_session_is_renewed_with_its_refresh_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("user=alice "), "{}", r.text());
     assert!(r.header("set-cookie").is_none());
+    let (_, counters) = d.edge.admin("GET", "/v1/counters", None);
+    assert!(
+        counters["apps"]["app"]["session_renewals"].as_u64() >= Some(1),
+        "{counters}"
+    );
 }
 
 /// Attack case 34, the return URL: a sign-in started on `//other.host/`

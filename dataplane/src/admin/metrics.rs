@@ -34,7 +34,7 @@ pub fn text(control: &Control) -> String {
 /// Per-app counters, failures and translation by reason, backend latency.
 fn apps(o: &mut String, t: &Totals) {
     type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
-    let per_app: [(&str, &str, PerApp); 10] = [
+    let per_app: [(&str, &str, PerApp); 11] = [
         (
             "postern_requests_total",
             "Requests routed to an app.",
@@ -84,6 +84,11 @@ fn apps(o: &mut String, t: &Totals) {
             "postern_session_groups_trimmed_total",
             "Sign-ins whose group list was cut to fit the session cookie.",
             |a| a.groups_trimmed,
+        ),
+        (
+            "postern_session_renewals_total",
+            "Sessions renewed with the provider's refresh token.",
+            |a| a.session_renewals,
         ),
     ];
     for (name, help, value) in per_app {

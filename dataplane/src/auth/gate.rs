@@ -293,6 +293,10 @@ fn renew_if_due(r: &Req<'_>, value: &str, o: &Rc<Opened>, now: u64) {
                 return;
             }
             Some(Err(e)) => {
+                worker
+                    .counters
+                    .app(&app.name)
+                    .sign_in_failed(SignInFailure::Renewal);
                 tracing::warn!(app = %app.name, user = %sub, error = ?e, "a session could not be renewed; it ends at its expiry");
                 return;
             }
@@ -322,6 +326,7 @@ fn renew_if_due(r: &Req<'_>, value: &str, o: &Rc<Opened>, now: u64) {
             set_cookie: Some(cookie.into()),
             ..opened(&app, fresh.session.clone(), fresh.identity.clone())
         };
+        bump(&worker.counters.app(&app.name).session_renewals, 1);
         tracing::info!(app = %app.name, user = %fresh.identity.user, "session renewed with the refresh token");
         let cache = worker.auth.session_cache();
         let mut cache = cache.borrow_mut();
