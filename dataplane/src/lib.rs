@@ -12,6 +12,7 @@ pub mod auth {
     pub mod assertion;
 }
 
+pub mod blocking_http;
 #[cfg(feature = "fuzzing")]
 pub mod http1;
 pub mod io;

@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod accesslog;
 mod admin;
 mod auth;
+mod blocking_http;
 mod cli;
 mod clock;
 mod connector;

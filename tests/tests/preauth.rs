@@ -42,21 +42,18 @@ struct Setup {
 }
 
 fn setup(hop: Hop, app_extra: &str) -> Setup {
-    let idp = Idp::start(&idp_config(&[APP, "https://other.example.com/"], users()));
     let backend = echo_backend();
-    let secrets = TempDir::new("idp-secret");
-    let b = EdgeBuilder::new()
-        .section(&provider_toml(&idp, secrets.path()))
-        .app(&format!(
-            "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n{app_extra}\n[app.sso]\nheaders = true\nassertion = true\n",
-            backend.addr
-        ))
-        .app(&format!(
-            "name = \"other\"\nexternal_url = \"https://other.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
-            backend.addr
-        ));
-    let d = Deployment::start(b, hop);
-    wait_provider_reached(&d);
+    let other = format!(
+        "name = \"other\"\nexternal_url = \"https://other.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n",
+        backend.addr
+    );
+    let (d, idp, secrets) = oidc_edge(
+        &idp_config(&[APP, "https://other.example.com/"], users()),
+        &backend,
+        &format!("{app_extra}\n[app.sso]\nheaders = true\nassertion = true\n"),
+        &[other],
+        hop,
+    );
     Setup {
         d,
         idp,
@@ -94,14 +91,28 @@ fn one_oidc_app(
     app_extra: &str,
     hop: Hop,
 ) -> (Deployment, Idp, TempDir) {
+    oidc_edge(idp_cfg, backend, app_extra, &[], hop)
+}
+
+/// [`one_oidc_app`], with `more` apps published after it.
+fn oidc_edge(
+    idp_cfg: &serde_json::Value,
+    backend: &Backend,
+    app_extra: &str,
+    more: &[String],
+    hop: Hop,
+) -> (Deployment, Idp, TempDir) {
     let idp = Idp::start(idp_cfg);
     let secrets = TempDir::new("idp-secret");
-    let b = EdgeBuilder::new()
+    let mut b = EdgeBuilder::new()
         .section(&provider_toml(&idp, secrets.path()))
         .app(&format!(
             "name = \"app\"\nexternal_url = \"{APP}\"\ninternal_url = \"http://{}/\"\npreauth = \"oidc\"\n{app_extra}",
             backend.addr
         ));
+    for app in more {
+        b = b.app(app);
+    }
     let d = Deployment::start(b, hop);
     wait_provider_reached(&d);
     (d, idp, secrets)

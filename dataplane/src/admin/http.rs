@@ -17,6 +17,7 @@ use postern_control::AppSpec;
 use serde_json::{json, Value};
 
 use super::{certs, ApplyError, Control};
+use crate::blocking_http::{read_request, ReadError, Request};
 
 pub const MAX_BODY: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
@@ -58,79 +59,6 @@ pub fn start(addr: SocketAddr, control: Arc<Control>) -> std::io::Result<SocketA
     Ok(local)
 }
 
-struct Request {
-    method: String,
-    path: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
-}
-
-enum ReadError {
-    Status(u16, &'static str),
-    Gone,
-}
-
-fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let mut length = 0usize;
-                let mut authorization = None;
-                for h in req.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = std::str::from_utf8(h.value)
-                            .ok()
-                            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                            .and_then(|v| v.parse().ok())
-                            .ok_or(ReadError::Status(400, "invalid Content-Length"))?;
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        return Err(ReadError::Status(411, "send the body with Content-Length"));
-                    } else if h.name.eq_ignore_ascii_case("authorization") {
-                        authorization = Some(String::from_utf8_lossy(h.value).into_owned());
-                    }
-                }
-                if length > super::http::MAX_BODY {
-                    return Err(ReadError::Status(
-                        413,
-                        "the request body is larger than 1 MiB",
-                    ));
-                }
-                let method = req.method.unwrap_or("").to_string();
-                let path = req.path.unwrap_or("").to_string();
-                let mut body = buf[len..].to_vec();
-                while body.len() < length {
-                    let n = stream.read(&mut chunk).map_err(|_| ReadError::Gone)?;
-                    if n == 0 {
-                        return Err(ReadError::Gone);
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-                body.truncate(length);
-                return Ok(Request {
-                    method,
-                    path,
-                    authorization,
-                    body,
-                });
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(_) => return Err(ReadError::Status(400, "malformed request")),
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(ReadError::Status(431, "request head too large"));
-        }
-        let n = stream.read(&mut chunk).map_err(|_| ReadError::Gone)?;
-        if n == 0 {
-            return Err(ReadError::Gone);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
     let (text, ctype) = if status == 204 {
         (String::new(), "application/json")
@@ -157,7 +85,7 @@ fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result
 fn serve(mut stream: TcpStream, control: &Control) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let (status, body, unread) = match read_request(&mut stream) {
+    let (status, body, unread) = match read_request(&mut stream, MAX_HEAD, MAX_BODY) {
         Ok(req) => {
             let (s, b) = route(&req, control);
             (s, b, false)

@@ -12,12 +12,13 @@
 //!
 //! Plain blocking code on its own threads, like the sample app: it stands
 //! in for an identity provider and is not part of the data plane. Every
-//! input is bounded: one request per connection, a 16 KiB head and body,
+//! input is bounded (requests are read as the admin API reads them,
+//! `crate::blocking_http`): one request per connection, a 16 KiB head and body,
 //! 10 s to send them, 32 connections at a time, and at most 1,024 sign-ins
 //! and tokens pending at once.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use base64::Engine;
 use postern_control::oidc::{form_decode, form_encode, form_param, pkce_challenge, random_token};
 
 use crate::auth::assertion::Signer;
+use crate::blocking_http::{read_request, ReadError, Request};
 
 /// The relying party the provider knows.
 pub struct Client {
@@ -134,14 +136,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
-}
-
 struct Response {
     status: u16,
     content_type: &'static str,
@@ -189,9 +183,14 @@ impl Response {
 fn serve(p: &Provider, mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let response = match read_request(&mut stream) {
+    let response = match read_request(&mut stream, MAX_REQUEST, MAX_REQUEST) {
         Ok(req) => handle(p, &req),
-        Err(why) => Response::page(400, "Bad request", &format!("<p>{why}</p>")),
+        Err(ReadError::Status(_, why)) => Response::page(
+            400,
+            "Bad request",
+            &format!("<p>{}</p>", crate::pages::escape(&why)),
+        ),
+        Err(ReadError::Gone) => return,
     };
     let reason = match response.status {
         200 => "OK",
@@ -219,76 +218,16 @@ fn serve(p: &Provider, mut stream: TcpStream) {
     let _ = stream.write_all(out.as_bytes());
 }
 
-fn read_request(stream: &mut TcpStream) -> Result<Request, String> {
-    let mut buf = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("reading the request: {e}"))?;
-        if n == 0 {
-            return Err("the connection closed before the request ended".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
-            Ok(httparse::Status::Partial) => return Err("the request head is too large".into()),
-            Err(e) => return Err(format!("the request head is malformed: {e}")),
-        };
-        let mut length = 0usize;
-        let mut authorization = None;
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .ok_or("the Content-Length is not a number")?;
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err("chunked bodies are not accepted here".into());
-            } else if h.name.eq_ignore_ascii_case("authorization") {
-                authorization = std::str::from_utf8(h.value).ok().map(str::to_string);
-            }
-        }
-        if head_len + length > MAX_REQUEST {
-            return Err("the request is too large".into());
-        }
-        let target = req.path.unwrap_or("/");
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let method = req.method.unwrap_or("").to_string();
-        let (path, query) = (path.to_string(), query.to_string());
-        let mut body = buf[head_len..].to_vec();
-        while body.len() < length {
-            let n = stream
-                .read(&mut chunk)
-                .map_err(|e| format!("reading the body: {e}"))?;
-            if n == 0 {
-                return Err("the connection closed before the body ended".into());
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body.truncate(length);
-        return Ok(Request {
-            method,
-            path,
-            query,
-            authorization,
-            body,
-        });
-    }
-}
-
 fn handle(p: &Provider, req: &Request) -> Response {
     let post = req.method == "POST";
-    match (req.method.as_str(), req.path.as_str()) {
+    let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+    match (req.method.as_str(), path) {
         ("GET", "/.well-known/openid-configuration") => discovery(p),
         ("GET", "/jwks") => Response::json(200, p.signer.jwks()),
-        ("GET", "/authorize") => authorize(p, req.query.as_bytes()),
+        ("GET", "/authorize") => authorize(p, query.as_bytes()),
         ("POST", "/login") => login(p, &req.body),
         ("POST", "/token") => token(p, req),
-        ("GET", "/logout") => logout(p, req.query.as_bytes()),
+        ("GET", "/logout") => logout(p, query.as_bytes()),
         ("GET", "/") => Response::page(
             200,
             "Postern demo provider",
