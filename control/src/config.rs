@@ -138,6 +138,35 @@ pub struct EdgeSettings {
     /// How often the session-cookie key rotates (the last three open
     /// cookies).
     pub session_key_rotation: Duration,
+    /// HTTP/2 towards clients.
+    pub http2: Http2Settings,
+}
+
+/// HTTP/2 towards clients (`http2*` in `[edge]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// Offer `h2` by ALPN on the https listeners.
+    pub enabled: bool,
+    /// Streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Largest request header list (decoded, as HTTP/2 counts it).
+    pub max_header_list_size: u32,
+    /// Flow-control window of each request stream, bytes.
+    pub stream_window: u32,
+    /// Flow-control window of the whole connection, bytes.
+    pub connection_window: u32,
+}
+
+impl Default for Http2Settings {
+    fn default() -> Http2Settings {
+        Http2Settings {
+            enabled: true,
+            max_concurrent_streams: 100,
+            max_header_list_size: 64 * 1024,
+            stream_window: 1024 * 1024,
+            connection_window: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// A public listener (`[[listener]]`).
@@ -147,6 +176,8 @@ pub struct ListenerConfig {
     pub scheme: Scheme,
     /// The port clients use (differs from the bound port behind NAT).
     pub public_port: u16,
+    /// An `http` listener that also takes HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 /// A certificate and its key (`[[certificate]]`).

@@ -100,3 +100,34 @@ pub async fn over_stream(
     let _ = tx.send_data(bytes::Bytes::new(), true);
     io.shutdown().await;
 }
+
+/// Relays an upgraded HTTP/2 client stream (extended CONNECT) over a
+/// tunnel stream until either side ends. Both directions run at once:
+/// each side's data is sent on as the other's window allows, and its
+/// window given back once sent.
+pub async fn streams(
+    a_rx: &mut h2::RecvStream,
+    a_tx: &mut h2::SendStream<bytes::Bytes>,
+    b_rx: &mut h2::RecvStream,
+    b_tx: &mut h2::SendStream<bytes::Bytes>,
+) {
+    let a_to_b = pump(a_rx, b_tx);
+    let b_to_a = pump(b_rx, a_tx);
+    monoio::select! {
+        _ = a_to_b => {}
+        _ = b_to_a => {}
+    }
+    let _ = a_tx.send_data(bytes::Bytes::new(), true);
+    let _ = b_tx.send_data(bytes::Bytes::new(), true);
+}
+
+/// One direction of [`streams`]: until `rx` ends or `tx` fails.
+async fn pump(rx: &mut h2::RecvStream, tx: &mut h2::SendStream<bytes::Bytes>) {
+    while let Some(Ok(data)) = rx.data().await {
+        let n = data.len();
+        if tunnel::send_data(tx, data, false).await.is_err() {
+            return;
+        }
+        tunnel::release(rx, n);
+    }
+}

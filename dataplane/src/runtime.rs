@@ -74,7 +74,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
         let resolver = control
             .resolver()
             .ok_or_else(|| tls::TlsSetupError::Config("no certificate configured".into()))?;
-        Some(tls::server_config(resolver)?)
+        Some(tls::server_config(resolver, cfg.edge.http2.enabled)?)
     } else {
         None
     };
@@ -116,6 +116,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
             workers,
             pin: cfg.edge.pin_workers.then_some(index % cpus),
             addresses: addresses.clone(),
+            h2c: cfg.listeners.iter().map(|l| l.h2c).collect(),
             tunnel_address,
             control: control.clone(),
             version,
@@ -173,6 +174,8 @@ struct WorkerPlan {
     workers: usize,
     pin: Option<usize>,
     addresses: Vec<(Scheme, SocketAddr)>,
+    /// Per listener: cleartext HTTP/2 with prior knowledge too.
+    h2c: Vec<bool>,
     tunnel_address: Option<SocketAddr>,
     control: Arc<Control>,
     version: Arc<std::sync::atomic::AtomicU64>,
@@ -263,7 +266,8 @@ impl WorkerPlan {
                 self.control.clone(),
             )));
         }
-        for (scheme, listener) in listeners {
+        for (i, (scheme, listener)) in listeners.into_iter().enumerate() {
+            let h2c = self.h2c.get(i).copied().unwrap_or(false);
             let tls = match scheme {
                 Scheme::Https => self.server_tls.clone(),
                 Scheme::Http => None,
@@ -273,6 +277,7 @@ impl WorkerPlan {
                 listener,
                 Listening {
                     scheme,
+                    h2c,
                     tls,
                     handshake_timeout: self.handshake_timeout,
                     send_timeout: self.send_timeout,
@@ -290,6 +295,7 @@ impl WorkerPlan {
 /// What a public listener's connections start from.
 struct Listening {
     scheme: Scheme,
+    h2c: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
     handshake_timeout: Duration,
     send_timeout: Duration,
@@ -326,6 +332,7 @@ impl RateLimited {
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
     let Listening {
         scheme,
+        h2c,
         tls,
         handshake_timeout,
         send_timeout,
@@ -378,7 +385,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
             let _admitted = admitted;
             worker.counters.edge.connection_opened();
             let _open = ConnectionGuard(worker.clone());
-            let (io, sni) = match tls {
+            let (stream, sni) = match tls {
                 None => (Stream::Tcp(tcp), None),
                 Some(cfg) => {
                     let conn = match rustls::ServerConnection::new(cfg) {
@@ -413,9 +420,6 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                     (Stream::ServerTls(stream), sni)
                 }
             };
-            let io = Io::new(io, send_timeout)
-                .paced(min_send_rate)
-                .trickle_aware();
             let client_ip = peer.ip().to_canonical().to_string();
             let info = ConnInfo {
                 peer,
@@ -426,7 +430,80 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                 id: worker.next_conn_id(),
                 bound: Default::default(),
             };
-            server::serve(worker, io, info).await;
+            match stream {
+                Stream::ServerTls(tls) if tls.conn.alpn_protocol() == Some(tls::ALPN_H2) => {
+                    let (tcp, conn, early) = tls.into_parts();
+                    match tcp.try_into_poll_io() {
+                        Ok(tcp) => {
+                            let io = tls::poll::PollTls::new(tcp, conn, early);
+                            crate::edge::h2::serve(worker, io, info).await;
+                        }
+                        Err((e, _)) => {
+                            tracing::debug!(%peer, error = %e, "cannot switch to HTTP/2")
+                        }
+                    }
+                }
+                stream => {
+                    let mut io = Io::new(stream, send_timeout)
+                        .paced(min_send_rate)
+                        .trickle_aware();
+                    let mut buf = bytes::BytesMut::new();
+                    if h2c {
+                        match sniff_preface(&mut io, &mut buf, handshake_timeout).await {
+                            Sniffed::H2 => {
+                                let Stream::Tcp(tcp) = io.stream else { return };
+                                match tcp.try_into_poll_io() {
+                                    Ok(tcp) => {
+                                        let io = tls::poll::Prefixed {
+                                            tcp,
+                                            prefix: buf.freeze(),
+                                        };
+                                        crate::edge::h2::serve(worker, io, info).await;
+                                    }
+                                    Err((e, _)) => {
+                                        tracing::debug!(%peer, error = %e, "cannot switch to HTTP/2")
+                                    }
+                                }
+                                return;
+                            }
+                            Sniffed::Closed => return,
+                            Sniffed::H1 => {}
+                        }
+                    }
+                    server::serve(worker, io, info, buf).await;
+                }
+            }
         });
+    }
+}
+
+enum Sniffed {
+    H2,
+    H1,
+    Closed,
+}
+
+/// On an `h2c` listener: reads until the first bytes tell the HTTP/2
+/// preface from an HTTP/1.1 request line (they differ by the fourth
+/// byte, or sooner). What was read stays in `buf` for either.
+async fn sniff_preface(io: &mut Io, buf: &mut bytes::BytesMut, limit: Duration) -> Sniffed {
+    let preface = crate::edge::h2::PREFACE;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let n = buf.len().min(preface.len());
+        if buf[..n] != preface[..n] {
+            return Sniffed::H1;
+        }
+        if n == preface.len() {
+            return Sniffed::H2;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match crate::timer::timeout(left, io.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Sniffed::Closed,
+            Ok(Ok(_)) => {}
+            // A request line that never finishes: the HTTP/1.1 loop
+            // answers it as it answers any slow head.
+            Err(_) => return Sniffed::H1,
+        }
     }
 }

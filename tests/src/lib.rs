@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod client;
 pub mod connector;
+pub mod h2client;
 pub mod idp;
 
 use std::io::{BufRead, BufReader};
@@ -215,6 +216,8 @@ pub struct EdgeBuilder {
     pub edge_section: String,
     /// Other top-level tables (e.g. `[identity_provider]`).
     pub sections: String,
+    /// The http listener also takes HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 impl EdgeBuilder {
@@ -228,7 +231,14 @@ impl EdgeBuilder {
             apps: String::new(),
             edge_section: String::new(),
             sections: String::new(),
+            h2c: false,
         }
+    }
+
+    /// The http listener also takes HTTP/2 with prior knowledge.
+    pub fn h2c(mut self) -> Self {
+        self.h2c = true;
+        self
     }
 
     /// Adds `[[app]]` TOML (without the header line).
@@ -274,8 +284,8 @@ impl EdgeBuilder {
             edge_section.push_str(&format!("admin_address = \"127.0.0.1:{}\"\n", free_port()));
         }
         let mut cfg = format!(
-            "[edge]\n{}\n[[listener]]\naddress = \"{https}\"\nscheme = \"https\"\npublic_port = 443\n\n[[listener]]\naddress = \"{http}\"\nscheme = \"http\"\npublic_port = 80\n",
-            edge_section
+            "[edge]\n{}\n[[listener]]\naddress = \"{https}\"\nscheme = \"https\"\npublic_port = 443\n\n[[listener]]\naddress = \"{http}\"\nscheme = \"http\"\npublic_port = 80\nh2c = {}\n",
+            edge_section, self.h2c
         );
         for (cn, names) in &self.certs {
             let (cert, key) = self.pki.issue(cn, names);

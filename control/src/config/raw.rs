@@ -97,6 +97,16 @@ pub struct Edge {
     pub session_lifetime: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_key_rotation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_max_concurrent_streams: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_max_header_list_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_stream_window: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_connection_window: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +116,9 @@ pub struct Listener {
     pub scheme: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_port: Option<u16>,
+    /// `http` listeners: also accept HTTP/2 with prior knowledge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2c: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

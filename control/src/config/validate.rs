@@ -59,6 +59,61 @@ impl Validator<'_> {
         self.secs(field, secs, max)
     }
 
+    /// An integer setting of `[edge]` within `min..=max`.
+    fn ranged(&mut self, field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
+        let v = value.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            self.problem(format!("edge.{field}: {v} is outside {min}..={max}"));
+            return default;
+        }
+        v
+    }
+
+    /// `http2*`: HTTP/2 towards clients.
+    fn http2(&mut self, e: &raw::Edge) -> crate::config::Http2Settings {
+        let d = crate::config::Http2Settings::default();
+        let mut h = crate::config::Http2Settings {
+            enabled: e.http2.unwrap_or(d.enabled),
+            max_concurrent_streams: self.ranged(
+                "http2_max_concurrent_streams",
+                e.http2_max_concurrent_streams,
+                d.max_concurrent_streams.into(),
+                1,
+                10_000,
+            ) as u32,
+            max_header_list_size: self.ranged(
+                "http2_max_header_list_size",
+                e.http2_max_header_list_size,
+                d.max_header_list_size.into(),
+                4096,
+                1024 * 1024,
+            ) as u32,
+            // RFC 9113: windows are 65,535 to 2^31-1 bytes.
+            stream_window: self.ranged(
+                "http2_stream_window",
+                e.http2_stream_window,
+                d.stream_window.into(),
+                65_535,
+                (1 << 31) - 1,
+            ) as u32,
+            connection_window: self.ranged(
+                "http2_connection_window",
+                e.http2_connection_window,
+                d.connection_window.into(),
+                65_535,
+                (1 << 31) - 1,
+            ) as u32,
+        };
+        if h.connection_window < h.stream_window {
+            self.problem(format!(
+                "edge.http2_connection_window: {} is smaller than http2_stream_window ({}); one stream could then stall the connection",
+                h.connection_window, h.stream_window
+            ));
+            h.connection_window = h.stream_window;
+        }
+        h
+    }
+
     /// The largest decoded body link translation takes on, in bytes.
     fn decoded_limit(&mut self, mib: Option<u64>) -> u64 {
         let mib = mib.unwrap_or(64);
@@ -182,6 +237,7 @@ impl Validator<'_> {
                 60,
                 365 * 24 * 3600,
             ),
+            http2: self.http2(&e),
             max_connections: e.max_connections,
             max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
             max_tunnel_streams_per_source: e.max_tunnel_streams_per_source,
@@ -241,10 +297,17 @@ impl Validator<'_> {
                     "listener[{i}].public_port: must be set when binding port 0"
                 ));
             }
+            let h2c = l.h2c.unwrap_or(false);
+            if h2c && scheme == Scheme::Https {
+                self.problem(format!(
+                    "listener[{i}].h2c: only an `http` listener takes cleartext HTTP/2; https listeners offer HTTP/2 by ALPN (edge.http2)"
+                ));
+            }
             listeners.push(ListenerConfig {
                 address,
                 scheme,
                 public_port,
+                h2c,
             });
         }
         if listeners.is_empty() {

@@ -21,6 +21,7 @@ use bytes::BytesMut;
 use postern_control::counters::bump;
 use postern_control::Scheme;
 
+use super::client::Client;
 use super::proxy;
 use crate::http1::body::{self, BodyError};
 use crate::http1::parse_request_or_refuse;
@@ -96,11 +97,11 @@ impl Next {
 }
 
 /// Serves a connection; a panic while serving it ends this connection
-/// only, and is counted and logged.
-pub async fn serve(worker: Rc<Worker>, io: Io, info: ConnInfo) {
+/// only, and is counted and logged. `buf` holds bytes already read.
+pub async fn serve(worker: Rc<Worker>, io: Io, info: ConnInfo, buf: BytesMut) {
     let peer = info.peer;
     let counters = worker.counters.clone();
-    if CatchUnwind(Box::pin(serve_requests(worker, io, info)))
+    if CatchUnwind(Box::pin(serve_requests(worker, io, info, buf)))
         .await
         .is_err()
     {
@@ -109,9 +110,8 @@ pub async fn serve(worker: Rc<Worker>, io: Io, info: ConnInfo) {
     }
 }
 
-async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
+async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo, mut buf: BytesMut) {
     // Both grow on demand and are let go while the connection waits idle.
-    let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
@@ -182,8 +182,17 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo) {
         let snapshot = worker.snapshot();
         // The request's state (several KiB) lives on the heap while the
         // request does, so a connection waiting idle keeps only this loop.
+        let mut client = Client::H1 {
+            io: &mut io,
+            buf: &mut buf,
+        };
         let next = Box::pin(proxy::handle(
-            &worker, &snapshot, &mut io, &mut buf, &mut out, &info, head,
+            &worker,
+            &snapshot,
+            &mut client,
+            &mut out,
+            &info,
+            head,
         ))
         .await;
         match next {
@@ -273,7 +282,7 @@ async fn linger(io: &mut Io, buf: &mut BytesMut) {
 
 /// Resolves to `Err` if polling the inner future panicked. A panic leaves
 /// only that connection's state half-updated, and it is dropped at once.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pub struct CatchUnwind<F>(pub Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, ()>;

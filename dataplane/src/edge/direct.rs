@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::client::Client;
 use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
@@ -17,7 +18,7 @@ use super::response::RespHead;
 use crate::error::{ProxyError, Source};
 use crate::http1::body::Framing;
 use crate::http1::RequestHead;
-use crate::io::{write_out, Io};
+use crate::io::write_out;
 use crate::upstream::balance::{affinity, server_tag, Server};
 use crate::upstream::exchange::{exchange, BodyIn, BodySource};
 use crate::upstream::{is_connection_auth, Target, Upstream, UpstreamConn, UpstreamError};
@@ -306,20 +307,31 @@ impl HopResponse for DirectResponse {
         }
     }
 
-    async fn relay_upgraded(self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {
+    async fn relay_upgraded(self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
         let mut up = self.body.conn;
-        if !up.buf.is_empty() {
-            out.extend_from_slice(&up.buf.split());
-        }
-        if write_out(client, out).await.is_err() {
-            return;
-        }
-        if !early.is_empty() {
-            let (res, _) = up.io.write_all(early).await;
-            if res.is_err() {
-                return;
+        match client {
+            Client::H1 { io, .. } => {
+                if !up.buf.is_empty() {
+                    out.extend_from_slice(&up.buf.split());
+                }
+                if write_out(io, out).await.is_err() {
+                    return;
+                }
+                if !early.is_empty() {
+                    let (res, _) = up.io.write_all(early).await;
+                    if res.is_err() {
+                        return;
+                    }
+                }
+                crate::relay::copy_bidirectional(io, &mut up.io).await;
+            }
+            Client::H2(s) => {
+                let Some(mut tx) = s.take_body() else {
+                    return;
+                };
+                let leftover = up.buf.split().freeze();
+                crate::relay::over_stream(&mut up.io, leftover, &mut tx, &mut s.recv).await;
             }
         }
-        crate::relay::copy_bidirectional(client, &mut up.io).await;
     }
 }

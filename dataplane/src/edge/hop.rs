@@ -9,11 +9,13 @@
 //! then knows whether all of it was read, and closes the client connection
 //! when it was not, so leftover body bytes are never parsed as a request.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use postern_control::counters::{bump, AppCounters};
 
+use super::client::Client;
 use super::conn::ConnInfo;
 use super::proxy::Exchange;
 use super::response::RespHead;
@@ -24,9 +26,7 @@ use crate::io::Io;
 
 /// The client's request body, read as the hop asks for it.
 pub struct ClientBody<'a> {
-    io: &'a mut Io,
-    buf: &'a mut BytesMut,
-    reader: BodyReader,
+    src: Source<'a>,
     timeout: Duration,
     /// When the first read for the body began, and the bytes since: the
     /// body must average `min_rate` bytes/s once past the grace period.
@@ -40,23 +40,50 @@ pub struct ClientBody<'a> {
     info: &'a ConnInfo,
 }
 
+/// Where the body comes from.
+enum Source<'a> {
+    /// The HTTP/1.1 connection, framed by the request head.
+    H1 {
+        io: &'a mut Io,
+        buf: &'a mut BytesMut,
+        reader: BodyReader,
+    },
+    /// An HTTP/2 stream's DATA frames (read ahead into `ahead`).
+    H2 {
+        recv: &'a mut h2::RecvStream,
+        ahead: VecDeque<Bytes>,
+        ahead_len: usize,
+        ended: bool,
+    },
+}
+
 impl<'a> ClientBody<'a> {
     pub fn new(
         ctx: &Exchange<'a>,
-        io: &'a mut Io,
-        buf: &'a mut BytesMut,
+        client: &'a mut Client<'_>,
         head: &RequestHead,
     ) -> ClientBody<'a> {
+        let src = match client {
+            Client::H1 { io, buf } => Source::H1 {
+                io,
+                buf,
+                reader: BodyReader::new(head.framing),
+            },
+            Client::H2(s) => Source::H2 {
+                ended: s.recv.is_end_stream() || !head.framing.has_body(),
+                recv: &mut s.recv,
+                ahead: VecDeque::new(),
+                ahead_len: 0,
+            },
+        };
         ClientBody {
-            reader: BodyReader::new(head.framing),
+            src,
             timeout: ctx.snapshot.settings.request_header_timeout,
             started: None,
             received: 0,
             min_rate: ctx.snapshot.settings.min_body_rate,
             expect_continue: head.expect_continue,
             has_body: head.framing.has_body(),
-            io,
-            buf,
             counters: ctx.counters,
             info: ctx.info,
         }
@@ -68,7 +95,11 @@ impl<'a> ClientBody<'a> {
 
     /// Whether every byte of the body has been read (always, without one).
     pub fn is_done(&self) -> bool {
-        !self.has_body || self.reader.is_done()
+        !self.has_body
+            || match &self.src {
+                Source::H1 { reader, .. } => reader.is_done(),
+                Source::H2 { ended, ahead, .. } => *ended && ahead.is_empty(),
+            }
     }
 
     /// How long the next read may take: the idle limit, or less when the
@@ -88,18 +119,20 @@ impl<'a> ClientBody<'a> {
 
     /// Whether body bytes are already read and waiting.
     pub fn buffered(&self) -> bool {
-        !self.buf.is_empty()
+        match &self.src {
+            Source::H1 { buf, .. } => !buf.is_empty(),
+            Source::H2 { ahead, .. } => !ahead.is_empty(),
+        }
     }
 
     /// Sends the `100 Continue` the client waits for, if one is owed and
     /// no body byte has arrived yet.
     async fn send_continue(&mut self) -> Result<(), ProxyError> {
-        if std::mem::take(&mut self.expect_continue) && self.buf.is_empty() {
-            let (res, _) = self
-                .io
-                .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-                .await;
-            res.map_err(|_| ProxyError::client_gone())?;
+        if let Source::H1 { io, buf, .. } = &mut self.src {
+            if std::mem::take(&mut self.expect_continue) && buf.is_empty() {
+                let (res, _) = io.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+                res.map_err(|_| ProxyError::client_gone())?;
+            }
         }
         Ok(())
     }
@@ -114,17 +147,55 @@ impl<'a> ClientBody<'a> {
             return Ok(());
         }
         self.send_continue().await?;
-        let mut probe = ReadAhead::new(self.reader.framing());
+        if let Source::H1 { reader, .. } = &self.src {
+            let mut probe = ReadAhead::new(reader.framing());
+            loop {
+                let Source::H1 { buf, .. } = &self.src else {
+                    return Ok(());
+                };
+                if probe.enough(buf, limit) {
+                    return Ok(());
+                }
+                let len = buf.len() as u64;
+                let timeout = self.read_timeout(len);
+                let Source::H1 { io, buf, .. } = &mut self.src else {
+                    return Ok(());
+                };
+                match crate::http1::body::read_with_timeout(io, buf, timeout).await {
+                    Ok(0) => return Ok(()), // the body reader reports the truncation
+                    Ok(_) => {}
+                    Err(BodyError::Timeout) => return Err(body_timeout()),
+                    Err(_) => return Err(ProxyError::client_gone()),
+                }
+            }
+        }
         loop {
-            if probe.enough(self.buf, limit) {
+            let Source::H2 {
+                ahead_len, ended, ..
+            } = &self.src
+            else {
+                return Ok(());
+            };
+            if *ended || *ahead_len >= limit {
                 return Ok(());
             }
-            let timeout = self.read_timeout(self.buf.len() as u64);
-            match crate::http1::body::read_with_timeout(self.io, self.buf, timeout).await {
-                Ok(0) => return Ok(()), // the body reader reports the truncation
-                Ok(_) => {}
-                Err(BodyError::Timeout) => return Err(body_timeout()),
-                Err(_) => return Err(ProxyError::client_gone()),
+            let len = *ahead_len as u64;
+            let timeout = self.read_timeout(len);
+            let Source::H2 {
+                recv,
+                ahead,
+                ahead_len,
+                ended,
+            } = &mut self.src
+            else {
+                return Ok(());
+            };
+            match h2_read(recv, timeout).await? {
+                Some(data) => {
+                    *ahead_len += data.len();
+                    ahead.push_back(data);
+                }
+                None => *ended = true,
             }
         }
     }
@@ -136,18 +207,52 @@ impl<'a> ClientBody<'a> {
         }
         self.send_continue().await?;
         let timeout = self.read_timeout(self.received);
-        match self.reader.next(self.io, self.buf, timeout).await {
-            Ok(Some(data)) => {
-                let n = data.len() as u64;
-                self.received += n;
-                bump(&self.counters.bytes_in, n);
-                self.info.note(|o| o.bytes_in += n);
-                Ok(Some(data))
+        let data = match &mut self.src {
+            Source::H1 { io, buf, reader } => match reader.next(io, buf, timeout).await {
+                Ok(Some(data)) => data,
+                Ok(None) => return Ok(None),
+                Err(BodyError::Malformed(m)) => return Err(ProxyError::client(400, m)),
+                Err(BodyError::Timeout) => return Err(body_timeout()),
+                Err(_) => return Err(ProxyError::client_gone()),
+            },
+            Source::H2 {
+                recv, ahead, ended, ..
+            } => match ahead.pop_front() {
+                Some(data) => data,
+                None => match h2_read(recv, timeout).await? {
+                    Some(data) => data,
+                    None => {
+                        *ended = true;
+                        return Ok(None);
+                    }
+                },
+            },
+        };
+        let n = data.len() as u64;
+        self.received += n;
+        bump(&self.counters.bytes_in, n);
+        self.info.note(|o| o.bytes_in += n);
+        Ok(Some(data))
+    }
+}
+
+/// The next non-empty DATA of an HTTP/2 request, its window given back
+/// at once (the hop holds at most one piece); `None` at the end.
+async fn h2_read(
+    recv: &mut h2::RecvStream,
+    timeout: Duration,
+) -> Result<Option<Bytes>, ProxyError> {
+    loop {
+        match crate::timer::timeout(timeout, recv.data()).await {
+            Err(_) => return Err(body_timeout()),
+            Ok(None) => return Ok(None),
+            Ok(Some(Ok(data))) => {
+                let _ = recv.flow_control().release_capacity(data.len());
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
             }
-            Ok(None) => Ok(None),
-            Err(BodyError::Malformed(m)) => Err(ProxyError::client(400, m)),
-            Err(BodyError::Timeout) => Err(body_timeout()),
-            Err(_) => Err(ProxyError::client_gone()),
+            Ok(Some(Err(_))) => return Err(ProxyError::client_gone()),
         }
     }
 }
@@ -244,7 +349,10 @@ pub trait HopResponse {
     /// connection-bound authentication).
     fn finish(self, ctx: &Exchange<'_>);
 
-    /// After the upgrade's head was written to `out` (not yet sent):
-    /// relays bytes both ways until either side ends.
-    async fn relay_upgraded(self, client: &mut Io, out: &mut Vec<u8>, early: Bytes);
+    /// Whatever the server sent after its upgrade answer, for the client.
+    /// Then relays bytes both ways until either side ends: over HTTP/1.1
+    /// after the upgrade's head in `out` (not yet sent) and `early` (bytes
+    /// the client sent after its request); over HTTP/2 once the head has
+    /// been sent on the stream.
+    async fn relay_upgraded(self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes);
 }

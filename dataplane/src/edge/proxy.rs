@@ -25,19 +25,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use postern_control::counters::{bump, AppCounters, FailReason};
 use postern_control::{Preauth, Scheme};
 
+use super::client::Client;
 use super::conn::{ConnInfo, Next, Outcome};
 use super::hop::{ClientBody, Hop, HopResponse};
-use super::response::{client_head, upgrade_head};
+use super::response::{client_head, client_head_h2, upgrade_head, upgrade_head_h2};
 use crate::accesslog;
 use crate::auth::gate::{self, Gate};
 use crate::auth::Opened;
 use crate::error::ProxyError;
 use crate::http1::RequestHead;
-use crate::io::{write_out, Io};
 use crate::pages;
 use crate::route::{self, Route};
 use crate::snapshot::{AppRuntime, Snapshot};
@@ -67,8 +67,7 @@ enum Answer {
 pub async fn handle(
     worker: &Rc<Worker>,
     snapshot: &Arc<Snapshot>,
-    io: &mut Io,
-    buf: &mut BytesMut,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     info: &ConnInfo,
     head: RequestHead,
@@ -82,7 +81,7 @@ pub async fn handle(
     } else {
         (Bytes::new(), Bytes::new())
     };
-    let next = run(worker, snapshot, io, buf, out, info, head, &id).await;
+    let next = run(worker, snapshot, client, out, info, head, &id).await;
     // Phase 8: log.
     if logging {
         let o = info.outcome.get();
@@ -106,8 +105,7 @@ pub async fn handle(
 async fn run(
     worker: &Rc<Worker>,
     snapshot: &Arc<Snapshot>,
-    io: &mut Io,
-    buf: &mut BytesMut,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     info: &ConnInfo,
     head: RequestHead,
@@ -124,21 +122,21 @@ async fn run(
         ),
         Err(msg) => {
             bump(&worker.counters.edge.bad_requests, 1);
-            return answer(info, io, out, &head, Answer::Error(400, msg), id).await;
+            return answer(info, client, out, &head, Answer::Error(400, msg), id).await;
         }
     };
     if super::headers::is_loop(&head) {
         bump(&worker.counters.edge.bad_requests, 1);
         tracing::warn!(request_id = id, host = %head.host, "a request came back to this edge: an app points at the edge itself");
         let msg = "this request came back to the edge that sent it; an application points at the edge itself";
-        return answer(info, io, out, &head, Answer::Error(508, msg), id).await;
+        return answer(info, client, out, &head, Answer::Error(508, msg), id).await;
     }
     // Phase 2: route.
     let app_id = match route(snapshot, info, &head) {
         Ok(a) => a,
         Err(a) => {
             bump(&worker.counters.edge.requests_unrouted, 1);
-            return answer(info, io, out, &head, a, id).await;
+            return answer(info, client, out, &head, a, id).await;
         }
     };
     let app = &snapshot.apps[app_id];
@@ -146,14 +144,14 @@ async fn run(
     if encoded_slash && !app.app.allow_encoded_slash {
         bump(&worker.counters.edge.bad_requests, 1);
         let refused = Answer::Error(400, super::path::ENCODED_SLASH);
-        return answer(info, io, out, &head, refused, id).await;
+        return answer(info, client, out, &head, refused, id).await;
     }
     let counters = worker.app_counters(snapshot, app_id);
     bump(&counters.requests, 1);
     // Phase 3: policy.
     if let Err((reason, status, msg)) = policy(app, info, &head) {
         counters.fail(reason);
-        return answer(info, io, out, &head, Answer::Error(status, msg), id).await;
+        return answer(info, client, out, &head, Answer::Error(status, msg), id).await;
     }
     let who = if app.app.preauth == Preauth::Oidc {
         let req = gate::Req {
@@ -168,7 +166,7 @@ async fn run(
             Gate::Pass(who) => who,
             Gate::Answered { status, close } => {
                 info.note(|o| o.status = status);
-                return match send(io, out, close).await {
+                return match client.send_composed(out, close).await {
                     Next::Close if head.framing.has_body() => Next::Linger,
                     n => n,
                 };
@@ -189,9 +187,9 @@ async fn run(
     };
     // Phases 4–7, over the app's hop.
     if snapshot.settings.tunnel_address.is_some() {
-        forward(&ctx, super::tunnel::TunnelHop, io, buf, out, head).await
+        forward(&ctx, super::tunnel::TunnelHop, client, out, head).await
     } else {
-        forward(&ctx, super::direct::DirectHop, io, buf, out, head).await
+        forward(&ctx, super::direct::DirectHop, client, out, head).await
     }
 }
 
@@ -281,13 +279,12 @@ const READ_AHEAD: usize = 64 * 1024;
 async fn forward<H: Hop>(
     ctx: &Exchange<'_>,
     mut hop: H,
-    io: &mut Io,
-    buf: &mut BytesMut,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     head: RequestHead,
 ) -> Next {
     let started = Instant::now();
-    let mut body = ClientBody::new(ctx, io, buf, &head);
+    let mut body = ClientBody::new(ctx, client, &head);
     let read_ahead = body.read_ahead(READ_AHEAD).await;
     crate::io::out_ready(out);
     let sent = match read_ahead {
@@ -298,8 +295,8 @@ async fn forward<H: Hop>(
     // as the next request: the connection then closes after the answer.
     let body_read = body.is_done();
     let next = match sent {
-        Ok(resp) => respond(ctx, io, buf, out, &head, resp, body_read, started).await,
-        Err(e) => fail(ctx, io, out, &head, e, body_read).await,
+        Ok(resp) => respond(ctx, client, out, &head, resp, body_read, started).await,
+        Err(e) => fail(ctx, client, out, &head, e, body_read).await,
     };
     match next {
         Next::Close if !body_read => Next::Linger,
@@ -311,8 +308,7 @@ async fn forward<H: Hop>(
 #[allow(clippy::too_many_arguments)]
 async fn respond<R: HopResponse>(
     ctx: &Exchange<'_>,
-    io: &mut Io,
-    buf: &mut BytesMut,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     head: &RequestHead,
     mut resp: R,
@@ -325,17 +321,36 @@ async fn respond<R: HopResponse>(
 
     if resp.upgraded() {
         ctx.info.note(|o| o.status = 101);
-        let protocol = head.upgrade.clone().unwrap_or_default();
-        upgrade_head(resp.head(), &protocol, out);
-        let early = buf.split().freeze();
-        resp.relay_upgraded(io, out, early).await;
+        let early = match client {
+            Client::H1 { buf, .. } => {
+                let protocol = head.upgrade.clone().unwrap_or_default();
+                upgrade_head(resp.head(), &protocol, out);
+                buf.split().freeze()
+            }
+            Client::H2(s) => {
+                if s.send_head(upgrade_head_h2(resp.head()), false).is_err() {
+                    return Next::Close;
+                }
+                Bytes::new()
+            }
+        };
+        resp.relay_upgraded(client, out, early).await;
         return Next::Close;
     }
 
     // Phase 6: response head.
     let status = resp.head().status;
     ctx.info.note(|o| o.status = status);
-    let (mut body, keep_alive) = client_head(ctx, head, resp.head(), body_read, out);
+    let (mut body, keep_alive) = match client {
+        Client::H1 { .. } => client_head(ctx, head, resp.head(), body_read, out),
+        Client::H2(s) => {
+            let (body, h2_head, empty) = client_head_h2(ctx, head, resp.head());
+            if s.send_head(h2_head, empty).is_err() {
+                return Next::Close;
+            }
+            (body, true)
+        }
+    };
 
     // Phase 7: body filter, the head riding with the first piece.
     let table = &ctx.snapshot.links;
@@ -346,8 +361,7 @@ async fn respond<R: HopResponse>(
                 bump(&ctx.counters.bytes_out, n as u64);
                 ctx.info.note(|o| o.bytes_out += n as u64);
                 if body.passthrough() && out.is_empty() {
-                    let (res, _) = io.write_all(data).await;
-                    if res.is_err() {
+                    if client.write_bytes(data).await.is_err() {
                         return Next::Close;
                     }
                     resp.consumed(n);
@@ -355,13 +369,14 @@ async fn respond<R: HopResponse>(
                 }
                 if let Err(e) = body.push(table, &data, out) {
                     body.failed(&e, ctx.app, ctx.id);
-                    let _ = write_out(io, out).await;
+                    let _ = client.write_out(out).await;
+                    cut_short(client);
                     return Next::Close;
                 }
                 // Small bodies: keep collecting while the backend's bytes
                 // are already here, so a short response is one write.
                 let collect = resp.more_ready() && out.len() < 64 * 1024;
-                if !collect && !out.is_empty() && write_out(io, out).await.is_err() {
+                if !collect && !out.is_empty() && client.write_out(out).await.is_err() {
                     return Next::Close;
                 }
                 resp.consumed(n);
@@ -369,12 +384,18 @@ async fn respond<R: HopResponse>(
             Ok(None) => {
                 if let Err(e) = body.finish(table, out) {
                     body.failed(&e, ctx.app, ctx.id);
-                    let _ = write_out(io, out).await;
+                    let _ = client.write_out(out).await;
+                    cut_short(client);
                     return Next::Close;
                 }
                 body.count();
-                if !out.is_empty() && write_out(io, out).await.is_err() {
+                if !out.is_empty() && client.write_out(out).await.is_err() {
                     return Next::Close;
+                }
+                if let Client::H2(s) = client {
+                    if s.end(None).await.is_err() {
+                        return Next::Close;
+                    }
                 }
                 break;
             }
@@ -384,8 +405,9 @@ async fn respond<R: HopResponse>(
                 ctx.counters.fail(e.reason);
                 tracing::warn!(request_id = ctx.id, app = %ctx.app.app.name, source = ?e.source, error = %e.message, "response failed mid-body");
                 if !out.is_empty() {
-                    let _ = write_out(io, out).await;
+                    let _ = client.write_out(out).await;
                 }
+                cut_short(client);
                 return Next::Close;
             }
         }
@@ -394,13 +416,21 @@ async fn respond<R: HopResponse>(
     Next::from_keep_alive(keep_alive)
 }
 
+/// A response that cannot be completed: over HTTP/2 the stream is reset
+/// (the connection closing does it for HTTP/1.1).
+fn cut_short(client: &mut Client<'_>) {
+    if let Client::H2(s) = client {
+        s.reset(h2::Reason::INTERNAL_ERROR);
+    }
+}
+
 /// The one mapping from a failure before the response to what the client
 /// sees: counted, logged (unless it is the client's own), answered with
 /// its status and page, and the connection closed when the client's
 /// stream cannot be trusted or its body was not read to the end.
 async fn fail(
     ctx: &Exchange<'_>,
-    io: &mut Io,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     head: &RequestHead,
     e: ProxyError,
@@ -423,7 +453,7 @@ async fn fail(
         &[]
     };
     pages::error_page(out, status, &e.message, ctx.id, close, extra);
-    send(io, out, close).await
+    client.send_composed(out, close).await
 }
 
 /// The edge's own answer before any body was read: the connection is kept
@@ -431,7 +461,7 @@ async fn fail(
 /// the next request).
 async fn answer(
     info: &ConnInfo,
-    io: &mut Io,
+    client: &mut Client<'_>,
     out: &mut Vec<u8>,
     head: &RequestHead,
     a: Answer,
@@ -456,17 +486,8 @@ async fn answer(
         }
     };
     info.note(|o| o.status = status);
-    match send(io, out, close).await {
+    match client.send_composed(out, close).await {
         Next::Close if head.framing.has_body() => Next::Linger,
         n => n,
-    }
-}
-
-/// Writes a response the edge made itself; keeps the connection if asked.
-async fn send(io: &mut Io, out: &mut Vec<u8>, close: bool) -> Next {
-    if write_out(io, out).await.is_err() || close {
-        Next::Close
-    } else {
-        Next::KeepAlive
     }
 }

@@ -91,6 +91,32 @@ pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Where the client head's fields go: HTTP/1.1 bytes, or an HTTP/2
+/// header map.
+pub trait HeadSink {
+    fn field(&mut self, name: &[u8], value: &[u8]);
+}
+
+impl HeadSink for Vec<u8> {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        push_header(self, name, value);
+    }
+}
+
+impl HeadSink for http::HeaderMap {
+    /// A field HTTP/2 cannot carry (a name with upper case is folded; a
+    /// value with a control byte is dropped, as the h1 parser would have
+    /// refused it) never reaches the client.
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            self.append(n, v);
+        }
+    }
+}
+
 /// A response body on its way to the client: its framing, and link
 /// translation when the app asks for it. Counts the translation when the
 /// response is over, however it ended.
@@ -201,7 +227,6 @@ pub fn client_head<'a>(
     body_read: bool,
     out: &mut Vec<u8>,
 ) -> (BodyOut<'a>, bool) {
-    let (app, info, id) = (ctx.app, ctx.info, ctx.id);
     let plan = translation_plan(ctx, head, resp);
     // A translated body's length is known only at its end.
     let framing = match (plan, resp.framing) {
@@ -220,31 +245,73 @@ pub fn client_head<'a>(
     out.push(b' ');
     out.extend_from_slice(&resp.reason);
     out.extend_from_slice(b"\r\n");
+    head_fields(ctx, head, resp, plan, out);
+    let encoder = framing_headers(head, resp.status, framing, client_chunked, keep_alive, out);
+    (body_out(ctx, plan, encoder), keep_alive)
+}
+
+/// [`client_head`] for an HTTP/2 stream: the same fields, HTTP/2's own
+/// framing (a `content-length` when the length is known). Returns the
+/// body's way out, the head, and whether the response has no body.
+pub fn client_head_h2<'a>(
+    ctx: &Exchange<'a>,
+    head: &RequestHead,
+    resp: &RespHead,
+) -> (BodyOut<'a>, http::Response<()>, bool) {
+    let plan = translation_plan(ctx, head, resp);
+    let mut r = http::Response::new(());
+    *r.status_mut() =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let map = r.headers_mut();
+    head_fields(ctx, head, resp, plan, map);
+    if let (None, Framing::Length(n)) = (plan, resp.framing) {
+        map.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+    }
+    let empty = resp.framing == Framing::Empty;
+    (body_out(ctx, plan, Encoder::Identity), r, empty)
+}
+
+fn body_out<'a>(
+    ctx: &Exchange<'a>,
+    plan: Option<translate::body::Plan>,
+    encoder: Encoder,
+) -> BodyOut<'a> {
+    BodyOut {
+        encoder,
+        translator: plan
+            .map(|p| Translator::new(p, ctx.snapshot.settings.translate_max_decoded_size)),
+        counters: ctx.counters,
+    }
+}
+
+/// The fields of the client head, whatever its framing: the backend's
+/// (see [`copy_headers`]), the affinity cookie, HSTS, a renewed session's
+/// cookie and the request id.
+fn head_fields(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    resp: &RespHead,
+    plan: Option<translate::body::Plan>,
+    out: &mut impl HeadSink,
+) {
+    let (app, info, id) = (ctx.app, ctx.info, ctx.id);
     let has_request_id = copy_headers(ctx, head, resp, plan, out);
     if let Some(tag) = &resp.server {
         affinity_cookie(head, tag, &app.app, out);
     }
     if let (Some(hsts), Scheme::Https) = (&app.hsts, info.scheme) {
-        push_header(out, b"Strict-Transport-Security", hsts.as_bytes());
+        out.field(b"Strict-Transport-Security", hsts.as_bytes());
     }
     // A renewed session reaches the client on the responses to its old
     // cookie.
     if let Some(cookie) = ctx.who.as_ref().and_then(|o| o.set_cookie.as_ref()) {
-        push_header(out, b"Set-Cookie", cookie.as_bytes());
+        out.field(b"Set-Cookie", cookie.as_bytes());
     }
     // The id users quote and operators search for, unless the backend
     // has its own.
     if !has_request_id {
-        push_header(out, b"X-Request-Id", id.as_bytes());
+        out.field(b"X-Request-Id", id.as_bytes());
     }
-    let encoder = framing_headers(head, resp.status, framing, client_chunked, keep_alive, out);
-    let body = BodyOut {
-        encoder,
-        translator: plan
-            .map(|p| Translator::new(p, ctx.snapshot.settings.translate_max_decoded_size)),
-        counters: ctx.counters,
-    };
-    (body, keep_alive)
 }
 
 /// Copies the backend's response headers to the client head: hop-by-hop
@@ -256,7 +323,7 @@ fn copy_headers(
     head: &RequestHead,
     resp: &RespHead,
     plan: Option<translate::body::Plan>,
-    out: &mut Vec<u8>,
+    out: &mut impl HeadSink,
 ) -> bool {
     let app = ctx.app;
     let translate_headers = app.app.translate_headers;
@@ -280,7 +347,7 @@ fn copy_headers(
                 && resp.framing == Framing::Empty
                 && (head.is_head() || resp.status == 304)
             {
-                push_header(out, name, value);
+                out.field(name, value);
             }
             return;
         }
@@ -302,7 +369,7 @@ fn copy_headers(
             if is_name(name, "etag") && !value.starts_with(b"W/") {
                 let mut v = b"W/".to_vec();
                 v.extend_from_slice(value);
-                push_header(out, name, &v);
+                out.field(name, &v);
                 return;
             }
         }
@@ -315,11 +382,11 @@ fn copy_headers(
                 None
             };
             if let Some(v) = v {
-                push_header(out, name, &v);
+                out.field(name, &v);
                 return;
             }
         }
-        push_header(out, name, value);
+        out.field(name, value);
     });
     has_request_id
 }
@@ -365,7 +432,12 @@ fn framing_headers(
 /// Sets the affinity cookie when the server that answered is not the one
 /// the request's cookie names: scoped to the app's external path, and
 /// `Secure` on an https app.
-fn affinity_cookie(head: &RequestHead, tag: &str, app: &postern_control::App, out: &mut Vec<u8>) {
+fn affinity_cookie(
+    head: &RequestHead,
+    tag: &str,
+    app: &postern_control::App,
+    out: &mut impl HeadSink,
+) {
     use crate::upstream::balance::{affinity, STICKY_COOKIE};
     let current = affinity(
         head.headers
@@ -386,7 +458,7 @@ fn affinity_cookie(head: &RequestHead, tag: &str, app: &postern_control::App, ou
         "{STICKY_COOKIE}={tag}; Path={}; HttpOnly; SameSite=Lax{secure}",
         ext.path
     );
-    push_header(out, b"Set-Cookie", cookie.as_bytes());
+    out.field(b"Set-Cookie", cookie.as_bytes());
 }
 
 /// The `101` for an accepted upgrade: the server's headers (Set-Cookie
@@ -406,4 +478,22 @@ pub fn upgrade_head(resp: &RespHead, protocol: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
     out.extend_from_slice(protocol);
     out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// The `200` that accepts an HTTP/2 extended CONNECT (RFC 8441): the
+/// server's `101` headers (Set-Cookie included) without hop-by-hop ones
+/// and without the HTTP/1.1 handshake's own.
+pub fn upgrade_head_h2(resp: &RespHead) -> http::Response<()> {
+    let mut r = http::Response::new(());
+    let map = r.headers_mut();
+    resp.headers.each(|name, value| {
+        if crate::http1::is_hop_by_hop(name)
+            || crate::http1::loose_prefix(name, crate::tunnel::meta::PREFIX.as_bytes())
+            || is_name(name, "sec-websocket-accept")
+        {
+            return;
+        }
+        map.field(name, value);
+    });
+    r
 }

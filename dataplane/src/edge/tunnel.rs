@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use postern_control::counters::{bump, FailReason};
 
+use super::client::Client;
 use super::conn::Bound;
 use super::hop::{ClientBody, Hop, HopResponse};
 use super::proxy::Exchange;
@@ -24,7 +25,7 @@ use crate::edge::tunnels::{pick, Lease};
 use crate::error::{may_retry, Delivery, ProxyError, Source};
 use crate::http1::body::Framing;
 use crate::http1::RequestHead;
-use crate::io::{write_out, Io};
+use crate::io::write_out;
 use crate::route;
 use crate::tunnel::{self, meta};
 
@@ -476,13 +477,23 @@ impl HopResponse for TunnelResponse {
         }
     }
 
-    async fn relay_upgraded(mut self, client: &mut Io, out: &mut Vec<u8>, early: Bytes) {
+    async fn relay_upgraded(mut self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
         let Some(mut tx) = self.send.take() else {
             return;
         };
-        if write_out(client, out).await.is_err() {
-            return;
+        match client {
+            Client::H1 { io, .. } => {
+                if write_out(io, out).await.is_err() {
+                    return;
+                }
+                crate::relay::over_stream(io, early, &mut tx, &mut self.recv).await;
+            }
+            Client::H2(s) => {
+                let Some(mut client_tx) = s.take_body() else {
+                    return;
+                };
+                crate::relay::streams(&mut s.recv, &mut client_tx, &mut self.recv, &mut tx).await;
+            }
         }
-        crate::relay::over_stream(client, early, &mut tx, &mut self.recv).await;
     }
 }

@@ -8,6 +8,7 @@
 //! file and the reason.
 
 pub mod der;
+pub mod poll;
 pub mod stream;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// ALPN protocols offered to clients.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+pub const ALPN_H2: &[u8] = b"h2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -247,13 +249,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// The server configuration for the public HTTPS listeners.
 pub fn server_config(
     resolver: Arc<LiveResolver>,
+    http2: bool,
 ) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsSetupError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    cfg.alpn_protocols = if http2 {
+        vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
+    } else {
+        vec![ALPN_HTTP1.to_vec()]
+    };
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
     cfg.ticketer = provider::Ticketer::new()
         .map_err(|e| TlsSetupError::Config(format!("session tickets: {e}")))?;

@@ -61,6 +61,13 @@ where
         self.small = true;
     }
 
+    /// The socket, the TLS state, and ciphertext read but not yet given
+    /// to rustls: everything a poll-mode stream needs to carry on.
+    pub fn into_parts(self) -> (TcpStream, C, Vec<u8>) {
+        let rest = self.rbuf.get(self.rpos..).unwrap_or_default().to_vec();
+        (self.tcp, self.conn, rest)
+    }
+
     /// Makes the next socket read a small one.
     pub fn next_read_small(&mut self) {
         self.small = true;
