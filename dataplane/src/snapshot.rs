@@ -55,6 +55,15 @@ impl Snapshot {
                 )?),
                 Scheme::Http => None,
             };
+            // An HTTP/2 backend is asked for `h2` by ALPN, nothing else.
+            let backend_tls = match (backend_tls, app.internal_protocol) {
+                (Some(cfg), postern_control::InternalProtocol::H2) => {
+                    let mut h2 = (*cfg).clone();
+                    h2.alpn_protocols = vec![tls::ALPN_H2.to_vec()];
+                    Some(Arc::new(h2))
+                }
+                (other, _) => other,
+            };
             let backend_ca_header = match (&app.backend_ca_file, app.internal_url.scheme) {
                 (Some(path), Scheme::Https) => Some(crate::tunnel::pem_to_header(
                     &std::fs::read_to_string(path)

@@ -60,6 +60,8 @@ pub mod meta {
     /// Response: which of the app's servers answered (a short hash, for
     /// the affinity cookie the edge sets).
     pub const SERVER: &str = "postern-server";
+    /// `h2` or `h2c`: the backend speaks HTTP/2 (absent: HTTP/1.1).
+    pub const PROTOCOL: &str = "postern-protocol";
     /// On the hello: `index/count` of the edge worker holding the tunnel.
     pub const WORKER: &str = "postern-worker";
 }
@@ -216,6 +218,17 @@ pub fn app_metadata(
                 HeaderValue::from_str(ca)?,
             ));
         }
+    }
+    match app.internal_protocol {
+        postern_control::InternalProtocol::Http1 => {}
+        postern_control::InternalProtocol::H2 => v.push((
+            HeaderName::from_static(meta::PROTOCOL),
+            HeaderValue::from_static("h2"),
+        )),
+        postern_control::InternalProtocol::H2c => v.push((
+            HeaderName::from_static(meta::PROTOCOL),
+            HeaderValue::from_static("h2c"),
+        )),
     }
     if !app.internal_servers.is_empty() {
         let list: Vec<String> = app

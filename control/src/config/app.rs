@@ -196,13 +196,7 @@ impl Check<'_, '_> {
                 "internal_protocol",
                 "`h2c` needs an http internal_url (use `h2` over https)".into(),
             ),
-            // Refused until the edge speaks HTTP/2 to backends, rather than
-            // accepted and quietly sent HTTP/1.1.
-            (InternalProtocol::H2 | InternalProtocol::H2c, _) => self.p(
-                "internal_protocol",
-                "HTTP/2 to backends is not available in this version; use `http1` (the default)"
-                    .into(),
-            ),
+
             _ => {}
         }
         protocol
@@ -513,6 +507,12 @@ impl Validator<'_> {
         );
         let sticky = c.sticky(a.sticky.as_deref(), !a.internal_servers.is_empty());
         let internal_protocol = c.protocol(a.internal_protocol.as_deref(), internal.as_ref());
+        if internal_protocol != InternalProtocol::Http1 && !a.internal_servers.is_empty() {
+            c.p(
+                "internal_servers",
+                "not available with HTTP/2 backends yet; an h2 or h2c app has one server (its internal_url)".into(),
+            );
+        }
         let preauth = c.preauth(a.preauth.as_deref());
         let identity_provider =
             c.identity_provider(a.identity_provider.as_deref(), preauth, providers);

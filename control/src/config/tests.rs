@@ -294,9 +294,9 @@ fn apps_cannot_point_at_the_edge_itself() {
 }
 
 #[test]
-fn http2_backends_are_refused_until_they_are_served() {
-    for (protocol, url) in [("h2", "https://app.corp/"), ("h2c", "http://app.corp/")] {
-        let e = parse(&format!(
+fn http2_backends_need_the_matching_scheme_and_one_server() {
+    let app = |protocol: &str, url: &str, extra: &str| {
+        parse(&format!(
             r#"
 [[app]]
 name = "grpc"
@@ -304,15 +304,25 @@ external_url = "https://grpc.example.com/"
 internal_url = "{url}"
 internal_protocol = "{protocol}"
 preauth = "passthrough"
+{extra}
 "#
         ))
-        .unwrap_err();
+    };
+    for (protocol, url) in [("h2", "https://app.corp/"), ("h2c", "http://app.corp/")] {
+        let cfg = app(protocol, url, "").unwrap();
+        assert_ne!(cfg.apps[0].internal_protocol, InternalProtocol::Http1);
+        let e = app(protocol, url, "internal_servers = [\"b.corp:443\"]").unwrap_err();
         assert_eq!(
             e.problems,
-            ["app \"grpc\": internal_protocol: HTTP/2 to backends is not available in this version; use `http1` (the default)"],
+            ["app \"grpc\": internal_servers: not available with HTTP/2 backends yet; an h2 or h2c app has one server (its internal_url)"],
             "{protocol}"
         );
     }
+    let e = app("h2", "http://app.corp/", "").unwrap_err();
+    assert_eq!(
+        e.problems,
+        ["app \"grpc\": internal_protocol: `h2` needs an https internal_url (use `h2c` for cleartext)"]
+    );
 }
 
 const TWO_PROVIDERS: &str = r#"

@@ -39,6 +39,8 @@ struct Plan {
     sticky: bool,
     host_header: String,
     websocket: bool,
+    /// The backend speaks HTTP/2 (`h2` over TLS, `h2c` in the clear).
+    h2: bool,
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
@@ -84,8 +86,13 @@ fn plan(local: &Local, req: &Request<h2::RecvStream>) -> Result<Plan, String> {
             port.unwrap_or(if https { 443 } else { 80 }),
         ));
     }
+    let h2 = match header(h, meta::PROTOCOL) {
+        "" => false,
+        "h2" | "h2c" => true,
+        other => return Err(format!("unknown backend protocol `{other}`")),
+    };
     let tls = if https {
-        Some(local.tls_config(header(h, meta::TLS) != "skip", header(h, meta::CA))?)
+        Some(local.tls_config(header(h, meta::TLS) != "skip", header(h, meta::CA), h2)?)
     } else {
         None
     };
@@ -111,6 +118,7 @@ fn plan(local: &Local, req: &Request<h2::RecvStream>) -> Result<Plan, String> {
         sticky: header(h, meta::STICKY) == "cookie",
         host_header,
         websocket,
+        h2,
     })
 }
 
@@ -188,7 +196,184 @@ pub async fn handle(
             return;
         }
     };
+    if plan.h2 {
+        Box::pin(h2_exchange(&local, plan, req, respond)).await;
+        return;
+    }
     Box::pin(exchange(&local, &bound, plan, req, respond)).await;
+}
+
+/// A request for an HTTP/2 backend: a stream of the connector's own
+/// connection to it. The request body streams on as it arrives, the
+/// response and its trailers come back as they are, and either side's
+/// reset reaches the other (a client's cancel becomes the backend's
+/// RST_STREAM).
+async fn h2_exchange(
+    local: &Rc<Local>,
+    plan: Plan,
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let (parts, mut from_edge) = req.into_parts();
+    let Some(server) = plan.servers.first().cloned() else {
+        fail(respond, 502, "the request names no backend");
+        return;
+    };
+    let target = Target {
+        host: server.0.clone(),
+        port: server.1,
+        tls: plan.tls.clone(),
+        proxy: None,
+    };
+    let scheme = if plan.https { "https" } else { "http" };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(plan.host_header.as_str())
+        .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build();
+    let Ok(uri) = uri else {
+        fail(respond, 502, "the request's backend URL is not valid");
+        return;
+    };
+    let mut backend_req = Request::new(());
+    *backend_req.method_mut() = parts.method.clone();
+    *backend_req.uri_mut() = uri;
+    let map = backend_req.headers_mut();
+    for (name, value) in &parts.headers {
+        if name.as_str().starts_with(meta::PREFIX) || name == http::header::HOST {
+            continue;
+        }
+        map.append(name.clone(), value.clone());
+    }
+    let mut send = match local.upstream.h2(&target).await {
+        Ok(s) => s,
+        Err(e) => {
+            let status = if matches!(e, UpstreamError::ConnectTimeout) {
+                504
+            } else {
+                502
+            };
+            fail(respond, status, &e.to_string());
+            return;
+        }
+    };
+    let end = from_edge.is_end_stream();
+    let (response, mut to_backend) = match send.send_request(backend_req, end) {
+        Ok(p) => p,
+        Err(e) => {
+            fail(
+                respond,
+                502,
+                &format!("the backend refused the stream: {e}"),
+            );
+            return;
+        }
+    };
+    if !end {
+        // The edge's body, on to the backend as it comes; the edge's reset
+        // (a client's cancel) resets the backend's stream.
+        monoio::spawn(async move {
+            loop {
+                match from_edge.data().await {
+                    Some(Ok(data)) => {
+                        let n = data.len();
+                        if tunnel::send_data(&mut to_backend, data, false)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        tunnel::release(&mut from_edge, n);
+                    }
+                    None => {
+                        let _ = to_backend.send_data(Bytes::new(), true);
+                        return;
+                    }
+                    Some(Err(_)) => {
+                        to_backend.send_reset(h2::Reason::CANCEL);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+    let response = monoio::select! {
+        r = monoio::time::timeout(plan.timeout, response) => r,
+        _ = reset => return,
+    };
+    let response = match response {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            fail(
+                respond,
+                502,
+                &format!("the backend failed the request: {e}"),
+            );
+            return;
+        }
+        Err(_) => {
+            fail(
+                respond,
+                504,
+                "the application's server did not answer in time",
+            );
+            return;
+        }
+    };
+    let (rparts, mut from_backend) = response.into_parts();
+    let mut head = Response::new(());
+    *head.status_mut() = rparts.status;
+    for (name, value) in &rparts.headers {
+        if is_hop_by_hop(name.as_str().as_bytes()) && name != http::header::CONTENT_LENGTH
+            || name.as_str().starts_with(meta::PREFIX)
+        {
+            continue;
+        }
+        head.headers_mut().append(name.clone(), value.clone());
+    }
+    let done = from_backend.is_end_stream();
+    let mut to_edge = match respond.send_response(head, done) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    if done {
+        return;
+    }
+    loop {
+        let next = monoio::select! {
+            d = monoio::time::timeout(plan.timeout, from_backend.data()) => d,
+            _ = std::future::poll_fn(|cx| to_edge.poll_reset(cx)) => return,
+        };
+        match next {
+            Ok(Some(Ok(data))) => {
+                let n = data.len();
+                if tunnel::send_data(&mut to_edge, data, false).await.is_err() {
+                    return;
+                }
+                tunnel::release(&mut from_backend, n);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(app = %plan.app, error = %e, "HTTP/2 backend failed mid-response");
+                to_edge.send_reset(h2::Reason::INTERNAL_ERROR);
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(app = %plan.app, "HTTP/2 backend response stalled past the backend timeout");
+                to_edge.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+        }
+    }
+    match from_backend.trailers().await {
+        Ok(Some(t)) => {
+            let _ = to_edge.send_trailers(t);
+        }
+        _ => {
+            let _ = to_edge.send_data(Bytes::new(), true);
+        }
+    }
 }
 
 /// Backend connections that carry a client's NTLM/Negotiate session, by

@@ -185,8 +185,8 @@ impl Shared {
 pub struct Local {
     pub shared: Arc<Shared>,
     pub upstream: Rc<Upstream>,
-    /// Backend TLS configurations by (validate, extra CA header).
-    tls_configs: RefCell<HashMap<(bool, String), Arc<rustls::ClientConfig>>>,
+    /// Backend TLS configurations by (validate, extra CA header, ALPN h2).
+    tls_configs: RefCell<HashMap<(bool, String, bool), Arc<rustls::ClientConfig>>>,
     /// Tunnel slots running on this runtime (including ones added to
     /// cover edge workers); the runtime ends only when all have drained.
     live_slots: Cell<usize>,
@@ -194,13 +194,15 @@ pub struct Local {
 
 impl Local {
     /// Backend TLS settings for `validate` and the app's extra CA (the
-    /// value of the `postern-ca` header), built once per runtime.
+    /// value of the `postern-ca` header), asking for `h2` by ALPN when the
+    /// backend speaks HTTP/2; built once per runtime.
     pub fn tls_config(
         &self,
         validate: bool,
         ca: &str,
+        h2: bool,
     ) -> Result<Arc<rustls::ClientConfig>, String> {
-        let key = (validate, ca.to_string());
+        let key = (validate, ca.to_string(), h2);
         if let Some(c) = self.tls_configs.borrow().get(&key) {
             return Ok(c.clone());
         }
@@ -215,8 +217,13 @@ impl Local {
             }
             Some(v)
         };
-        let cfg =
+        let mut cfg =
             crate::tls::backend_client_config_with(validate, roots).map_err(|e| e.to_string())?;
+        if h2 {
+            let mut c = (*cfg).clone();
+            c.alpn_protocols = vec![crate::tls::ALPN_H2.to_vec()];
+            cfg = Arc::new(c);
+        }
         let mut cache = self.tls_configs.borrow_mut();
         if cache.len() > 256 {
             cache.clear();

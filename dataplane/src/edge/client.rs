@@ -25,9 +25,12 @@ pub enum Client<'a> {
     H2(&'a mut H2Stream),
 }
 
-/// One HTTP/2 request stream, as the proxy core sees it.
+/// One HTTP/2 request stream, as the proxy core sees it. Both halves are
+/// shared cells, borrowed only for a poll at a time: the request body can
+/// stream to the backend while the response streams back (gRPC), and a
+/// watcher notices the client's reset meanwhile.
 pub struct H2Stream {
-    pub recv: h2::RecvStream,
+    pub recv: Rc<RefCell<h2::RecvStream>>,
     /// Shared with the task that watches for the client's reset.
     pub send: Rc<RefCell<H2Send>>,
     /// Longest one write may wait for the client to take it.
@@ -55,7 +58,7 @@ impl H2Stream {
         send_timeout: Duration,
     ) -> H2Stream {
         H2Stream {
-            recv,
+            recv: Rc::new(RefCell::new(recv)),
             send: Rc::new(RefCell::new(H2Send::Head(respond))),
             send_timeout,
         }

@@ -307,6 +307,9 @@ impl HopResponse for DirectResponse {
         }
     }
 
+    // The request's receiving half is the relay's alone once upgraded (its
+    // body is over); the cell is held for the relay's life on purpose.
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn relay_upgraded(self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
         let mut up = self.body.conn;
         match client {
@@ -330,7 +333,8 @@ impl HopResponse for DirectResponse {
                     return;
                 };
                 let leftover = up.buf.split().freeze();
-                crate::relay::over_stream(&mut up.io, leftover, &mut tx, &mut s.recv).await;
+                let mut rx = s.recv.borrow_mut();
+                crate::relay::over_stream(&mut up.io, leftover, &mut tx, &mut rx).await;
             }
         }
     }

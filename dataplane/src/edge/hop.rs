@@ -9,13 +9,15 @@
 //! then knows whether all of it was read, and closes the client connection
 //! when it was not, so leftover body bytes are never parsed as a request.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use postern_control::counters::{bump, AppCounters};
 
-use super::client::Client;
+use super::client::{Client, H2Stream};
 use super::conn::ConnInfo;
 use super::proxy::Exchange;
 use super::response::RespHead;
@@ -35,6 +37,9 @@ pub struct ClientBody<'a> {
     min_rate: u64,
     /// A `100 Continue` is owed before the first read from the socket.
     expect_continue: bool,
+    /// The body streams alongside the response (an HTTP/2 backend): a
+    /// client may pause as long as it likes.
+    streaming: bool,
     has_body: bool,
     counters: &'a AppCounters,
     info: &'a ConnInfo,
@@ -50,7 +55,7 @@ enum Source<'a> {
     },
     /// An HTTP/2 stream's DATA frames (read ahead into `ahead`).
     H2 {
-        recv: &'a mut h2::RecvStream,
+        recv: Rc<RefCell<h2::RecvStream>>,
         ahead: VecDeque<Bytes>,
         ahead_len: usize,
         ended: bool,
@@ -69,13 +74,24 @@ impl<'a> ClientBody<'a> {
                 buf,
                 reader: BodyReader::new(head.framing),
             },
-            Client::H2(s) => Source::H2 {
-                ended: s.recv.is_end_stream() || !head.framing.has_body(),
-                recv: &mut s.recv,
-                ahead: VecDeque::new(),
-                ahead_len: 0,
-            },
+            Client::H2(s) => return ClientBody::detached(ctx, s, head),
         };
+        ClientBody::with(ctx, src, head)
+    }
+
+    /// The body of an HTTP/2 request, read through the stream's shared
+    /// cell: the client stays free for writing the response meanwhile.
+    pub fn detached(ctx: &Exchange<'a>, s: &H2Stream, head: &RequestHead) -> ClientBody<'a> {
+        let src = Source::H2 {
+            ended: s.recv.borrow().is_end_stream() || !head.framing.has_body(),
+            recv: s.recv.clone(),
+            ahead: VecDeque::new(),
+            ahead_len: 0,
+        };
+        ClientBody::with(ctx, src, head)
+    }
+
+    fn with(ctx: &Exchange<'a>, src: Source<'a>, head: &RequestHead) -> ClientBody<'a> {
         ClientBody {
             src,
             timeout: ctx.snapshot.settings.request_header_timeout,
@@ -83,6 +99,7 @@ impl<'a> ClientBody<'a> {
             received: 0,
             min_rate: ctx.snapshot.settings.min_body_rate,
             expect_continue: head.expect_continue,
+            streaming: false,
             has_body: head.framing.has_body(),
             counters: ctx.counters,
             info: ctx.info,
@@ -91,6 +108,13 @@ impl<'a> ClientBody<'a> {
 
     pub fn has_body(&self) -> bool {
         self.has_body
+    }
+
+    /// Streams alongside the response: no idle limit, no minimum rate
+    /// (a bidirectional call's client may be silent while the server
+    /// talks).
+    pub fn streaming(&mut self) {
+        self.streaming = true;
     }
 
     /// Whether every byte of the body has been read (always, without one).
@@ -106,6 +130,9 @@ impl<'a> ClientBody<'a> {
     /// body would otherwise fall under its minimum average rate (the
     /// grace period, then `received / min_rate` seconds in all).
     fn read_timeout(&mut self, received: u64) -> Duration {
+        if self.streaming {
+            return STREAMING_IDLE;
+        }
         if self.min_rate == 0 {
             return self.timeout;
         }
@@ -239,20 +266,111 @@ impl<'a> ClientBody<'a> {
 /// The next non-empty DATA of an HTTP/2 request, its window given back
 /// at once (the hop holds at most one piece); `None` at the end.
 async fn h2_read(
-    recv: &mut h2::RecvStream,
+    recv: &RefCell<h2::RecvStream>,
     timeout: Duration,
 ) -> Result<Option<Bytes>, ProxyError> {
     loop {
-        match crate::timer::timeout(timeout, recv.data()).await {
+        let data = std::future::poll_fn(|cx| recv.borrow_mut().poll_data(cx));
+        match crate::timer::timeout(timeout, data).await {
             Err(_) => return Err(body_timeout()),
             Ok(None) => return Ok(None),
             Ok(Some(Ok(data))) => {
-                let _ = recv.flow_control().release_capacity(data.len());
+                let _ = recv
+                    .borrow_mut()
+                    .flow_control()
+                    .release_capacity(data.len());
                 if !data.is_empty() {
                     return Ok(Some(data));
                 }
             }
             Ok(Some(Err(_))) => return Err(ProxyError::client_gone()),
+        }
+    }
+}
+
+/// How long a streaming body may pause (it ends with its call long before).
+const STREAMING_IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The rest of a request body on its way to an HTTP/2 stream (a backend's
+/// or a tunnel's) while the response comes back. Each step either takes
+/// the next piece from the client or sends what the stream's window
+/// allows; a piece taken stays here until sent, so a step can be dropped
+/// at any await without losing bytes.
+pub struct Pump {
+    pub tx: h2::SendStream<Bytes>,
+    pending: Option<Bytes>,
+    pub done: bool,
+}
+
+impl Pump {
+    /// `done` when the request had no body (its stream already ended).
+    pub fn new(tx: h2::SendStream<Bytes>, done: bool) -> Pump {
+        Pump {
+            tx,
+            pending: None,
+            done,
+        }
+    }
+
+    /// One step: `Ok(false)` once the body has ended and the stream with
+    /// it. A client that fails mid-body resets the stream.
+    pub async fn step(&mut self, body: &mut ClientBody<'_>) -> Result<bool, ProxyError> {
+        if self.done {
+            return Ok(false);
+        }
+        let Some(data) = &mut self.pending else {
+            match body.next().await {
+                Ok(Some(d)) => self.pending = Some(d),
+                Ok(None) => {
+                    self.done = true;
+                    let _ = self.tx.send_data(Bytes::new(), true);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.tx.send_reset(h2::Reason::CANCEL);
+                    return Err(e);
+                }
+            }
+            return Ok(true);
+        };
+        self.tx.reserve_capacity(data.len());
+        let granted = match std::future::poll_fn(|cx| self.tx.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            // The stream is gone: its answer (or failure) says why.
+            _ => {
+                self.done = true;
+                return Ok(false);
+            }
+        };
+        if granted > 0 {
+            let piece = data.split_to(granted.min(data.len()));
+            if data.is_empty() {
+                self.pending = None;
+            }
+            if self.tx.send_data(piece, false).is_err() {
+                self.done = true;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits for `head` while the body keeps flowing.
+    pub async fn alongside<F: std::future::Future>(
+        &mut self,
+        body: &mut ClientBody<'_>,
+        head: F,
+    ) -> Result<F::Output, ProxyError> {
+        let mut head = std::pin::pin!(head);
+        loop {
+            if self.done {
+                return Ok(head.await);
+            }
+            monoio::select! {
+                h = &mut head => return Ok(h),
+                r = self.step(body) => { r?; }
+            }
         }
     }
 }
@@ -348,6 +466,17 @@ pub trait HopResponse {
     /// any request, or only by this client's when it carries its
     /// connection-bound authentication).
     fn finish(self, ctx: &Exchange<'_>);
+
+    /// The request body's stream, when the rest of the body goes on
+    /// while the response comes back (HTTP/2 backends).
+    fn request_pump(&mut self) -> Option<Pump> {
+        None
+    }
+
+    /// The response's trailers, once its body has ended.
+    async fn trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
 
     /// Whatever the server sent after its upgrade answer, for the client.
     /// Then relays bytes both ways until either side ends: over HTTP/1.1

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod client;
 pub mod conn;
 mod direct;
+mod direct_h2;
 pub mod h2;
 mod h2guard;
 pub mod headers;

@@ -27,11 +27,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use postern_control::counters::{bump, AppCounters, FailReason};
-use postern_control::{Preauth, Scheme};
+use postern_control::{InternalProtocol, Preauth, Scheme};
 
 use super::client::Client;
 use super::conn::{ConnInfo, Next, Outcome};
-use super::hop::{ClientBody, Hop, HopResponse};
+use super::hop::{ClientBody, Hop, HopResponse, Pump};
 use super::response::{client_head, client_head_h2, upgrade_head, upgrade_head_h2};
 use crate::accesslog;
 use crate::auth::gate::{self, Gate};
@@ -75,30 +75,53 @@ pub async fn handle(
     let started = Instant::now();
     info.outcome.set(Outcome::default());
     let id = worker.next_request_id();
-    let logging = accesslog::enabled();
-    let (method, path) = if logging {
-        (head.method.clone(), head.path.clone())
-    } else {
-        (Bytes::new(), Bytes::new())
-    };
+    let mut log = accesslog::enabled().then(|| LogLine {
+        snapshot,
+        info,
+        method: head.method.clone(),
+        path: head.path.clone(),
+        started,
+        done: false,
+        id,
+    });
     let next = run(worker, snapshot, client, out, info, head, &id).await;
-    // Phase 8: log.
-    if logging {
-        let o = info.outcome.get();
+    // Phase 8: log (on drop; a request whose client reset its stream is
+    // dropped midway and logged as 499).
+    if let Some(l) = &mut log {
+        l.done = true;
+    }
+    next
+}
+
+/// The access-log line of one request, written when the request ends,
+/// however it ends.
+struct LogLine<'a> {
+    snapshot: &'a Snapshot,
+    info: &'a ConnInfo,
+    method: Bytes,
+    path: Bytes,
+    started: Instant,
+    done: bool,
+    id: crate::worker::RequestId,
+}
+
+impl Drop for LogLine<'_> {
+    fn drop(&mut self) {
+        let o = self.info.outcome.get();
         accesslog::log(&accesslog::Entry {
-            request_id: &id,
-            app: o.app.map(|a| snapshot.apps[a].app.name.as_str()),
-            client: &info.client_ip,
-            method: &method,
-            path: &path,
-            status: o.status,
+            request_id: &self.id,
+            app: o.app.map(|a| self.snapshot.apps[a].app.name.as_str()),
+            client: &self.info.client_ip,
+            method: &self.method,
+            path: &self.path,
+            // The client gave up before the response was over.
+            status: if self.done { o.status } else { 499 },
             bytes_in: o.bytes_in,
             bytes_out: o.bytes_out,
-            total_us: started.elapsed().as_micros() as u64,
+            total_us: self.started.elapsed().as_micros() as u64,
             backend_us: o.backend_us,
         });
     }
-    next
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -188,6 +211,8 @@ async fn run(
     // Phases 4–7, over the app's hop.
     if snapshot.settings.tunnel_address.is_some() {
         forward(&ctx, super::tunnel::TunnelHop, client, out, head).await
+    } else if app.app.internal_protocol != InternalProtocol::Http1 {
+        forward(&ctx, super::direct_h2::DirectH2Hop, client, out, head).await
     } else {
         forward(&ctx, super::direct::DirectHop, client, out, head).await
     }
@@ -284,23 +309,76 @@ async fn forward<H: Hop>(
     head: RequestHead,
 ) -> Next {
     let started = Instant::now();
+    if let Client::H2(s) = client {
+        // An HTTP/2 stream's body is read through its own cell, so it can
+        // go on streaming while the response is written (HTTP/2 backends:
+        // gRPC's bidirectional calls).
+        let mut body = ClientBody::detached(ctx, s, &head);
+        let sent = send(ctx, &mut hop, &head, &mut body, out).await;
+        return match sent {
+            Ok(mut resp) => {
+                let mut pump = resp.request_pump();
+                let duplex = pump.as_mut().map(|p| (p, &mut body));
+                respond(ctx, client, out, &head, resp, true, started, duplex).await
+            }
+            Err(e) => fail(ctx, client, out, &head, e, true).await,
+        };
+    }
     let mut body = ClientBody::new(ctx, client, &head);
-    let read_ahead = body.read_ahead(READ_AHEAD).await;
-    crate::io::out_ready(out);
-    let sent = match read_ahead {
-        Ok(()) => hop.send(ctx, &head, &mut body, out).await,
-        Err(e) => Err(e),
-    };
+    let mut sent = send(ctx, &mut hop, &head, &mut body, out).await;
+    // An HTTP/1.1 client's body goes to an HTTP/2 backend whole before
+    // the response is written: the connection reads one or the other.
+    if let Ok(resp) = &mut sent {
+        if let Some(mut pump) = resp.request_pump() {
+            while let Ok(true) = pump.step(&mut body).await {}
+        }
+    }
     // Whatever the hop did, a body not read to its end must not be parsed
     // as the next request: the connection then closes after the answer.
     let body_read = body.is_done();
     let next = match sent {
-        Ok(resp) => respond(ctx, client, out, &head, resp, body_read, started).await,
+        Ok(resp) => respond(ctx, client, out, &head, resp, body_read, started, None).await,
         Err(e) => fail(ctx, client, out, &head, e, body_read).await,
     };
     match next {
         Next::Close if !body_read => Next::Linger,
         n => n,
+    }
+}
+
+/// Phase 5: the body read ahead (unless it streams alongside the
+/// response, to an HTTP/2 backend), then the hop.
+async fn send<H: Hop>(
+    ctx: &Exchange<'_>,
+    hop: &mut H,
+    head: &RequestHead,
+    body: &mut ClientBody<'_>,
+    out: &mut Vec<u8>,
+) -> Result<H::Response, ProxyError> {
+    if ctx.app.app.internal_protocol == InternalProtocol::Http1 {
+        body.read_ahead(READ_AHEAD).await?;
+    } else {
+        body.streaming();
+    }
+    crate::io::out_ready(out);
+    hop.send(ctx, head, body, out).await
+}
+
+/// The response's next piece; meanwhile, the rest of the request body
+/// goes on to the backend when it streams alongside (`duplex`).
+async fn next_piece<R: HopResponse>(
+    resp: &mut R,
+    large: bool,
+    duplex: &mut Option<(&mut Pump, &mut ClientBody<'_>)>,
+) -> Result<Option<Bytes>, ProxyError> {
+    let Some((pump, body)) = duplex else {
+        return resp.next(large).await;
+    };
+    match pump.alongside(body, resp.next(large)).await {
+        Ok(r) => r,
+        // The client failed mid-body and its request stream was reset; the
+        // backend's answer to that ends the response.
+        Err(_) => resp.next(large).await,
     }
 }
 
@@ -314,6 +392,7 @@ async fn respond<R: HopResponse>(
     mut resp: R,
     body_read: bool,
     started: Instant,
+    mut duplex: Option<(&mut Pump, &mut ClientBody<'_>)>,
 ) -> Next {
     let waited = started.elapsed().as_micros() as u64;
     ctx.counters.backend_latency.record(waited);
@@ -355,7 +434,7 @@ async fn respond<R: HopResponse>(
     // Phase 7: body filter, the head riding with the first piece.
     let table = &ctx.snapshot.links;
     loop {
-        match resp.next(body.translating()).await {
+        match next_piece(&mut resp, body.translating(), &mut duplex).await {
             Ok(Some(data)) => {
                 let n = data.len();
                 bump(&ctx.counters.bytes_out, n as u64);
@@ -393,7 +472,8 @@ async fn respond<R: HopResponse>(
                     return Next::Close;
                 }
                 if let Client::H2(s) = client {
-                    if s.end(None).await.is_err() {
+                    let trailers = resp.trailers().await;
+                    if s.end(trailers).await.is_err() {
                         return Next::Close;
                     }
                 }

@@ -5,6 +5,9 @@
 use super::conn::ConnInfo;
 use super::headers as owned;
 use super::proxy::Exchange;
+use bytes::Bytes;
+
+use crate::http1::body::Framing;
 use crate::http1::{Header, RequestHead};
 use crate::route;
 use crate::translate;
@@ -116,4 +119,113 @@ pub fn backend_path(ctx: &Exchange<'_>, head: &RequestHead, out: &mut Vec<u8>) {
     let rest = &head.path[ext_path.len().min(head.path.len())..];
     out.extend_from_slice(app.internal_url.path.as_bytes());
     out.extend_from_slice(rest);
+}
+
+/// Phase 4 over HTTP/2 (a tunnel, or an HTTP/2 backend): the request
+/// without its body. Headers go straight into the request's map; values
+/// share the client's bytes. With `keep_authority`, the URI names the
+/// internal server and the client's Host travels separately (the tunnel's
+/// metadata); otherwise, for an app that does not translate headers, the
+/// backend sees the client's authority.
+pub fn h2_request(
+    ctx: &Exchange<'_>,
+    head: &RequestHead,
+    websocket: bool,
+    keep_authority: bool,
+) -> Result<http::Request<()>, String> {
+    use http::header::{HeaderName, HeaderValue};
+    let app = ctx.app;
+    let int = &app.app.internal_url;
+    let authority = if keep_authority || app.app.translate_headers {
+        route::internal_authority(&app.app, &ctx.internal_host)
+    } else {
+        String::from_utf8_lossy(&head.authority).into_owned()
+    };
+    let uri = http::Uri::builder()
+        .scheme(int.scheme.as_str())
+        .authority(authority)
+        .path_and_query({
+            let mut path = Vec::with_capacity(head.path.len() + int.path.len());
+            backend_path(ctx, head, &mut path);
+            path
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = http::Request::new(());
+    *req.uri_mut() = uri;
+    if websocket {
+        *req.method_mut() = http::Method::CONNECT;
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+    } else {
+        *req.method_mut() = http::Method::from_bytes(&head.method).map_err(|e| e.to_string())?;
+    }
+    let map = req.headers_mut();
+    map.reserve(head.headers.len() + 8);
+    let mut bad = None;
+    let xff = forwarded_headers(&app.app, ctx.info, head, |h| {
+        let value = match backend_value(ctx, head, h) {
+            Some(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
+            None => HeaderValue::from_maybe_shared(h.value.clone()),
+        };
+        match (HeaderName::from_bytes(&h.name), value) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => bad = Some(String::from_utf8_lossy(&h.name).into_owned()),
+        }
+    });
+    if let Some(name) = bad {
+        return Err(format!("the header `{name}` cannot be relayed over HTTP/2"));
+    }
+    let value = |b: &[u8]| HeaderValue::from_bytes(b).map_err(|e| e.to_string());
+    map.append(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
+    map.append(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(ctx.info.scheme.as_str()),
+    );
+    map.append(
+        HeaderName::from_static("x-forwarded-host"),
+        HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
+    );
+    // Values that differ per request or per client connection are never
+    // worth a slot in the tunnel's HPACK table: indexing them only evicts
+    // the values every request repeats (the app's metadata, the client's
+    // usual headers), so they go as literals, never indexed.
+    let mut request_id = value(ctx.id.as_bytes())?;
+    request_id.set_sensitive(true);
+    map.append(HeaderName::from_static("x-request-id"), request_id);
+    map.append(
+        http::header::VIA,
+        HeaderValue::from_static(super::headers::via_mark()),
+    );
+    let mut bad = None;
+    identity_headers(ctx, head, |name, v| match HeaderValue::from_bytes(v) {
+        Ok(mut v) => {
+            // Per-user values: never indexed in the tunnel's HPACK table.
+            v.set_sensitive(true);
+            map.append(HeaderName::from_static(name), v);
+        }
+        Err(_) => bad = Some(name),
+    });
+    if let Some(name) = bad {
+        return Err(format!(
+            "the identity header `{name}` cannot be relayed over HTTP/2"
+        ));
+    }
+    if app.app.internal_protocol != postern_control::InternalProtocol::Http1
+        && head.headers.iter().any(|h| {
+            h.is("te")
+                && h.value
+                    .split(|&b| b == b',')
+                    .any(|t| crate::http1::trim_ows(t).eq_ignore_ascii_case(b"trailers"))
+        })
+    {
+        // gRPC servers want to know the client takes trailers.
+        map.append(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Framing::Length(n) = head.framing {
+        map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok(req)
 }

@@ -14,19 +14,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use postern_control::counters::{bump, FailReason};
+use postern_control::InternalProtocol;
 
 use super::client::Client;
 use super::conn::Bound;
-use super::hop::{ClientBody, Hop, HopResponse};
+use super::hop::{ClientBody, Hop, HopResponse, Pump};
 use super::proxy::Exchange;
-use super::request::{backend_path, backend_value, forwarded_headers, identity_headers};
 use super::response::{RespHead, RespHeaders};
 use crate::edge::tunnels::{pick, Lease};
 use crate::error::{may_retry, Delivery, ProxyError, Source};
 use crate::http1::body::Framing;
 use crate::http1::RequestHead;
 use crate::io::write_out;
-use crate::route;
 use crate::tunnel::{self, meta};
 
 /// Transmissions of one request: the first, plus retries of a request a
@@ -41,6 +40,7 @@ pub struct TunnelResponse {
     recv: h2::RecvStream,
     /// The request stream's sending half, kept open for an upgrade.
     send: Option<h2::SendStream<Bytes>>,
+    pump: Option<Pump>,
     websocket: bool,
     timeout: Duration,
     /// Body bytes received, checked against Content-Length at the end.
@@ -51,9 +51,9 @@ pub struct TunnelResponse {
     _lease: Lease,
 }
 
-/// Phase 4 for this hop: the HTTP/2 request for the connector (no body).
-/// Headers go straight into the request's map; values share the client's
-/// bytes, and the app's tunnel metadata was built once per snapshot.
+/// Phase 4 for this hop: the HTTP/2 request for the connector (no body):
+/// the request an HTTP/2 backend would get, plus the app's tunnel
+/// metadata.
 fn build_request(
     ctx: &Exchange<'_>,
     head: &RequestHead,
@@ -61,86 +61,11 @@ fn build_request(
 ) -> Result<http::Request<()>, String> {
     use http::header::{HeaderName, HeaderValue};
     let app = ctx.app;
-    let int = &app.app.internal_url;
-    let authority = route::internal_authority(&app.app, &ctx.internal_host);
-    let uri = http::Uri::builder()
-        .scheme(int.scheme.as_str())
-        .authority(authority)
-        .path_and_query({
-            let mut path = Vec::with_capacity(head.path.len() + int.path.len());
-            backend_path(ctx, head, &mut path);
-            path
-        })
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut req = http::Request::new(());
-    *req.uri_mut() = uri;
-    if websocket {
-        *req.method_mut() = http::Method::CONNECT;
-        req.extensions_mut()
-            .insert(h2::ext::Protocol::from_static("websocket"));
-    } else {
-        *req.method_mut() = http::Method::from_bytes(&head.method).map_err(|e| e.to_string())?;
-    }
+    let mut req = super::request::h2_request(ctx, head, websocket, true)?;
     let map = req.headers_mut();
-    map.reserve(head.headers.len() + 8);
-    let mut bad = None;
-    let xff = forwarded_headers(&app.app, ctx.info, head, |h| {
-        let value = match backend_value(ctx, head, h) {
-            Some(v) => HeaderValue::from_maybe_shared(Bytes::from(v)),
-            None => HeaderValue::from_maybe_shared(h.value.clone()),
-        };
-        match (HeaderName::from_bytes(&h.name), value) {
-            (Ok(name), Ok(value)) => {
-                map.append(name, value);
-            }
-            _ => bad = Some(String::from_utf8_lossy(&h.name).into_owned()),
-        }
-    });
-    if let Some(name) = bad {
-        return Err(format!("the header `{name}` cannot be relayed over HTTP/2"));
-    }
-    let value = |b: &[u8]| HeaderValue::from_bytes(b).map_err(|e| e.to_string());
-    map.append(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
-    map.append(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(ctx.info.scheme.as_str()),
-    );
-    map.append(
-        HeaderName::from_static("x-forwarded-host"),
-        HeaderValue::from_maybe_shared(head.authority.clone()).map_err(|e| e.to_string())?,
-    );
-    // Values that differ per request or per client connection are never
-    // worth a slot in the tunnel's HPACK table: indexing them only evicts
-    // the values every request repeats (the app's metadata, the client's
-    // usual headers), so they go as literals, never indexed.
-    let mut request_id = value(ctx.id.as_bytes())?;
-    request_id.set_sensitive(true);
-    map.append(HeaderName::from_static("x-request-id"), request_id);
-    map.append(
-        http::header::VIA,
-        HeaderValue::from_static(super::headers::via_mark()),
-    );
-    let mut bad = None;
-    identity_headers(ctx, head, |name, v| match HeaderValue::from_bytes(v) {
-        Ok(mut v) => {
-            // Per-user values: never indexed in the tunnel's HPACK table.
-            v.set_sensitive(true);
-            map.append(HeaderName::from_static(name), v);
-        }
-        Err(_) => bad = Some(name),
-    });
-    if let Some(name) = bad {
-        return Err(format!(
-            "the identity header `{name}` cannot be relayed over HTTP/2"
-        ));
-    }
     let mut conn = HeaderValue::from(ctx.info.id);
     conn.set_sensitive(true);
     map.append(HeaderName::from_static(meta::CONN), conn);
-    if let Framing::Length(n) = head.framing {
-        map.append(http::header::CONTENT_LENGTH, HeaderValue::from(n));
-    }
     if !app.app.translate_headers {
         map.append(
             HeaderName::from_static(meta::HOST),
@@ -259,10 +184,23 @@ impl Hop for TunnelHop {
                 Err(Opened::Failed(e)) => return Err(e),
             };
             attempts += 1;
-            if !websocket {
-                send_body(body, &mut body_tx).await?;
-            }
-            let response = match crate::timer::timeout(timeout, response).await {
+            // An HTTP/2 backend's body streams alongside the response
+            // (gRPC); others go whole before the answer is awaited.
+            let duplex = !websocket && app.app.internal_protocol != InternalProtocol::Http1;
+            let (response, body_tx, pump) = if duplex {
+                let mut p = Pump::new(body_tx, !has_body);
+                let r = p
+                    .alongside(body, crate::timer::timeout(timeout, response))
+                    .await?;
+                (r, None, (!p.done).then_some(p))
+            } else {
+                if !websocket {
+                    send_body(body, &mut body_tx).await?;
+                }
+                let r = crate::timer::timeout(timeout, response).await;
+                (r, Some(body_tx), None)
+            };
+            let response = match response {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     lease.tunnel.close_if_going_away(&e);
@@ -290,7 +228,11 @@ impl Hop for TunnelHop {
                 head,
                 parts,
                 recv,
-                RequestStream { lease, body_tx },
+                RequestStream {
+                    lease,
+                    body_tx,
+                    pump,
+                },
                 websocket,
                 timeout,
             );
@@ -361,7 +303,9 @@ async fn send_body(
 /// and the sending half (an upgrade goes on writing to it).
 struct RequestStream {
     lease: Lease,
-    body_tx: h2::SendStream<Bytes>,
+    body_tx: Option<h2::SendStream<Bytes>>,
+    /// The rest of the body, streaming alongside the response.
+    pump: Option<Pump>,
 }
 
 /// The connector's answer as a response for the core: a backend failure
@@ -418,7 +362,8 @@ fn into_response(
             server,
         },
         recv,
-        send: websocket.then_some(stream.body_tx),
+        send: if websocket { stream.body_tx } else { None },
+        pump: stream.pump,
         websocket,
         timeout,
         received: 0,
@@ -477,6 +422,17 @@ impl HopResponse for TunnelResponse {
         }
     }
 
+    fn request_pump(&mut self) -> Option<Pump> {
+        self.pump.take()
+    }
+
+    async fn trailers(&mut self) -> Option<http::HeaderMap> {
+        self.recv.trailers().await.ok().flatten()
+    }
+
+    // The request's receiving half is the relay's alone once upgraded (its
+    // body is over); the cell is held for the relay's life on purpose.
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn relay_upgraded(mut self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
         let Some(mut tx) = self.send.take() else {
             return;
@@ -492,7 +448,9 @@ impl HopResponse for TunnelResponse {
                 let Some(mut client_tx) = s.take_body() else {
                     return;
                 };
-                crate::relay::streams(&mut s.recv, &mut client_tx, &mut self.recv, &mut tx).await;
+                let mut client_rx = s.recv.borrow_mut();
+                crate::relay::streams(&mut client_rx, &mut client_tx, &mut self.recv, &mut tx)
+                    .await;
             }
         }
     }

@@ -26,6 +26,7 @@ use rustls_pki_types::ServerName;
 
 pub mod balance;
 pub mod exchange;
+pub mod h2;
 
 use crate::io::{Io, Stream};
 use crate::tls::stream::TlsStream;
@@ -69,7 +70,7 @@ struct PoolKey {
 }
 
 impl Target {
-    fn tls_id(&self) -> usize {
+    pub(crate) fn tls_id(&self) -> usize {
         self.tls.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize)
     }
 
@@ -218,6 +219,8 @@ pub struct Upstream {
     idle_total: std::cell::Cell<usize>,
     max_idle: usize,
     connect_timeout: Duration,
+    /// HTTP/2 connections to backends ([`h2`]).
+    h2: RefCell<HashMap<h2::H2Key, ::h2::client::SendRequest<bytes::Bytes>>>,
 }
 
 impl Upstream {
@@ -232,6 +235,7 @@ impl Upstream {
             idle_total: std::cell::Cell::new(0),
             max_idle,
             connect_timeout,
+            h2: RefCell::new(HashMap::new()),
         })
     }
 
