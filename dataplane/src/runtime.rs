@@ -416,11 +416,14 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
                             return;
                         }
                     }
-                    let sni = stream.conn.server_name().map(|s| s.to_ascii_lowercase());
+                    let sni = stream
+                        .conn
+                        .server_name()
+                        .map(|s| Rc::from(s.to_ascii_lowercase()));
                     (Stream::ServerTls(stream), sni)
                 }
             };
-            let client_ip = peer.ip().to_canonical().to_string();
+            let client_ip: Rc<str> = peer.ip().to_canonical().to_string().into();
             let info = ConnInfo {
                 peer,
                 client_ip,

@@ -35,10 +35,10 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The client address as sent in `X-Forwarded-For` (IPv4-mapped
     /// addresses in their IPv4 form), formatted once per connection.
-    pub client_ip: String,
+    pub client_ip: Rc<str>,
     pub scheme: Scheme,
     /// SNI name sent in the TLS handshake, lower-case.
-    pub sni: Option<String>,
+    pub sni: Option<Rc<str>>,
     /// What happened to the request in progress, for the access log.
     /// Requests on a connection are sequential, so one cell suffices.
     pub outcome: Cell<Outcome>,

@@ -48,6 +48,8 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 50;
 /// Streams the edge may reset for the client's protocol errors
 /// (MadeYouReset) before the connection ends with ENHANCE_YOUR_CALM.
 const MAX_LOCAL_ERROR_RESETS: usize = 100;
+/// How often a connection checks its idle time, reset budget and writes.
+const TICK: Duration = Duration::from_millis(250);
 /// How long a closing connection may take to deliver its GOAWAY.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -119,8 +121,10 @@ where
     let mut idle_since = Some(Instant::now());
     let mut window_start = Instant::now();
     let mut closing: Option<Instant> = None;
+    // The housekeeping tick is made anew only when it fires, not for every
+    // stream accepted.
+    let mut tick = Box::pin(monoio::time::sleep(TICK));
     loop {
-        let tick = monoio::time::sleep(Duration::from_millis(250));
         monoio::select! {
             next = conn.accept() => match next {
                 None => break,
@@ -141,7 +145,7 @@ where
                 closing = Some(Instant::now());
                 continue;
             }
-            _ = tick => {}
+            _ = &mut tick => tick = Box::pin(monoio::time::sleep(TICK)),
         }
         let now = Instant::now();
         if violation
@@ -351,7 +355,14 @@ pub fn request_head(
     };
     let host = crate::http1::parse_authority(authority)
         .ok_or(Refusal::Answer(400, "the :authority is not a valid host"))?;
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    // Every name and value is copied once, into one buffer the fields
+    // then share (an allocation per request, not per field).
+    let mut size = 0;
+    for (name, value) in &parts.headers {
+        size += name.as_str().len() + value.len();
+    }
+    let mut all = bytes::BytesMut::with_capacity(size);
+    let mut spans = Vec::with_capacity(parts.headers.len());
     let mut cookie: Option<Vec<u8>> = None;
     let mut length = None;
     for (name, value) in &parts.headers {
@@ -368,18 +379,17 @@ pub fn request_head(
             match &mut cookie {
                 Some(c) => {
                     c.extend_from_slice(b"; ");
-                    c.extend_from_slice(value.as_bytes());
+                    c.extend_from_slice(v);
                 }
-                None => cookie = Some(value.as_bytes().to_vec()),
+                None => cookie = Some(v.to_vec()),
             }
             continue;
         }
         if name == header::CONTENT_LENGTH {
-            let n = crate::http1::parse_content_length(value.as_bytes())
+            let n = crate::http1::parse_content_length(v)
                 .ok_or(Refusal::Malformed("the content-length is not a number"))?;
             if length.is_some_and(|l| l != n) {
-                return Err(Refusal::Answer(
-                    400,
+                return Err(Refusal::Malformed(
                     "the content-length is given twice, differently",
                 ));
             }
@@ -387,7 +397,7 @@ pub fn request_head(
             continue;
         }
         if name == header::EXPECT {
-            if !value.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            if !v.eq_ignore_ascii_case(b"100-continue") {
                 return Err(Refusal::Answer(
                     417,
                     "only `Expect: 100-continue` is supported",
@@ -395,9 +405,18 @@ pub fn request_head(
             }
             continue;
         }
+        let start = all.len();
+        all.extend_from_slice(name.as_str().as_bytes());
+        let mid = all.len();
+        all.extend_from_slice(v);
+        spans.push((start, mid, all.len()));
+    }
+    let all = all.freeze();
+    let mut headers = Vec::with_capacity(spans.len() + 2);
+    for (start, mid, end) in spans {
         headers.push(Header {
-            name: Bytes::copy_from_slice(name.as_str().as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
+            name: all.slice(start..mid),
+            value: all.slice(mid..end),
         });
     }
     if let Some(c) = cookie {

@@ -220,7 +220,7 @@ async fn run(
 
 /// Phase 2: the app for this request, or the edge's own answer.
 fn route(snapshot: &Snapshot, info: &ConnInfo, head: &RequestHead) -> Result<usize, Answer> {
-    if info.sni.as_deref().is_some_and(|sni| sni != head.host) {
+    if info.sni.as_deref().is_some_and(|sni| *sni != *head.host) {
         return Err(Answer::Error(
             421,
             "this connection was opened for a different host name; open a new connection",

@@ -103,16 +103,36 @@ impl HeadSink for Vec<u8> {
     }
 }
 
-impl HeadSink for http::HeaderMap {
+/// An HTTP/2 response head being built: values are copied once into one
+/// buffer the header map's values then share (an allocation per response,
+/// not per field).
+#[derive(Default)]
+pub struct H2Fields {
+    values: bytes::BytesMut,
+    fields: Vec<(http::HeaderName, usize, usize)>,
+}
+
+impl HeadSink for H2Fields {
     /// A field HTTP/2 cannot carry (a name with upper case is folded; a
     /// value with a control byte is dropped, as the h1 parser would have
     /// refused it) never reaches the client.
     fn field(&mut self, name: &[u8], value: &[u8]) {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) {
-            self.append(n, v);
+        if let Ok(n) = http::HeaderName::from_bytes(name) {
+            let start = self.values.len();
+            self.values.extend_from_slice(value);
+            self.fields.push((n, start, self.values.len()));
+        }
+    }
+}
+
+impl H2Fields {
+    pub fn into_map(self, map: &mut http::HeaderMap) {
+        let values = self.values.freeze();
+        map.reserve(self.fields.len());
+        for (name, start, end) in self.fields {
+            if let Ok(v) = http::HeaderValue::from_maybe_shared(values.slice(start..end)) {
+                map.append(name, v);
+            }
         }
     }
 }
@@ -262,8 +282,10 @@ pub fn client_head_h2<'a>(
     let mut r = http::Response::new(());
     *r.status_mut() =
         http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let mut fields = H2Fields::default();
+    head_fields(ctx, head, resp, plan, &mut fields);
     let map = r.headers_mut();
-    head_fields(ctx, head, resp, plan, map);
+    fields.into_map(map);
     if let (None, Framing::Length(n)) = (plan, resp.framing) {
         map.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
     }
@@ -485,7 +507,7 @@ pub fn upgrade_head(resp: &RespHead, protocol: &[u8], out: &mut Vec<u8>) {
 /// and without the HTTP/1.1 handshake's own.
 pub fn upgrade_head_h2(resp: &RespHead) -> http::Response<()> {
     let mut r = http::Response::new(());
-    let map = r.headers_mut();
+    let mut fields = H2Fields::default();
     resp.headers.each(|name, value| {
         if crate::http1::is_hop_by_hop(name)
             || crate::http1::loose_prefix(name, crate::tunnel::meta::PREFIX.as_bytes())
@@ -493,7 +515,8 @@ pub fn upgrade_head_h2(resp: &RespHead) -> http::Response<()> {
         {
             return;
         }
-        map.field(name, value);
+        fields.field(name, value);
     });
+    fields.into_map(r.headers_mut());
     r
 }

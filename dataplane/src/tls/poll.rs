@@ -24,6 +24,8 @@ pub struct PollTls {
     early_pos: usize,
     eof: bool,
     closing: bool,
+    /// A flush was put off by one turn of the scheduler (see `poll_flush`).
+    deferred: bool,
 }
 
 impl PollTls {
@@ -35,6 +37,7 @@ impl PollTls {
             early_pos: 0,
             eof: false,
             closing: false,
+            deferred: false,
         }
     }
 
@@ -171,6 +174,8 @@ impl AsyncRead for PollTls {
 }
 
 impl AsyncWrite for PollTls {
+    /// Encrypts into rustls's queue; the socket gets it at the next flush,
+    /// or at once when the queue is full (rustls bounds it, 64 KiB).
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -180,6 +185,9 @@ impl AsyncWrite for PollTls {
         let mut written = 0;
         loop {
             written += this.conn.writer().write(&buf[written..])?;
+            if written == buf.len() {
+                return Poll::Ready(Ok(written));
+            }
             match this.write_records(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -192,9 +200,20 @@ impl AsyncWrite for PollTls {
         }
     }
 
+    /// Puts a flush off by one turn of the scheduler: the HTTP/2
+    /// connection flushes whenever its frames run out, which with many
+    /// streams answering at once is once or twice per response; letting
+    /// the other streams' tasks run first gathers their frames into the
+    /// same socket write (a write per response became a write per batch).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.conn.writer().flush()?;
+        if this.conn.wants_write() && !this.deferred {
+            this.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.deferred = false;
         match this.write_records(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut this.tcp).poll_flush(cx),
             other => other,
