@@ -349,6 +349,10 @@ pub struct App {
     pub sso: Sso,
     pub cors_preflight: CorsPreflight,
     pub websocket: bool,
+    /// A WebSocket with no frame either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
+    /// The longest a WebSocket stays open.
+    pub websocket_timeout: Duration,
     pub enabled: bool,
     /// Front proxies whose `X-Forwarded-For` chain is kept (and appended
     /// to); from anyone else the edge starts the chain afresh.

@@ -232,6 +232,9 @@ pub struct AppCounters {
     pub groups_trimmed: AtomicU64,
     /// Sessions renewed with their refresh token.
     pub session_renewals: AtomicU64,
+    /// WebSockets relayed, and open now (this core's share; summed on read).
+    pub websockets: AtomicU64,
+    pub websockets_open: AtomicI64,
 }
 
 impl AppCounters {
@@ -250,6 +253,19 @@ impl AppCounters {
             .position(|r| *r == reason)
             .unwrap_or(0);
         bump(&self.sign_in_failures[i], 1);
+    }
+
+    /// A WebSocket relay starts (`true`) or ends.
+    pub fn websocket(&self, open: bool) {
+        if cfg!(feature = "counters") {
+            let c = &self.websockets_open;
+            if open {
+                c.store(c.load(Relaxed) + 1, Relaxed);
+                bump(&self.websockets, 1);
+            } else {
+                c.store(c.load(Relaxed) - 1, Relaxed);
+            }
+        }
     }
 
     #[inline]
@@ -380,6 +396,8 @@ pub struct AppTotals {
     pub policy_denials: u64,
     pub groups_trimmed: u64,
     pub session_renewals: u64,
+    pub websockets: u64,
+    pub websockets_open: i64,
 }
 
 /// Summed edge-wide counters.
@@ -489,6 +507,8 @@ impl Registry {
                 at.policy_denials += a.policy_denials.load(Relaxed);
                 at.groups_trimmed += a.groups_trimmed.load(Relaxed);
                 at.session_renewals += a.session_renewals.load(Relaxed);
+                at.websockets += a.websockets.load(Relaxed);
+                at.websockets_open += a.websockets_open.load(Relaxed);
                 for (i, r) in SignInFailure::ALL.iter().enumerate() {
                     let n = a.sign_in_failures[i].load(Relaxed);
                     at.sign_in_failures += n;

@@ -487,6 +487,8 @@ fn perf_counters(doc: &Value) -> Vec<PerfCounter> {
             add(app, "Sign-in Failures/sec", p("sign_in_failures"), true);
             add(app, "Policy Denials/sec", p("policy_denials"), true);
             add(app, "Session Renewals/sec", p("session_renewals"), true);
+            add(app, "WebSockets/sec", p("websockets"), true);
+            add(app, "Open WebSockets", p("websockets_open"), false);
             add(
                 app,
                 "Backend Latency p50 (ms)",

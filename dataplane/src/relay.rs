@@ -3,8 +3,13 @@
 //! Completion-based reads cannot be cancelled without losing what they
 //! read, so the relay waits on *readiness* (cancellation-safe) for both
 //! sides and only then issues the read on the side that is ready. Either
-//! side closing ends the relay.
+//! side closing ends the relay, and so does `idle` passing with nothing
+//! relayed either way (each app's `websocket_idle_timeout`; its
+//! `websocket_timeout` bounds the whole relay, in the proxy core).
 #![deny(clippy::disallowed_methods)]
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -14,7 +19,10 @@ use crate::tunnel;
 /// Relay limit per direction per wake-up.
 const RELAY_CHUNK: usize = 16 * 1024;
 
-pub async fn copy_bidirectional(a: &mut Io, b: &mut Io) {
+/// No idle limit (the other end of the relay keeps one).
+pub const NO_IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+pub async fn copy_bidirectional(a: &mut Io, b: &mut Io, idle: Duration) {
     let mut buf_a = BytesMut::with_capacity(RELAY_CHUNK);
     let mut buf_b = BytesMut::with_capacity(RELAY_CHUNK);
     loop {
@@ -23,9 +31,16 @@ pub async fn copy_bidirectional(a: &mut Io, b: &mut Io) {
         } else if b.has_buffered() {
             1
         } else {
-            monoio::select! {
-                r = a.readable() => { if r.is_err() { return; } 0 }
-                r = b.readable() => { if r.is_err() { return; } 1 }
+            let ready = async {
+                monoio::select! {
+                    r = a.readable() => r.map(|_| 0),
+                    r = b.readable() => r.map(|_| 1),
+                }
+            };
+            match crate::timer::timeout(idle, ready).await {
+                Ok(Ok(which)) => which,
+                // Closed, or silent both ways for too long.
+                _ => return,
             }
         };
         let (from, to, buf) = if which == 0 {
@@ -61,6 +76,7 @@ pub async fn over_stream(
     early: bytes::Bytes,
     tx: &mut h2::SendStream<bytes::Bytes>,
     rx: &mut h2::RecvStream,
+    idle: Duration,
 ) {
     if !early.is_empty() && tunnel::send_data(tx, early, false).await.is_err() {
         return;
@@ -68,18 +84,28 @@ pub async fn over_stream(
     let mut buf = bytes::BytesMut::with_capacity(crate::io::READ_CHUNK);
     loop {
         if !io.has_buffered() {
-            let io_ready = monoio::select! {
-                r = io.readable() => { if r.is_err() { break; } true }
-                d = rx.data() => match d {
-                    Some(Ok(data)) => {
-                        let n = data.len();
-                        let (res, _) = io.write_all(data).await;
-                        if res.is_err() { break; }
-                        tunnel::release(rx, n);
-                        false
+            let ready = async {
+                monoio::select! {
+                    r = io.readable() => r.map(|_| None).map_err(|_| ()),
+                    d = rx.data() => match d {
+                        Some(Ok(data)) => Ok(Some(data)),
+                        _ => Err(()),
+                    },
+                }
+            };
+            let io_ready = match crate::timer::timeout(idle, ready).await {
+                Ok(Ok(None)) => true,
+                Ok(Ok(Some(data))) => {
+                    let n = data.len();
+                    let (res, _) = io.write_all(data).await;
+                    if res.is_err() {
+                        break;
                     }
-                    _ => break,
-                },
+                    tunnel::release(rx, n);
+                    false
+                }
+                // Closed, or silent both ways for too long.
+                _ => break,
             };
             if !io_ready {
                 continue;
@@ -110,9 +136,11 @@ pub async fn streams(
     a_tx: &mut h2::SendStream<bytes::Bytes>,
     b_rx: &mut h2::RecvStream,
     b_tx: &mut h2::SendStream<bytes::Bytes>,
+    idle: Duration,
 ) {
-    let a_to_b = pump(a_rx, b_tx);
-    let b_to_a = pump(b_rx, a_tx);
+    let last = Cell::new(Instant::now());
+    let a_to_b = pump(a_rx, b_tx, &last, idle);
+    let b_to_a = pump(b_rx, a_tx, &last, idle);
     monoio::select! {
         _ = a_to_b => {}
         _ = b_to_a => {}
@@ -121,9 +149,24 @@ pub async fn streams(
     let _ = b_tx.send_data(bytes::Bytes::new(), true);
 }
 
-/// One direction of [`streams`]: until `rx` ends or `tx` fails.
-async fn pump(rx: &mut h2::RecvStream, tx: &mut h2::SendStream<bytes::Bytes>) {
-    while let Some(Ok(data)) = rx.data().await {
+/// One direction of [`streams`]: until `rx` ends, `tx` fails, or neither
+/// direction has carried anything for `idle` (`last` is shared).
+async fn pump(
+    rx: &mut h2::RecvStream,
+    tx: &mut h2::SendStream<bytes::Bytes>,
+    last: &Cell<Instant>,
+    idle: Duration,
+) {
+    loop {
+        let left = (last.get() + idle).saturating_duration_since(Instant::now());
+        let data = match crate::timer::timeout(left, rx.data()).await {
+            Ok(Some(Ok(data))) => data,
+            Ok(_) => return,
+            Err(_) if last.get().elapsed() >= idle => return,
+            // The other direction was busy meanwhile.
+            Err(_) => continue,
+        };
+        last.set(Instant::now());
         let n = data.len();
         if tunnel::send_data(tx, data, false).await.is_err() {
             return;

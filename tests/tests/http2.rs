@@ -474,3 +474,70 @@ fn malformed_requests_are_reset_and_not_forwarded() {
         "a malformed request reached the backend"
     );
 }
+
+/// A WebSocket silent both ways for `websocket_idle_timeout` is closed,
+/// over HTTP/1.1 and HTTP/2; while open it counts in the app's open
+/// WebSockets.
+#[test]
+fn websocket_idle_timeout_and_open_count() {
+    let backend = echo_backend();
+    let b = EdgeBuilder::new().app(&passthrough_app(
+        "web",
+        "https://app.example.com/",
+        backend.addr,
+        "websocket_idle_timeout = 2\n",
+    ));
+    let d = Deployment::start(b, Hop::Direct);
+    let open = |d: &Deployment| {
+        let (_, c) = d.edge.admin("GET", "/v1/counters", None);
+        (
+            c["apps"]["web"]["websockets_open"].as_i64().unwrap(),
+            c["apps"]["web"]["websockets"].as_u64().unwrap(),
+        )
+    };
+    // HTTP/1.1.
+    let mut s = d.connect("app.example.com");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut pending = Vec::new();
+    let r = client::read_response(&mut s, &mut pending, "GET").unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(open(&d), (1, 1));
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // The edge closes the silent relay: the read ends (0 or an error).
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(open(&d), (0, 1));
+    // HTTP/2.
+    block_on(|| async {
+        let c = H2::tls(d.edge.https, "app.example.com", d.roots.clone()).await;
+        let mut send = c.send.clone().ready().await.unwrap();
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri("https://app.example.com/ws")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let (resp, _tx) = send.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut rx = resp.into_body();
+        let started = std::time::Instant::now();
+        let end = monoio::time::timeout(Duration::from_secs(10), rx.data())
+            .await
+            .expect("the edge ends the silent stream");
+        assert!(!matches!(end, Some(Ok(ref d)) if !d.is_empty()), "{end:?}");
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(open(&d), (0, 2));
+}

@@ -281,6 +281,16 @@ impl Check<'_, '_> {
         group
     }
 
+    /// A WebSocket duration in seconds, `min..=max`.
+    fn ws_secs(&mut self, field: &str, v: Option<u64>, default: u64, max: u64) -> Duration {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > max {
+            self.p(field, format!("{v} seconds is out of range (1..={max})"));
+            return Duration::from_secs(default);
+        }
+        Duration::from_secs(v)
+    }
+
     fn backend_timeout(&mut self, t: Option<raw::Timeout>) -> BackendTimeout {
         match t {
             None => BackendTimeout::Default,
@@ -518,6 +528,14 @@ impl Validator<'_> {
             c.identity_provider(a.identity_provider.as_deref(), preauth, providers);
         let connector_group = c.connector_group(a.connector_group);
         let backend_timeout = c.backend_timeout(a.backend_timeout);
+        let websocket_idle_timeout = c.ws_secs(
+            "websocket_idle_timeout",
+            a.websocket_idle_timeout,
+            600,
+            7 * 86400,
+        );
+        let websocket_timeout =
+            c.ws_secs("websocket_timeout", a.websocket_timeout, 86400, 30 * 86400);
         let cookie = c.cookie(a.cookie.unwrap_or_default(), external.as_ref());
         let hsts = c.hsts(a.hsts);
         if let (Some(home), Some(ext)) = (&a.homepage_url, &external) {
@@ -564,6 +582,8 @@ impl Validator<'_> {
             sso,
             cors_preflight,
             websocket: a.websocket.unwrap_or(true),
+            websocket_idle_timeout,
+            websocket_timeout,
             enabled: a.enabled.unwrap_or(true),
             trusted_forwarded_for,
             allow_link_local,

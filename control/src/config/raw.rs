@@ -263,6 +263,10 @@ pub struct App {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_idle_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_forwarded_for: Vec<String>,

@@ -34,7 +34,7 @@ pub fn text(control: &Control) -> String {
 /// Per-app counters, failures and translation by reason, backend latency.
 fn apps(o: &mut String, t: &Totals) {
     type PerApp = fn(&postern_control::counters::AppTotals) -> u64;
-    let per_app: [(&str, &str, PerApp); 11] = [
+    let per_app: [(&str, &str, PerApp); 12] = [
         (
             "postern_requests_total",
             "Requests routed to an app.",
@@ -90,6 +90,11 @@ fn apps(o: &mut String, t: &Totals) {
             "Sessions renewed with the provider's refresh token.",
             |a| a.session_renewals,
         ),
+        (
+            "postern_websockets_total",
+            "WebSocket upgrades relayed (over HTTP/1.1 or HTTP/2).",
+            |a| a.websockets,
+        ),
     ];
     for (name, help, value) in per_app {
         family(o, name, "counter", help);
@@ -141,6 +146,20 @@ fn apps(o: &mut String, t: &Totals) {
                 label(app)
             );
         }
+    }
+    family(
+        o,
+        "postern_websockets_open",
+        "gauge",
+        "WebSockets open now.",
+    );
+    for (app, a) in &t.apps {
+        let _ = writeln!(
+            o,
+            "postern_websockets_open{{app=\"{}\"}} {}",
+            label(app),
+            a.websockets_open
+        );
     }
     latency(o, t);
 }

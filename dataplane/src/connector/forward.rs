@@ -723,5 +723,13 @@ async fn websocket(
         return;
     };
     let early = up.buf.split().freeze();
-    crate::relay::over_stream(&mut up.io, early, &mut send, &mut body).await;
+    // The edge holds the app's WebSocket limits and ends the stream.
+    crate::relay::over_stream(
+        &mut up.io,
+        early,
+        &mut send,
+        &mut body,
+        crate::relay::NO_IDLE,
+    )
+    .await;
 }

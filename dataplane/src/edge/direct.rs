@@ -310,7 +310,13 @@ impl HopResponse for DirectResponse {
     // The request's receiving half is the relay's alone once upgraded (its
     // body is over); the cell is held for the relay's life on purpose.
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn relay_upgraded(self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
+    async fn relay_upgraded(
+        self,
+        client: &mut Client<'_>,
+        out: &mut Vec<u8>,
+        early: Bytes,
+        idle: std::time::Duration,
+    ) {
         let mut up = self.body.conn;
         match client {
             Client::H1 { io, .. } => {
@@ -326,7 +332,7 @@ impl HopResponse for DirectResponse {
                         return;
                     }
                 }
-                crate::relay::copy_bidirectional(io, &mut up.io).await;
+                crate::relay::copy_bidirectional(io, &mut up.io, idle).await;
             }
             Client::H2(s) => {
                 let Some(mut tx) = s.take_body() else {
@@ -334,7 +340,7 @@ impl HopResponse for DirectResponse {
                 };
                 let leftover = up.buf.split().freeze();
                 let mut rx = s.recv.borrow_mut();
-                crate::relay::over_stream(&mut up.io, leftover, &mut tx, &mut rx).await;
+                crate::relay::over_stream(&mut up.io, leftover, &mut tx, &mut rx, idle).await;
             }
         }
     }

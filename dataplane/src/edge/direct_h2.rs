@@ -220,6 +220,7 @@ impl HopResponse for H2Response {
         _client: &mut super::client::Client<'_>,
         _out: &mut Vec<u8>,
         _early: Bytes,
+        _idle: std::time::Duration,
     ) {
     }
 }

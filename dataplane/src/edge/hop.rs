@@ -483,5 +483,12 @@ pub trait HopResponse {
     /// after the upgrade's head in `out` (not yet sent) and `early` (bytes
     /// the client sent after its request); over HTTP/2 once the head has
     /// been sent on the stream.
-    async fn relay_upgraded(self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes);
+    /// `idle`: how long both directions may be silent before it ends.
+    async fn relay_upgraded(
+        self,
+        client: &mut Client<'_>,
+        out: &mut Vec<u8>,
+        early: Bytes,
+        idle: Duration,
+    );
 }

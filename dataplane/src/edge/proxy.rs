@@ -413,7 +413,19 @@ async fn respond<R: HopResponse>(
                 Bytes::new()
             }
         };
-        resp.relay_upgraded(client, out, early).await;
+        // Counted open while it lasts (however it ends), and bounded by
+        // the app's WebSocket limits.
+        struct Open<'c>(&'c AppCounters);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                self.0.websocket(false);
+            }
+        }
+        ctx.counters.websocket(true);
+        let _open = Open(ctx.counters);
+        let app = &ctx.app.app;
+        let relay = resp.relay_upgraded(client, out, early, app.websocket_idle_timeout);
+        let _ = crate::timer::timeout(app.websocket_timeout, relay).await;
         return Next::Close;
     }
 

@@ -433,7 +433,13 @@ impl HopResponse for TunnelResponse {
     // The request's receiving half is the relay's alone once upgraded (its
     // body is over); the cell is held for the relay's life on purpose.
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn relay_upgraded(mut self, client: &mut Client<'_>, out: &mut Vec<u8>, early: Bytes) {
+    async fn relay_upgraded(
+        mut self,
+        client: &mut Client<'_>,
+        out: &mut Vec<u8>,
+        early: Bytes,
+        idle: std::time::Duration,
+    ) {
         let Some(mut tx) = self.send.take() else {
             return;
         };
@@ -442,15 +448,21 @@ impl HopResponse for TunnelResponse {
                 if write_out(io, out).await.is_err() {
                     return;
                 }
-                crate::relay::over_stream(io, early, &mut tx, &mut self.recv).await;
+                crate::relay::over_stream(io, early, &mut tx, &mut self.recv, idle).await;
             }
             Client::H2(s) => {
                 let Some(mut client_tx) = s.take_body() else {
                     return;
                 };
                 let mut client_rx = s.recv.borrow_mut();
-                crate::relay::streams(&mut client_rx, &mut client_tx, &mut self.recv, &mut tx)
-                    .await;
+                crate::relay::streams(
+                    &mut client_rx,
+                    &mut client_tx,
+                    &mut self.recv,
+                    &mut tx,
+                    idle,
+                )
+                .await;
             }
         }
     }
