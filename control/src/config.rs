@@ -140,6 +140,8 @@ pub struct EdgeSettings {
     pub session_key_rotation: Duration,
     /// HTTP/2 towards clients.
     pub http2: Http2Settings,
+    /// On SIGTERM, the longest requests in flight get to finish.
+    pub drain_timeout: Duration,
 }
 
 /// HTTP/2 towards clients (`http2*` in `[edge]`).

@@ -23,6 +23,8 @@ struct Sink {
 static SINK: OnceLock<Sink> = OnceLock::new();
 /// Lines dropped because the writer fell behind.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines queued and not yet written.
+static PENDING: AtomicU64 = AtomicU64::new(0);
 
 /// Where the log goes: `stdout`, `stderr`, `off`, or a file path (appended).
 /// Called once at start-up, before any worker runs.
@@ -45,11 +47,14 @@ pub fn init(target: &str, json: bool) -> std::io::Result<()> {
         .spawn(move || {
             while let Ok(line) = rx.recv() {
                 let _ = out.write_all(line.as_bytes());
+                let mut n = 1;
                 // Batch whatever else is already queued before flushing.
                 while let Ok(more) = rx.try_recv() {
                     let _ = out.write_all(more.as_bytes());
+                    n += 1;
                 }
                 let _ = out.flush();
+                PENDING.fetch_sub(n, Ordering::Release);
             }
         })?;
     let _ = SINK.set(Sink { tx, json });
@@ -111,11 +116,23 @@ pub fn log(e: &Entry<'_>) {
             e.total_us as f64 / 1000.0,
         )
     };
+    PENDING.fetch_add(1, Ordering::Acquire);
     match sink.tx.try_send(line) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            PENDING.fetch_sub(1, Ordering::Release);
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Waits (a second at most) for the queued lines to be written: called on
+/// a control thread before the process exits.
+#[allow(clippy::disallowed_methods)] // a control thread
+pub fn flush() {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while PENDING.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

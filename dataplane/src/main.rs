@@ -276,6 +276,9 @@ fn run(
                 tracing::info!(%addr, "tunnel listener for connectors");
             }
             tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
+            if let Err(e) = drain_on_sigterm(control.clone(), cfg.edge.drain_timeout) {
+                tracing::warn!(error = %e, "cannot install the SIGTERM handler; SIGTERM ends the edge at once");
+            }
             if let Err(e) = reload_on_sighup(config_path.to_path_buf(), control.clone()) {
                 tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with the admin API instead");
             }
@@ -297,6 +300,42 @@ fn run(
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGTERM drains the edge: the listeners close, idle connections close,
+/// HTTP/2 clients get GOAWAY, and requests in flight finish; the process
+/// exits 0 once no client connection is left, or when `drain_timeout`
+/// has passed.
+fn drain_on_sigterm(
+    control: std::sync::Arc<admin::Control>,
+    limit: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new()
+        .name("postern-sigterm".into())
+        .spawn(move || {
+            if signals.forever().next().is_none() {
+                return;
+            }
+            let started = std::time::Instant::now();
+            runtime::DRAINING.store(true, std::sync::atomic::Ordering::Release);
+            tracing::info!(timeout_s = limit.as_secs(), "SIGTERM: draining");
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let open = control.counters.totals().edge.active_connections;
+                if open <= 0 {
+                    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
+                    break;
+                }
+                if started.elapsed() >= limit {
+                    tracing::warn!(open, "drain timeout passed; closing the connections left");
+                    break;
+                }
+            }
+            accesslog::flush();
+            std::process::exit(0);
+        })?;
+    Ok(())
 }
 
 /// SIGHUP re-reads the configuration file and makes its `[[app]]` list

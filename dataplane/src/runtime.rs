@@ -17,6 +17,10 @@ use postern_control::{EdgeConfig, Scheme};
 
 use crate::admin::Control;
 
+/// Set once the edge begins to drain (SIGTERM); workers notice within
+/// 10 ms ([`Worker::check_drain`]).
+pub static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long the alert for a timed-out TLS handshake may take to send.
 const ALERT_WAIT: Duration = Duration::from_secs(1);
 use crate::edge::conn::{self as server, ConnInfo};
@@ -229,6 +233,7 @@ impl WorkerPlan {
             for beat in 1u64.. {
                 monoio::time::sleep(Duration::from_millis(10)).await;
                 let _ = refresher.snapshot();
+                refresher.check_drain();
                 refresher.counters.beat();
                 if beat % (crate::upstream::SWEEP_EVERY.as_millis() as u64 / 10) == 0 {
                     refresher.upstream.sweep();
@@ -289,6 +294,9 @@ impl WorkerPlan {
         for t in tasks {
             t.await;
         }
+        // The listeners closed for a drain: connections still open finish
+        // on this runtime; the drain ends the process.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -343,8 +351,17 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
         last: None,
         held: 0,
     };
+    let drain_key = worker.next_conn_id();
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = monoio::select! {
+            a = listener.accept() => a,
+            _ = worker.drain_wait(drain_key) => {
+                // Draining: the listener closes; new clients go to
+                // another edge (or the next process).
+                return;
+            }
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors (or kernel memory): stop

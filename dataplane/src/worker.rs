@@ -39,6 +39,11 @@ pub struct Worker {
     tunnel_cache: RefCell<(u64, TunnelList)>,
     /// Pre-authentication: provider views and this worker's caches.
     pub auth: crate::auth::WorkerAuth,
+    /// The edge is draining (SIGTERM): no new connections, idle ones
+    /// closed, HTTP/2 clients told with GOAWAY.
+    draining: Cell<bool>,
+    /// Tasks waiting for the drain, by key (a connection id).
+    drain_wakers: RefCell<std::collections::HashMap<u64, std::task::Waker>>,
 }
 
 impl Worker {
@@ -75,7 +80,36 @@ impl Worker {
             counters,
             app_counters: RefCell::new((u64::MAX, Vec::new())),
             auth: crate::auth::WorkerAuth::new(auth),
+            draining: Cell::new(false),
+            drain_wakers: RefCell::new(std::collections::HashMap::new()),
         })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Called often on the worker: starts this worker's drain once the
+    /// edge has begun one, waking everything that waits for it.
+    pub fn check_drain(&self) {
+        if !self.draining.get() && crate::runtime::DRAINING.load(Ordering::Acquire) {
+            self.draining.set(true);
+            let wakers: Vec<_> = self
+                .drain_wakers
+                .borrow_mut()
+                .drain()
+                .map(|(_, w)| w)
+                .collect();
+            for w in wakers {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves when the edge drains; `key` (unique among the waiters,
+    /// such as a connection id) files the waiter, and is let go on drop.
+    pub fn drain_wait(&self, key: u64) -> DrainWait<'_> {
+        DrainWait { worker: self, key }
     }
 
     /// The snapshot a new request starts with (a thread-local refcount,
@@ -147,5 +181,35 @@ impl std::ops::Deref for RequestId {
     fn deref(&self) -> &str {
         // Only ASCII hex digits are ever written.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// See [`Worker::drain_wait`].
+pub struct DrainWait<'a> {
+    worker: &'a Worker,
+    key: u64,
+}
+
+impl std::future::Future for DrainWait<'_> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.worker.draining.get() {
+            return std::task::Poll::Ready(());
+        }
+        self.worker
+            .drain_wakers
+            .borrow_mut()
+            .insert(self.key, cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for DrainWait<'_> {
+    fn drop(&mut self) {
+        self.worker.drain_wakers.borrow_mut().remove(&self.key);
     }
 }

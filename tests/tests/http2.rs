@@ -541,3 +541,62 @@ fn websocket_idle_timeout_and_open_count() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(open(&d), (0, 2));
 }
+
+/// SIGTERM drains: an HTTP/2 client gets GOAWAY, its request in flight
+/// still gets its whole answer, new connections are refused, and the edge
+/// exits 0.
+#[test]
+fn sigterm_sends_goaway_and_finishes_streams_in_flight() {
+    let backend = Backend::start(|_| Reply::ok("slow answer").delay(Duration::from_millis(1500)));
+    let mut edge = EdgeBuilder::new()
+        .h2c()
+        .app(&passthrough_app(
+            "web",
+            "http://localhost/",
+            backend.addr,
+            "[app.cookie]\nsecure = false\n",
+        ))
+        .start();
+    let mut raw = Raw::h2c(edge.http);
+    raw.send(&frame(
+        h2c::HEADERS,
+        h2c::END_HEADERS | h2c::END_STREAM,
+        1,
+        &hpack(&request_fields("localhost", "/")),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &edge.pid().to_string()])
+        .status()
+        .unwrap();
+    let goaway = raw
+        .until(LIMIT, |f| f.ty == h2c::GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY; edge: {}", edge.stderr()));
+    assert_eq!(goaway.error_code(), Some(0), "NO_ERROR");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    // Draining: no new connections.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(std::net::TcpStream::connect(edge.http).is_err());
+    // The stream in flight is answered in full.
+    let data = raw
+        .until(LIMIT, |f| f.ty == h2c::DATA && f.stream == 1)
+        .expect("the answer");
+    assert_eq!(data.payload, b"slow answer");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = edge.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the edge did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -98,6 +98,8 @@ pub struct Edge {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_key_rotation: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http2: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_max_concurrent_streams: Option<u64>,

@@ -238,6 +238,7 @@ impl Validator<'_> {
                 365 * 24 * 3600,
             ),
             http2: self.http2(&e),
+            drain_timeout: self.secs("drain_timeout", e.drain_timeout.unwrap_or(30), 3600),
             max_connections: e.max_connections,
             max_connections_per_source: e.max_connections_per_source.unwrap_or(1024),
             max_tunnel_streams_per_source: e.max_tunnel_streams_per_source,

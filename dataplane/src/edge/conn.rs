@@ -161,7 +161,18 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo, mut buf:
             // A timed-out read takes the buffer down with it; remember
             // whether a request had started.
             let partial = !buf.is_empty();
-            match body::read_with_timeout(&mut io, &mut buf, timeout).await {
+            let read = if partial || first {
+                body::read_with_timeout(&mut io, &mut buf, timeout).await
+            } else {
+                // Waiting idle between requests: a drain closes the
+                // connection (nothing is lost; the read is cancelled).
+                let read = body::read_with_timeout(&mut io, &mut buf, timeout);
+                monoio::select! {
+                    r = read => r,
+                    _ = worker.drain_wait(info.id) => break None,
+                }
+            };
+            match read {
                 Ok(0) | Err(BodyError::Io(_)) => break None,
                 Ok(_) => {}
                 Err(BodyError::Timeout) if partial => {
@@ -196,6 +207,8 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo, mut buf:
         ))
         .await;
         match next {
+            // A draining edge closes after the answer.
+            Next::KeepAlive if worker.is_draining() => break,
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Linger => {

@@ -50,6 +50,9 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 50;
 const MAX_LOCAL_ERROR_RESETS: usize = 100;
 /// How often a connection checks its idle time, reset budget and writes.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a draining connection with no stream left waits for the
+/// client's side of the GOAWAY exchange.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// How long a closing connection may take to deliver its GOAWAY.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -156,9 +159,24 @@ where
             break;
         }
         if let Some(t) = closing {
-            if now.duration_since(t) > CLOSE_WAIT {
+            // Draining, streams in flight finish (the edge's drain
+            // timeout bounds them); otherwise the GOAWAY gets a moment.
+            if now.duration_since(t) > CLOSE_WAIT && !worker.is_draining() {
                 break;
             }
+            // A client that does not answer the shutdown's PING would
+            // hold an idle connection until the drain timeout.
+            if worker.is_draining() && shared.open.get() == 0 && now.duration_since(t) > DRAIN_IDLE
+            {
+                break;
+            }
+            continue;
+        }
+        if worker.is_draining() {
+            // GOAWAY: the client opens no new streams here and retries
+            // elsewhere; those it has open finish.
+            conn.graceful_shutdown();
+            closing = Some(now);
             continue;
         }
         if now.duration_since(window_start) > RESET_WINDOW {
