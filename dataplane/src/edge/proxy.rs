@@ -212,7 +212,15 @@ async fn run(
     if snapshot.settings.tunnel_address.is_some() {
         forward(&ctx, super::tunnel::TunnelHop, client, out, head).await
     } else if app.app.internal_protocol != InternalProtocol::Http1 {
-        forward(&ctx, super::direct_h2::DirectH2Hop, client, out, head).await
+        // Boxed, so its larger state does not size every request's.
+        Box::pin(forward(
+            &ctx,
+            super::direct_h2::DirectH2Hop,
+            client,
+            out,
+            head,
+        ))
+        .await
     } else {
         forward(&ctx, super::direct::DirectHop, client, out, head).await
     }
@@ -312,17 +320,21 @@ async fn forward<H: Hop>(
     if let Client::H2(s) = client {
         // An HTTP/2 stream's body is read through its own cell, so it can
         // go on streaming while the response is written (HTTP/2 backends:
-        // gRPC's bidirectional calls).
+        // gRPC's bidirectional calls). Boxed: HTTP/1.1 requests (and the
+        // connections waiting on them) do not carry this path's state.
         let mut body = ClientBody::detached(ctx, s, &head);
-        let sent = send(ctx, &mut hop, &head, &mut body, out).await;
-        return match sent {
-            Ok(mut resp) => {
-                let mut pump = resp.request_pump();
-                let duplex = pump.as_mut().map(|p| (p, &mut body));
-                respond(ctx, client, out, &head, resp, true, started, duplex).await
+        return Box::pin(async move {
+            let sent = send(ctx, &mut hop, &head, &mut body, out).await;
+            match sent {
+                Ok(mut resp) => {
+                    let mut pump = resp.request_pump();
+                    let duplex = pump.as_mut().map(|p| (p, &mut body));
+                    respond(ctx, client, out, &head, resp, true, started, duplex).await
+                }
+                Err(e) => fail(ctx, client, out, &head, e, true).await,
             }
-            Err(e) => fail(ctx, client, out, &head, e, true).await,
-        };
+        })
+        .await;
     }
     let mut body = ClientBody::new(ctx, client, &head);
     let mut sent = send(ctx, &mut hop, &head, &mut body, out).await;
@@ -374,7 +386,10 @@ async fn next_piece<R: HopResponse>(
     let Some((pump, body)) = duplex else {
         return resp.next(large).await;
     };
-    match pump.alongside(body, resp.next(large)).await {
+    // Boxed: only streaming calls take this path, and its futures would
+    // otherwise size every response's state (held by every connection
+    // waiting on a response).
+    match Box::pin(pump.alongside(body, resp.next(large))).await {
         Ok(r) => r,
         // The client failed mid-body and its request stream was reset; the
         // backend's answer to that ends the response.
