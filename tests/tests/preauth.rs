@@ -1033,3 +1033,55 @@ fn attack_case_34_a_sign_in_never_returns_to_another_host() {
         );
     }
 }
+
+/// Pre-authentication over HTTP/2 is the same policy phase: a navigation
+/// without a session is sent to sign in, a script gets 401, and the
+/// session cookie a browser got over HTTP/1.1 opens the app over HTTP/2,
+/// with its identity headers reaching the backend; over both hops.
+#[test]
+fn preauth_over_http2() {
+    use postern_e2e::h2client::{block_on, H2};
+    for hop in Hop::BOTH {
+        let s = setup(hop, "");
+        let d = &s.d;
+        let mut br = Browser::new(d.edge.https, d.roots.clone());
+        let (_, r) = br.sign_in(APP, "alice", "pw-alice");
+        assert_eq!(r.status, 200, "{hop:?}: {}", r.text());
+        let cookie = br.jar["app.example.com"]["__Host-postern-app"].clone();
+        block_on(|| async {
+            let mut c = H2::tls(d.edge.https, "app.example.com", d.roots.clone()).await;
+            let get = |accept: &str, cookie: Option<&str>| {
+                let mut b =
+                    http::Request::get("https://app.example.com/page").header("accept", accept);
+                if let Some(v) = cookie {
+                    // Two crumbs, as HTTP/2 clients may send them.
+                    b = b
+                        .header("cookie", "theme=dark")
+                        .header("cookie", format!("__Host-postern-app={v}"));
+                }
+                b.body(()).unwrap()
+            };
+            let r = c.request(get("text/html", None), None).await.unwrap();
+            assert_eq!(r.status, 302, "{hop:?}");
+            let location = r.header("location").unwrap_or_default();
+            assert!(location.contains("client_id="), "{hop:?}: {location}");
+            let r = c
+                .request(get("application/json", None), None)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 401, "{hop:?}");
+            let r = c
+                .request(get("text/html", Some(&cookie)), None)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{hop:?}: {}", r.text());
+            let body = r.text();
+            assert!(body.contains("user=alice"), "{hop:?}: {body}");
+            assert!(
+                body.contains("cookie=theme=dark"),
+                "{hop:?}: the edge's cookie stays, the app's goes on: {body}"
+            );
+            assert!(body.contains("assertion=true"), "{hop:?}: {body}");
+        });
+    }
+}
