@@ -26,6 +26,16 @@ pub fn tls(
     name: &str,
     roots: rustls::RootCertStore,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let conn = rustls::ClientConnection::new(
+        client_config(roots, b"http/1.1"),
+        rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, tcp(addr))
+}
+
+/// A client configuration trusting `roots` and offering `alpn`.
+pub fn client_config(roots: rustls::RootCertStore, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -33,13 +43,8 @@ pub fn tls(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let conn = rustls::ClientConnection::new(
-        Arc::new(cfg),
-        rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
-    )
-    .unwrap();
-    rustls::StreamOwned::new(conn, tcp(addr))
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(cfg)
 }
 
 /// A parsed response.

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,16 +70,9 @@ impl H2 {
     pub async fn tls(addr: SocketAddr, name: &str, roots: rustls::RootCertStore) -> H2 {
         let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
         let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e).unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let cfg = crate::client::client_config(roots, b"h2");
         let name = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        let tls = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, tcp)
             .await
             .expect("TLS with ALPN h2");
@@ -115,6 +107,26 @@ impl H2 {
             send_all(&mut tx, b, true).await?;
         }
         read(resp.await?).await
+    }
+
+    /// Opens a WebSocket with an extended CONNECT (RFC 8441): the answer
+    /// and the stream's sending half.
+    pub async fn websocket(
+        &self,
+        authority: &str,
+        path: &str,
+    ) -> (http::Response<h2::RecvStream>, h2::SendStream<Bytes>) {
+        let mut send = self.send.clone().ready().await.unwrap();
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("https://{authority}{path}"))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let (resp, tx) = send.send_request(req, false).unwrap();
+        (resp.await.unwrap(), tx)
     }
 
     /// `GET https://{authority}{path}`.

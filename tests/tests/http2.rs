@@ -187,17 +187,7 @@ fn websocket_over_http2_through_both_hops() {
         let d = deployment(&backend, hop);
         block_on(|| async {
             let c = H2::tls(d.edge.https, "app.example.com", d.roots.clone()).await;
-            let mut send = c.send.clone().ready().await.unwrap();
-            let mut req = http::Request::builder()
-                .method("CONNECT")
-                .uri("https://app.example.com/ws")
-                .header("sec-websocket-version", "13")
-                .body(())
-                .unwrap();
-            req.extensions_mut()
-                .insert(h2::ext::Protocol::from_static("websocket"));
-            let (resp, mut tx) = send.send_request(req, false).unwrap();
-            let resp = resp.await.unwrap();
+            let (resp, mut tx) = c.websocket("app.example.com", "/ws").await;
             assert_eq!(resp.status(), 200, "{hop:?}");
             assert_eq!(
                 resp.headers()
@@ -518,17 +508,7 @@ fn websocket_idle_timeout_and_open_count() {
     // HTTP/2.
     block_on(|| async {
         let c = H2::tls(d.edge.https, "app.example.com", d.roots.clone()).await;
-        let mut send = c.send.clone().ready().await.unwrap();
-        let mut req = http::Request::builder()
-            .method("CONNECT")
-            .uri("https://app.example.com/ws")
-            .header("sec-websocket-version", "13")
-            .body(())
-            .unwrap();
-        req.extensions_mut()
-            .insert(h2::ext::Protocol::from_static("websocket"));
-        let (resp, _tx) = send.send_request(req, false).unwrap();
-        let resp = resp.await.unwrap();
+        let (resp, _tx) = c.websocket("app.example.com", "/ws").await;
         assert_eq!(resp.status(), 200);
         let mut rx = resp.into_body();
         let started = std::time::Instant::now();
