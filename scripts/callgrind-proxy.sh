@@ -4,7 +4,7 @@
 #
 # One edge worker proxies to an nginx static backend; a single keep-alive
 # connection (curl, URL globbing) sends REQUESTS requests for a 1 KiB
-# file, over HTTP and then HTTPS. Counters are zeroed just before each
+# file, over HTTP/1.1, HTTP/1.1 over TLS, and HTTP/2 over TLS. Counters are zeroed just before each
 # batch and dumped just after, so start-up, the TLS handshake's share
 # aside, and shutdown are not counted.
 #
@@ -40,12 +40,18 @@ wait_port "$BACKEND_PORT"
 # output files start with each PREFIX given (label:pid:prefix ...).
 measure() {
     local port_http=$1 port_https=$2; shift 2
-    for scheme in http https; do
-        if [ $scheme = http ]; then port=$port_http; else port=$port_https; fi
+    # https is HTTP/1.1 over TLS; h2 is HTTP/2 over TLS (ALPN), one
+    # stream at a time on one connection.
+    for scheme in http https h2; do
+        case $scheme in
+            http) port=$port_http url=http proto=--http1.1 ;;
+            https) port=$port_https url=https proto=--http1.1 ;;
+            h2) port=$port_https url=https proto=--http2 ;;
+        esac
         # Warm the pools and caches, then count one batch.
-        curl -sk -o /dev/null "$scheme://localhost:$port/1k?w=[1-50]"
+        curl -sk $proto -o /dev/null "$url://localhost:$port/1k?w=[1-50]"
         for entry in "$@"; do callgrind_control -z "$(echo "$entry" | cut -d: -f2)" >/dev/null; done
-        curl -sk -o /dev/null "$scheme://localhost:$port/1k?n=[1-$REQUESTS]"
+        curl -sk $proto -o /dev/null "$url://localhost:$port/1k?n=[1-$REQUESTS]"
         local sum=0 line=""
         for entry in "$@"; do
             IFS=: read -r label pid prefix <<<"$entry"

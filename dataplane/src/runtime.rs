@@ -351,11 +351,10 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
         last: None,
         held: 0,
     };
-    let drain_key = worker.next_conn_id();
     loop {
         let accepted = monoio::select! {
             a = listener.accept() => a,
-            _ = worker.drain_wait(drain_key) => {
+            _ = worker.drain_wait() => {
                 // Draining: the listener closes; new clients go to
                 // another edge (or the next process).
                 return;

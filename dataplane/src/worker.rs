@@ -42,8 +42,9 @@ pub struct Worker {
     /// The edge is draining (SIGTERM): no new connections, idle ones
     /// closed, HTTP/2 clients told with GOAWAY.
     draining: Cell<bool>,
-    /// Tasks waiting for the drain, by key (a connection id).
-    drain_wakers: RefCell<std::collections::HashMap<u64, std::task::Waker>>,
+    /// Tasks waiting for the drain: slots reused through a free list (a
+    /// connection waiting idle takes one; no hashing on the request path).
+    drain_wakers: RefCell<DrainWakers>,
 }
 
 impl Worker {
@@ -81,7 +82,7 @@ impl Worker {
             app_counters: RefCell::new((u64::MAX, Vec::new())),
             auth: crate::auth::WorkerAuth::new(auth),
             draining: Cell::new(false),
-            drain_wakers: RefCell::new(std::collections::HashMap::new()),
+            drain_wakers: RefCell::new(DrainWakers::default()),
         })
     }
 
@@ -97,8 +98,9 @@ impl Worker {
             let wakers: Vec<_> = self
                 .drain_wakers
                 .borrow_mut()
-                .drain()
-                .map(|(_, w)| w)
+                .slots
+                .iter_mut()
+                .filter_map(Option::take)
                 .collect();
             for w in wakers {
                 w.wake();
@@ -106,10 +108,12 @@ impl Worker {
         }
     }
 
-    /// Resolves when the edge drains; `key` (unique among the waiters,
-    /// such as a connection id) files the waiter, and is let go on drop.
-    pub fn drain_wait(&self, key: u64) -> DrainWait<'_> {
-        DrainWait { worker: self, key }
+    /// Resolves when the edge drains; the waiter's slot is let go on drop.
+    pub fn drain_wait(&self) -> DrainWait<'_> {
+        DrainWait {
+            worker: self,
+            slot: None,
+        }
     }
 
     /// The snapshot a new request starts with (a thread-local refcount,
@@ -184,32 +188,65 @@ impl std::ops::Deref for RequestId {
     }
 }
 
+/// Wakers of the tasks waiting for a drain.
+#[derive(Default)]
+pub struct DrainWakers {
+    slots: Vec<Option<std::task::Waker>>,
+    free: Vec<usize>,
+}
+
 /// See [`Worker::drain_wait`].
 pub struct DrainWait<'a> {
     worker: &'a Worker,
-    key: u64,
+    slot: Option<usize>,
 }
 
 impl std::future::Future for DrainWait<'_> {
     type Output = ();
 
     fn poll(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         if self.worker.draining.get() {
             return std::task::Poll::Ready(());
         }
-        self.worker
-            .drain_wakers
-            .borrow_mut()
-            .insert(self.key, cx.waker().clone());
+        let mut w = self.worker.drain_wakers.borrow_mut();
+        match self.slot {
+            Some(i) => {
+                if !w.slots[i]
+                    .as_ref()
+                    .is_some_and(|old| old.will_wake(cx.waker()))
+                {
+                    w.slots[i] = Some(cx.waker().clone());
+                }
+            }
+            None => {
+                let waker = Some(cx.waker().clone());
+                let i = match w.free.pop() {
+                    Some(i) => {
+                        w.slots[i] = waker;
+                        i
+                    }
+                    None => {
+                        w.slots.push(waker);
+                        w.slots.len() - 1
+                    }
+                };
+                drop(w);
+                self.slot = Some(i);
+            }
+        }
         std::task::Poll::Pending
     }
 }
 
 impl Drop for DrainWait<'_> {
     fn drop(&mut self) {
-        self.worker.drain_wakers.borrow_mut().remove(&self.key);
+        if let Some(i) = self.slot {
+            let mut w = self.worker.drain_wakers.borrow_mut();
+            w.slots[i] = None;
+            w.free.push(i);
+        }
     }
 }

@@ -169,7 +169,7 @@ async fn serve_requests(worker: Rc<Worker>, mut io: Io, info: ConnInfo, mut buf:
                 let read = body::read_with_timeout(&mut io, &mut buf, timeout);
                 monoio::select! {
                     r = read => r,
-                    _ = worker.drain_wait(info.id) => break None,
+                    _ = worker.drain_wait() => break None,
                 }
             };
             match read {
