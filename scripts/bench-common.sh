@@ -54,7 +54,9 @@ CONF
 
 # nginx proxying HTTPS on 127.0.0.1:PORT to the backend, with the shared
 # certificate: write_nginx_tls_proxy FILE PORT BACKEND_PORT WORKERS NOFILE
-# CONNECTIONS (descriptors and connections per worker).
+# CONNECTIONS [LISTEN_FLAGS [HTTP_DIRECTIVES]] (descriptors and connections
+# per worker; LISTEN_FLAGS such as `http2`, HTTP_DIRECTIVES added to the
+# http block).
 write_nginx_tls_proxy() {
     cat > "$1" <<CONF
 $USER_LINE
@@ -66,9 +68,10 @@ error_log $WORK/logs/nginx.err crit;
 events { worker_connections $6; }
 http {
     access_log off;
+    ${8:-}
     upstream backend { server 127.0.0.1:$3; keepalive 64; }
     server {
-        listen 127.0.0.1:$2 ssl reuseport;
+        listen 127.0.0.1:$2 ssl ${7:-} reuseport;
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
         location / {

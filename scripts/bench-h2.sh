@@ -38,31 +38,9 @@ write_edge_conf "$WORK/edge.toml" "$EDGE_HTTP" "$EDGE_HTTPS" "$ADMIN_PORT" "$BAC
 
 # nginx with HTTP/2 on its TLS listener, one worker; h2load counts the
 # GOAWAY nginx sends after keepalive_requests as failures, so that is
-# raised, as are its stream limits to match the edge's (100 streams).
-cat > "$WORK/nginx-h2.conf" <<CONF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/nginx-h2.pid;
-error_log $WORK/logs/nginx-h2.err crit;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    http2_max_concurrent_streams 100;
-    upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT ssl http2 reuseport;
-        ssl_certificate $WORK/cert.pem;
-        ssl_certificate_key $WORK/key.pem;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-CONF
+# raised, and its stream limit matches the edge's (100 streams).
+write_nginx_tls_proxy "$WORK/nginx-h2.conf" "$NGINX_PORT" "$BACKEND_PORT" 1 8192 4096 http2 \
+    "keepalive_requests 10000000; http2_max_concurrent_streams 100;"
 
 taskset -c 1 "$NGINX" -c "$WORK/backend.conf" & PIDS+=($!)
 wait_port "$BACKEND_PORT"
