@@ -222,7 +222,14 @@ fn websocket_over_http2_through_both_hops() {
 /// An h2c edge in front of a backend answering 32 KiB to anything, for
 /// `http://localhost/` (the authority the conformance suite sends).
 fn h2c_edge(extra_edge: &str) -> (postern_e2e::Edge, Backend) {
-    let backend = Backend::start(|_| Reply::ok(vec![b'x'; 32 * 1024]));
+    h2c_edge_for(
+        Backend::start(|_| Reply::ok(vec![b'x'; 32 * 1024])),
+        extra_edge,
+    )
+}
+
+/// An h2c edge publishing `http://localhost/` in front of `backend`.
+fn h2c_edge_for(backend: Backend, extra_edge: &str) -> (postern_e2e::Edge, Backend) {
     let edge = EdgeBuilder::new()
         .h2c()
         .edge(extra_edge)
@@ -527,16 +534,10 @@ fn websocket_idle_timeout_and_open_count() {
 /// exits 0.
 #[test]
 fn sigterm_sends_goaway_and_finishes_streams_in_flight() {
-    let backend = Backend::start(|_| Reply::ok("slow answer").delay(Duration::from_millis(1500)));
-    let mut edge = EdgeBuilder::new()
-        .h2c()
-        .app(&passthrough_app(
-            "web",
-            "http://localhost/",
-            backend.addr,
-            "[app.cookie]\nsecure = false\n",
-        ))
-        .start();
+    let (mut edge, _backend) = h2c_edge_for(
+        Backend::start(|_| Reply::ok("slow answer").delay(Duration::from_millis(1500))),
+        "",
+    );
     let mut raw = Raw::h2c(edge.http);
     raw.send(&frame(
         h2c::HEADERS,
