@@ -13,9 +13,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::TcpStream;
 use rustls::{ClientConnection, ServerConnection};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::tls::poll::PollTls;
 use crate::tls::stream::TlsStream;
 
 /// Read size used when growing a read buffer.
@@ -28,6 +34,9 @@ pub enum Stream {
     Tcp(TcpStream),
     ServerTls(Box<TlsStream<ServerConnection>>),
     ClientTls(Box<TlsStream<ClientConnection>>),
+    /// The socket moved to a relay in poll form ([`Io::take_poll`]); the
+    /// connection is over for this `Io`: reads see the end, writes fail.
+    Moved,
 }
 
 /// A stream plus the longest a single write may wait for the peer to read:
@@ -155,6 +164,7 @@ impl Io {
             Stream::Tcp(s) => read_spare(s, buf).await,
             Stream::ServerTls(s) => s.read_buf(buf).await,
             Stream::ClientTls(s) => s.read_buf(buf).await,
+            Stream::Moved => Ok(0),
         }?;
         self.last_read = if self.trickle { n } else { usize::MAX };
         Ok(n)
@@ -166,6 +176,7 @@ impl Io {
             Stream::Tcp(_) => {}
             Stream::ServerTls(s) => s.next_read_small(),
             Stream::ClientTls(s) => s.next_read_small(),
+            Stream::Moved => {}
         }
     }
 
@@ -240,6 +251,7 @@ impl Io {
                 let res = s.write_all(data.as_ref()).await;
                 (res, data)
             }
+            Stream::Moved => (Err(io::ErrorKind::NotConnected.into()), data),
         }
     }
 
@@ -254,6 +266,7 @@ impl Io {
                 }
                 Stream::ServerTls(s) => s.shutdown().await,
                 Stream::ClientTls(s) => s.shutdown().await,
+                Stream::Moved => {}
             }
         })
         .await;
@@ -271,12 +284,14 @@ pub async fn write_out(io: &mut Io, out: &mut Vec<u8>) -> io::Result<()> {
 }
 
 impl Io {
+    /// The socket, or -1 once it moved (calls on it then fail with EBADF).
     fn fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         match &self.stream {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::ServerTls(s) => s.tcp.as_raw_fd(),
             Stream::ClientTls(s) => s.tcp.as_raw_fd(),
+            Stream::Moved => -1,
         }
     }
 
@@ -312,24 +327,88 @@ impl Io {
             Stream::Tcp(_) => {}
             Stream::ServerTls(s) => s.release_buffers(),
             Stream::ClientTls(s) => s.release_buffers(),
+            Stream::Moved => {}
         }
     }
 
     /// Whether a read would return without touching the socket.
     pub fn has_buffered(&mut self) -> bool {
         match &mut self.stream {
-            Stream::Tcp(_) => false,
+            Stream::Tcp(_) | Stream::Moved => false,
             Stream::ServerTls(s) => s.has_buffered(),
             Stream::ClientTls(s) => s.has_buffered(),
         }
     }
 
-    /// Waits until the socket has something to read (cancellation-safe).
-    pub async fn readable(&self) -> io::Result<()> {
-        match &self.stream {
-            Stream::Tcp(s) => s.readable(false).await,
-            Stream::ServerTls(s) => s.tcp.readable(false).await,
-            Stream::ClientTls(s) => s.tcp.readable(false).await,
+    /// Moves the socket, with its TLS state and anything read but not yet
+    /// consumed, into poll form for a relay that reads and writes it at
+    /// once. This `Io` is finished afterwards.
+    pub fn take_poll(&mut self) -> io::Result<PollIo> {
+        match std::mem::replace(&mut self.stream, Stream::Moved) {
+            Stream::Tcp(s) => Ok(PollIo::Tcp(s.try_into_poll_io().map_err(|(e, _)| e)?)),
+            Stream::ServerTls(s) => {
+                let (tcp, conn, early) = s.into_parts();
+                let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
+                Ok(PollIo::ServerTls(Box::new(PollTls::new(tcp, conn, early))))
+            }
+            Stream::ClientTls(s) => {
+                let (tcp, conn, early) = s.into_parts();
+                let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
+                Ok(PollIo::ClientTls(Box::new(PollTls::new(tcp, conn, early))))
+            }
+            Stream::Moved => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// A socket in poll form (see [`Io::take_poll`]): one type for the relay
+/// to drive, as [`Io`] is for the completion form.
+pub enum PollIo {
+    Tcp(TcpStreamPoll),
+    ServerTls(Box<PollTls<ServerConnection>>),
+    ClientTls(Box<PollTls<ClientConnection>>),
+}
+
+impl AsyncRead for PollIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PollIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            PollIo::ServerTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            PollIo::ClientTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PollIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            PollIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            PollIo::ServerTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            PollIo::ClientTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PollIo::Tcp(s) => Pin::new(s).poll_flush(cx),
+            PollIo::ServerTls(s) => Pin::new(&mut **s).poll_flush(cx),
+            PollIo::ClientTls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            PollIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            PollIo::ServerTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            PollIo::ClientTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

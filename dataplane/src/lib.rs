@@ -33,7 +33,8 @@ pub mod translate;
 pub mod tunnel;
 
 pub mod tls {
-    //! The TLS stream over completion I/O (the rest of `tls` belongs to
-    //! the binary).
+    //! The TLS stream over completion I/O, and its poll form for relays
+    //! (the rest of `tls` belongs to the binary).
+    pub mod poll;
     pub mod stream;
 }

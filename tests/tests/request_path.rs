@@ -763,3 +763,80 @@ fn websocket_keeps_cookies_and_carries_both_directions() {
         }
     }
 }
+
+/// A WebSocket backend that, after its 101, floods the client with
+/// 64 MiB it never expects read, while it counts what the client sends;
+/// `got` learns once `want` bytes have arrived.
+fn flooding_ws_backend(want: usize) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n").unwrap();
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'f'; 1 << 20];
+            for _ in 0..64 {
+                if w.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut n = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while n < want {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(k) => n += k,
+            }
+        }
+        let _ = got.send(n);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn websocket_directions_never_wait_for_each_other() {
+    const UP: usize = 256 * 1024;
+    for hop in Hop::BOTH {
+        let (addr, got) = flooding_ws_backend(UP);
+        let d = one_app("ws", "https://app.example.com/", addr, "", hop);
+        let mut s = d.connect("app.example.com");
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+        let mut pending = Vec::new();
+        let r = read_response(&mut s, &mut pending, "GET").unwrap();
+        assert_eq!(r.status, 101, "{hop:?}");
+        // The client reads nothing while the backend floods it: the relay's
+        // writes toward the client stall once every buffer on the way is
+        // full. What the client sends must still reach the backend.
+        std::thread::sleep(Duration::from_secs(1));
+        for piece in vec![b'u'; UP].chunks(16 * 1024) {
+            s.write_all(piece).unwrap();
+        }
+        assert_eq!(
+            got.recv_timeout(Duration::from_secs(10)),
+            Ok(UP),
+            "{hop:?}: the client's bytes waited behind the stalled direction"
+        );
+        // And the stalled direction is still alive.
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0 && buf[..n].iter().all(|&b| b == b'f'), "{hop:?}");
+    }
+}

@@ -1,24 +1,29 @@
-//! A TLS connection in readiness (poll) form, for the HTTP/2 server.
+//! A TLS connection in readiness (poll) form, for the HTTP/2 server and
+//! for relays that carry both directions at once.
 //!
 //! The h2 crate drives a connection through tokio's `AsyncRead` and
 //! `AsyncWrite`. A client that chose `h2` by ALPN has already finished its
 //! handshake on the completion-based [`super::stream::TlsStream`]; its
 //! socket becomes a poll-mode socket and its rustls state moves here
 //! unchanged, with any ciphertext that was read but not yet decrypted.
+//! An upgraded (WebSocket) connection, client or backend side, switches
+//! the same way: a completion read cannot be left pending while the same
+//! connection writes, a readiness wait can.
 //! rustls is sans-I/O, so reading and writing records through a socket
 //! that answers `WouldBlock` is all this layer does.
 
 use std::io::{self, Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
-use rustls::ServerConnection;
+use rustls::{ConnectionCommon, SideData};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub struct PollTls {
+pub struct PollTls<C> {
     tcp: TcpStreamPoll,
-    conn: ServerConnection,
+    conn: C,
     /// Ciphertext read before the switch, fed to rustls first.
     early: Vec<u8>,
     early_pos: usize,
@@ -28,8 +33,12 @@ pub struct PollTls {
     deferred: bool,
 }
 
-impl PollTls {
-    pub fn new(tcp: TcpStreamPoll, conn: ServerConnection, early: Vec<u8>) -> PollTls {
+impl<C, SD> PollTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    pub fn new(tcp: TcpStreamPoll, conn: C, early: Vec<u8>) -> PollTls<C> {
         PollTls {
             tcp,
             conn,
@@ -137,7 +146,11 @@ impl Write for SyncWrite<'_, '_> {
     }
 }
 
-impl AsyncRead for PollTls {
+impl<C, SD> AsyncRead for PollTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>> + Unpin,
+    SD: SideData,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -173,7 +186,11 @@ impl AsyncRead for PollTls {
     }
 }
 
-impl AsyncWrite for PollTls {
+impl<C, SD> AsyncWrite for PollTls<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>> + Unpin,
+    SD: SideData,
+{
     /// Encrypts into rustls's queue; the socket gets it at the next flush,
     /// or at once when the queue is full (rustls bounds it, 64 KiB).
     fn poll_write(

@@ -120,7 +120,7 @@ async fn accept(l: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, backend:
                     monoio::spawn(decrypt(rd, conn.clone(), up_wr));
                     encrypt(up_rd, conn, wr).await;
                 }
-                Stream::ClientTls(_) => {}
+                Stream::ClientTls(_) | Stream::Moved => {}
             }
         });
     }
