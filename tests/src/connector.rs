@@ -180,7 +180,10 @@ impl Connector {
             .open(&self.log)
             .unwrap();
         let child = cmd
-            .env("POSTERN_LOG", "info")
+            .env(
+                "POSTERN_LOG",
+                std::env::var("TEST_POSTERN_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -360,3 +360,50 @@ impl Raw {
         }
     }
 }
+
+/// A TLS front for a cleartext-only HTTP/2 tool: every connection to the
+/// returned address is carried, as it comes, over a TLS connection to
+/// `target` (SNI `name` verified against `roots`, ALPN `h2` only), so the
+/// tool's frames reach the edge's TLS listener unchanged. An end or error
+/// on either side is passed on. The front serves until the test process
+/// ends.
+pub fn tls_front(target: SocketAddr, name: &str, roots: rustls::RootCertStore) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let cfg = crate::client::client_config(roots, b"h2");
+    let name = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
+    std::thread::spawn(move || {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("a test runtime")
+            .block_on(async move {
+                let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((plain, _)) = listener.accept().await {
+                    let (cfg, name) = (cfg.clone(), name.clone());
+                    monoio::spawn(async move {
+                        let Ok(mut plain) = plain.try_into_poll_io() else {
+                            return;
+                        };
+                        let Ok(tcp) = monoio::net::TcpStream::connect_addr(target).await else {
+                            return;
+                        };
+                        let _ = tcp.set_nodelay(true);
+                        let Ok(tcp) = tcp.try_into_poll_io() else {
+                            return;
+                        };
+                        let Ok(mut tls) = tokio_rustls::TlsConnector::from(cfg)
+                            .connect(name, tcp)
+                            .await
+                        else {
+                            return;
+                        };
+                        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                        let _ = tokio::io::copy_bidirectional(&mut plain, &mut tls).await;
+                    });
+                }
+            })
+    });
+    addr
+}

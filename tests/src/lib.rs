@@ -389,7 +389,10 @@ impl Edge {
         let mut child = cmd
             .args(["edge", "--config"])
             .arg(config)
-            .env("POSTERN_LOG", "warn")
+            .env(
+                "POSTERN_LOG",
+                std::env::var("TEST_POSTERN_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())

@@ -248,13 +248,38 @@ fn h2c_edge_for(backend: Backend, extra_edge: &str) -> (postern_e2e::Edge, Backe
 #[test]
 fn httpwg_conformance_suite_passes() {
     let (edge, _backend) = h2c_edge("");
+    run_httpwg(edge.http);
+}
+
+/// The same cases against the TLS listener: httpwg speaks cleartext only,
+/// so a TLS front carries its connections over TLS with ALPN `h2`.
+#[test]
+fn httpwg_conformance_suite_passes_over_tls() {
+    let backend = Backend::start(|_| Reply::ok(vec![b'x'; 32 * 1024]));
+    let mut b = EdgeBuilder::new().app(&passthrough_app(
+        "web",
+        "https://localhost/",
+        backend.addr,
+        "",
+    ));
+    b.certs.push(("localhost".into(), vec!["localhost"]));
+    let roots = b.pki.root_store();
+    let edge = b.start();
+    run_httpwg(h2c::tls_front(edge.https, "localhost", roots));
+}
+
+/// Runs every httpwg case against `addr` (those `HTTPWG_FILTER` names,
+/// when set); fails with the failures' lines.
+fn run_httpwg(addr: std::net::SocketAddr) {
     let bin = std::env::var("HTTPWG").unwrap_or_else(|_| "httpwg".into());
+    let filter = std::env::var("HTTPWG_FILTER").map_or(Vec::new(), |f| vec!["-f".to_string(), f]);
     // Frames get 2 s (the suite's default, 250 ms, is tight on a loaded
     // machine).
     let out = std::process::Command::new(&bin)
         .args(["--frame-timeout", "2000", "--connect-timeout", "5000"])
+        .args(filter)
         .arg("-a")
-        .arg(edge.http.to_string())
+        .arg(addr.to_string())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {bin} (cargo install --locked httpwg-cli): {e}"));
     let text =
@@ -268,6 +293,7 @@ fn httpwg_conformance_suite_passes() {
                 "Message",
                 "Expected",
                 "Wanted",
+                "Timed out",
                 "left:",
                 "right:",
             ]

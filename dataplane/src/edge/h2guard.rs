@@ -15,7 +15,8 @@
 //!   `STREAM_CLOSED`;
 //! * a header block that is not well-formed HPACK (cut short, a zero
 //!   index, an integer that overflows): `COMPRESSION_ERROR`;
-//! * pseudo-header fields in trailers: `PROTOCOL_ERROR`;
+//! * pseudo-header fields in trailers, or any `PUSH_PROMISE` (a client
+//!   cannot push): `PROTOCOL_ERROR`;
 //! * a header block held across more than [`MAX_BLOCK`] bytes
 //!   (CONTINUATION floods): `ENHANCE_YOUR_CALM`.
 //!
@@ -48,6 +49,7 @@ const HEADERS: u8 = 1;
 const PRIORITY: u8 = 2;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PUSH_PROMISE: u8 = 5;
 const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const WINDOW_UPDATE: u8 = 8;
@@ -339,6 +341,9 @@ impl Check {
             return Ok(());
         }
         match head.ty {
+            // A client cannot push (RFC 9113 §8.4). Refused at its header:
+            // h2 would first wait for the rest of its header block.
+            PUSH_PROMISE => return Err(Reason::PROTOCOL_ERROR),
             SETTINGS => {
                 if (head.flags & ACK != 0 && head.len != 0) || head.len % 6 != 0 {
                     return Err(Reason::FRAME_SIZE_ERROR);
@@ -746,6 +751,13 @@ mod tests {
                 vec![
                     frame(HEADERS, END_HEADERS, 1, REQUEST),
                     frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x84]),
+                ],
+                Reason::PROTOCOL_ERROR,
+            ),
+            (
+                vec![
+                    frame(HEADERS, END_HEADERS, 1, REQUEST),
+                    frame(PUSH_PROMISE, 0, 1, &[0, 0, 0, 2, 0x88]),
                 ],
                 Reason::PROTOCOL_ERROR,
             ),
