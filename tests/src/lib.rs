@@ -27,58 +27,71 @@ pub fn postern_bin() -> PathBuf {
         if let Some(p) = std::env::var_os("POSTERN_BIN") {
             return PathBuf::from(p);
         }
-        // target/<profile>/deps/<test> → target/<profile>
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(other) => other.to_string(),
-            None => "dev".to_string(),
-        };
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let mut cmd = Command::new(env!("CARGO"));
-        // Cargo sets per-package variables for the test process; build
-        // scripts (ring's) track some of them, and inheriting them would
-        // make every nested build a full rebuild.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            let per_package = k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_BIN_")
-                || matches!(
-                    k.as_str(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                );
-            if per_package {
-                cmd.env_remove(k);
-            }
-        }
-        let status = cmd
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                &profile,
-                "-p",
-                "postern-dataplane",
-                "--bin",
-                "postern",
-            ])
-            .current_dir(root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building postern failed");
-        profile_dir.join("postern")
+        workspace_bin("postern-dataplane", "postern")
     })
     .clone()
+}
+
+/// The `postern-load` generator of this build profile, built on first use.
+pub fn load_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("postern-perf", "postern-load"))
+        .clone()
+}
+
+/// Builds `bin` of `package` in this test's build profile and returns its
+/// path.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    // target/<profile>/deps/<test> → target/<profile>
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(other) => other.to_string(),
+        None => "dev".to_string(),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut cmd = Command::new(env!("CARGO"));
+    // Cargo sets per-package variables for the test process; build
+    // scripts (ring's) track some of them, and inheriting them would
+    // make every nested build a full rebuild.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let per_package = k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_")
+            || matches!(
+                k.as_str(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if per_package {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            &profile,
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .current_dir(root)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {bin} failed");
+    profile_dir.join(bin)
 }
 
 /// A port nobody listens on right now, never handed out twice by this
