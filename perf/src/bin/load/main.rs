@@ -89,6 +89,9 @@ struct Args {
     /// Write the result as JSON to this file.
     #[arg(long)]
     json: Option<String>,
+    /// How each thread's runtime drives its sockets.
+    #[arg(long = "io", value_enum, default_value = "epoll")]
+    driver: run::Driver,
 }
 
 /// The parts of the URL the run needs.
@@ -238,6 +241,7 @@ fn main() {
         new_connection: args.new_connection,
         timeout,
     };
+    let driver = args.driver;
     let mut progress = Vec::new();
     let mut handles = Vec::new();
     let mut first = 0;
@@ -263,7 +267,7 @@ fn main() {
         handles.push(
             std::thread::Builder::new()
                 .name(format!("load-{t}"))
-                .spawn(move || run::thread(tp))
+                .spawn(move || run::thread(tp, driver))
                 .expect("a load thread"),
         );
     }
@@ -299,8 +303,12 @@ fn main() {
         format!("{} connections", args.connections)
     };
     let rate = args.rate.map_or(String::new(), |r| format!(", {r} req/s"));
+    let io = match driver {
+        run::Driver::Epoll => "epoll",
+        run::Driver::Uring => "io_uring",
+    };
     println!(
-        "postern-load {}: {protocol}, {threads} threads, {shape}, {mode}{rate}, {} s",
+        "postern-load {}: {protocol}, {threads} threads ({io}), {shape}, {mode}{rate}, {} s",
         args.url, args.duration
     );
     show_progress(&progress, record_from, plan.stop_at);
@@ -321,6 +329,7 @@ fn main() {
             "protocol": protocol,
             "mode": mode,
             "threads": threads,
+            "io": io,
             "connections": args.connections,
             "streams": args.streams,
             "pipeline": args.pipeline,
