@@ -1,7 +1,7 @@
 # Shared by the side-by-side benchmarks; sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
 # make_cert, write_backend_conf, write_edge_conf, write_nginx_tls_proxy, to_us,
-# median. Callers set CONNS and DURATION before calling `run`.
+# median, sign_in. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -174,4 +174,25 @@ run() {
     local cpu_per
     cpu_per=$(awk -v a="$after" -v b="$before" -v n="$reqs" 'BEGIN {printf "%.2f", (a-b)/n}')
     echo "$rps $cpu_per $p50 $p99 $errs"
+}
+
+# Signs in to an `oidc` app at the demo OpenID provider as a browser does:
+# the app sends us to the provider, we post the login form (user `bench`),
+# the provider sends us back to the callback, which sets the session
+# cookie. The edge fetches the provider in the background, so the first
+# tries may get 503. sign_in URL APP IDP_PORT PASSWORD EDGE_LOG prints
+# "name=value" of the app's session cookie.
+sign_in() {
+    local jar="$WORK/jar-$2" code="" login
+    for _ in $(seq 1 50); do
+        code=$(curl -sk -c "$jar" -b "$jar" -H 'Accept: text/html' -L -o "$WORK/form.html" -w '%{http_code}' \
+            "$1" || true)
+        [ "$code" = 200 ] && grep -q 'name="request"' "$WORK/form.html" && break
+        sleep 0.2
+    done
+    login=$(sed -n 's/.*name="request" value="\([^"]*\)".*/\1/p' "$WORK/form.html")
+    [ -n "$login" ] || { echo "the sign-in to $2 did not reach the provider's login form" >&2; cat "$5" >&2; return 1; }
+    curl -sk -c "$jar" -b "$jar" -L -o /dev/null --data-urlencode "request=$login" -d login=bench \
+        --data-urlencode "password=$4" "http://127.0.0.1:$3/login"
+    awk -v n="postern-$2" '$6 ~ n"$" {print $6 "=" $7}' "$jar"
 }

@@ -111,26 +111,8 @@ wait_port "$PASS_PORT" || { cat "$WORK/logs/postern.out" >&2; exit 1; }
 wait_port "$OIDC_PORT"
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.2/$SSO_PORT") 2>/dev/null && break; sleep 0.1; done
 
-# Sign in as a browser does: the app sends us to the provider, we post the
-# login form, the provider sends us back to the callback, which sets the
-# session cookie. The provider is fetched by the edge in the background,
-# so the first tries may get 503. sign_in URL APP prints "name=value".
-sign_in() {
-    local jar="$WORK/jar-$2" code="" login
-    for _ in $(seq 1 50); do
-        code=$(curl -sk -c "$jar" -b "$jar" -H 'Accept: text/html' -L -o "$WORK/form.html" -w '%{http_code}' \
-            "$1" || true)
-        [ "$code" = 200 ] && grep -q 'name="request"' "$WORK/form.html" && break
-        sleep 0.2
-    done
-    login=$(sed -n 's/.*name="request" value="\([^"]*\)".*/\1/p' "$WORK/form.html")
-    [ -n "$login" ] || { echo "the sign-in to $2 did not reach the provider's login form" >&2; cat "$WORK/logs/postern.out" >&2; return 1; }
-    curl -sk -c "$jar" -b "$jar" -L -o /dev/null --data-urlencode "request=$login" -d login=bench \
-        --data-urlencode "password=$PASSWORD" "http://127.0.0.1:$IDP_PORT/login"
-    awk -v n="postern-$2" '$6 ~ n"$" {print $6 "=" $7}' "$jar"
-}
-SESSION=$(sign_in "https://127.0.0.1:$OIDC_PORT/1k" signed)
-SSO_SESSION=$(sign_in "https://127.0.0.2:$SSO_PORT/1k" sso)
+SESSION=$(sign_in "https://127.0.0.1:$OIDC_PORT/1k" signed "$IDP_PORT" "$PASSWORD" "$WORK/logs/postern.out")
+SSO_SESSION=$(sign_in "https://127.0.0.2:$SSO_PORT/1k" sso "$IDP_PORT" "$PASSWORD" "$WORK/logs/postern.out")
 [ -n "$SESSION" ] && [ -n "$SSO_SESSION" ] || { echo "the sign-in set no session cookie" >&2; exit 1; }
 ID_TOKEN=$(curl -s -u "bench:$SECRET" -d grant_type=password -d username=bench \
     --data-urlencode "password=$PASSWORD" "http://127.0.0.1:$IDP_PORT/token" \

@@ -228,7 +228,7 @@ fn main() {
     }
 
     let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
-    let start = Instant::now() + Duration::from_millis(50);
+    let start = Instant::now();
     let record_from = start + Duration::from_secs_f64(args.warmup);
     let plan = Plan {
         record_from,
@@ -323,6 +323,12 @@ fn main() {
     let secs = args.duration;
     report(&total, secs);
     if let Some(path) = &args.json {
+        let percentiles: Vec<_> = [
+            0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+        ]
+        .iter()
+        .map(|&q| serde_json::json!([q, total.quantile_us(q)]))
+        .collect();
         let json = serde_json::json!({
             "tool": "postern-load",
             "url": args.url,
@@ -348,6 +354,7 @@ fn main() {
                 "p99.9": total.quantile_us(0.999),
                 "max": total.latency.max(),
             },
+            "percentiles": percentiles,
             "errors": total.errors.iter().map(|(k, n)| (k.name().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
             "handshakes": { "full": total.handshakes_full, "resumed": total.handshakes_resumed },
         });
