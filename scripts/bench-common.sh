@@ -1,7 +1,7 @@
 # Shared by the side-by-side benchmarks; sourced, not run.
 # Provides: NGINX, POSTERN, CPU, WORK, PIDS, USER_LINE, wait_port, run,
 # make_cert, write_backend_conf, write_edge_conf, write_nginx_tls_proxy, to_us,
-# median, sign_in. Callers set CONNS and DURATION before calling `run`.
+# median, sign_in, start_connector, need_commands. Callers set CONNS and DURATION before calling `run`.
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
@@ -14,6 +14,20 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# Installs the Debian package of each command not found:
+# need_commands COMMAND=PACKAGE...
+need_commands() {
+    local missing=() pair sudo_cmd=""
+    for pair in "$@"; do
+        command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing ${missing[*]} (Debian packages)" >&2
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}" >/dev/null
+}
 
 cargo build --release --quiet -p postern-dataplane -p postern-perf
 POSTERN=target/release/postern
@@ -195,4 +209,21 @@ sign_in() {
     curl -sk -c "$jar" -b "$jar" -L -o /dev/null --data-urlencode "request=$login" -d login=bench \
         --data-urlencode "password=$4" "http://127.0.0.1:$3/login"
     awk -v n="postern-$2" '$6 ~ n"$" {print $6 "=" $7}' "$jar"
+}
+
+# Enrolls a connector with a tunnel edge and starts it:
+# start_connector ADMIN_PORT EDGE_STATE_DIR TUNNEL_PORT NAME [CPUS]. The
+# connector keeps its state in $WORK/NAME, reads $WORK/NAME.toml, logs to
+# $WORK/logs/NAME.out and runs on CPUS (taskset) when given; its PID is
+# left in CONNECTOR_PID.
+start_connector() {
+    local token pin=()
+    [ -n "${5:-}" ] && pin=(taskset -c "$5")
+    token=$("$POSTERN" tokens --admin "127.0.0.1:$1" --state-dir "$2" --json create --group default \
+        | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+    "$POSTERN" connector register --edge "127.0.0.1:$3" --token "$token" --state-dir "$WORK/$4" >/dev/null
+    POSTERN_LOG=warn "${pin[@]}" "$POSTERN" connector --state-dir "$WORK/$4" --config "$WORK/$4.toml" \
+        > "$WORK/logs/$4.out" 2>&1 &
+    PIDS+=($!)
+    CONNECTOR_PID=$!
 }

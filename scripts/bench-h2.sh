@@ -24,11 +24,7 @@ NGINX_PORT=$((BASE_PORT + 5))
 CONNS=1 # bench-common's `run` (wrk) is not used here
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
-if ! command -v h2load >/dev/null 2>&1; then
-    echo "installing nghttp2-client (h2load)" >&2
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q nghttp2-client >/dev/null
-fi
+need_commands h2load=nghttp2-client
 
 head -c 768 /dev/urandom | base64 -w 0 | head -c 1024 > "$WORK/www/1k"
 head -c 49152 /dev/urandom | base64 -w 0 | head -c 65536 > "$WORK/www/64k"

@@ -98,12 +98,7 @@ NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
 POSTERN_LOG=warn taskset -c 0 "$POSTERN" edge --config "$WORK/tunnel-edge.toml" > "$WORK/logs/tunnel-edge.out" 2>&1 & PIDS+=($!)
 TUNNEL_EDGE_PID=$!
 for p in $TUNNEL_HTTP $TUNNEL_HTTPS $TUNNEL_LISTENER; do wait_port "$p"; done
-TOKEN=$("$POSTERN" tokens --admin "127.0.0.1:$((BASE_PORT + 10))" --state-dir "$WORK/tstate" --json create --group default \
-    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
-"$POSTERN" connector register --edge "127.0.0.1:$TUNNEL_LISTENER" --token "$TOKEN" --state-dir "$WORK/connector" >/dev/null
-POSTERN_LOG=warn taskset -c 0 "$POSTERN" connector --state-dir "$WORK/connector" --config "$WORK/connector.toml" \
-    > "$WORK/logs/connector.out" 2>&1 & PIDS+=($!)
-CONNECTOR_PID=$!
+start_connector "$((BASE_PORT + 10))" "$WORK/tstate" "$TUNNEL_LISTENER" connector 0
 for _ in $(seq 1 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$TUNNEL_HTTP/1k")" = 200 ] && break
     sleep 0.1
@@ -183,12 +178,8 @@ printf '[connector]\nworkers = 2\n' > "$WORK/connector2.toml"
 POSTERN_LOG=warn "$POSTERN" edge --config "$WORK/tunnel-edge2.toml" > "$WORK/logs/tunnel-edge2.out" 2>&1 & PIDS+=($!)
 EDGE2_PID=$!
 for p in $((BASE_PORT + 12)) $((BASE_PORT + 13)) $((BASE_PORT + 14)); do wait_port "$p"; done
-TOKEN=$("$POSTERN" tokens --admin "127.0.0.1:$((BASE_PORT + 11))" --state-dir "$WORK/tstate2" --json create --group default \
-    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
-"$POSTERN" connector register --edge "127.0.0.1:$((BASE_PORT + 12))" --token "$TOKEN" --state-dir "$WORK/connector2" >/dev/null
-POSTERN_LOG=warn "$POSTERN" connector --state-dir "$WORK/connector2" --config "$WORK/connector2.toml" \
-    > "$WORK/logs/connector2.out" 2>&1 & PIDS+=($!)
-CONNECTOR2_PID=$!
+start_connector "$((BASE_PORT + 11))" "$WORK/tstate2" "$((BASE_PORT + 12))" connector2
+CONNECTOR2_PID=$CONNECTOR_PID
 sleep 2
 printf 'tunnel path on 2 cores (edge 2 workers + connector 2 workers, unpinned, sharing the cores with wrk and the backend)\n'
 for scheme in http https; do

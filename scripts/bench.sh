@@ -65,15 +65,7 @@ ID_PE=$((BASE + 70)); ID_NX=$((BASE + 71)); ID_HA=$((BASE + 72))
 CONNS=1 # bench-common's `run` (wrk) is not used here
 # shellcheck source=scripts/bench-common.sh
 . scripts/bench-common.sh
-need=()
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} (Debian packages)" >&2
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}" >/dev/null
-fi
+need_commands haproxy=haproxy curl=curl python3=python3
 LOAD=target/release/postern-load
 HAPROXY=$(command -v haproxy)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -237,12 +229,8 @@ done
 NX_PIDS="$NX_MASTER $(pgrep -P "$NX_MASTER" | tr '\n' ' ')"
 
 # The connector for the tunnel edge.
-TOKEN=$("$POSTERN" tokens --admin "127.0.0.1:$TUN_ADMIN" --state-dir "$WORK/state-tunnel" --json create --group default \
-    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
-"$POSTERN" connector register --edge "127.0.0.1:$TUN_LISTEN" --token "$TOKEN" --state-dir "$WORK/connector" >/dev/null
-POSTERN_LOG=warn taskset -c 0 "$POSTERN" connector --state-dir "$WORK/connector" --config "$WORK/connector.toml" \
-    > "$WORK/logs/connector.out" 2>&1 & PIDS+=($!)
-CONN_PID=$!
+start_connector "$TUN_ADMIN" "$WORK/state-tunnel" "$TUN_LISTEN" connector 0
+CONN_PID=$CONNECTOR_PID
 for _ in $(seq 1 100); do
     [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://localhost:$TUN_HTTPS/1k")" = 200 ] && break
     sleep 0.1

@@ -33,8 +33,10 @@ pub mod translate;
 pub mod tunnel;
 
 pub mod tls {
-    //! The TLS stream over completion I/O, and its poll form for relays
-    //! (the rest of `tls` belongs to the binary).
+    //! The TLS stream over completion I/O, its poll form for relays, and
+    //! the verifier that checks signatures only (the rest of `tls`
+    //! belongs to the binary).
     pub mod poll;
     pub mod stream;
+    pub mod verify;
 }

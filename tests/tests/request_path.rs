@@ -710,6 +710,20 @@ fn windows_authentication_never_leaks_to_another_client() {
     }
 }
 
+/// Sends a WebSocket upgrade for `/ws` on app.example.com; returns the
+/// answer and whatever arrived after its head.
+fn websocket_upgrade(
+    s: &mut dyn postern_e2e::client::Stream,
+) -> (postern_e2e::client::Response, Vec<u8>) {
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let r = read_response(s, &mut pending, "GET").unwrap();
+    (r, pending)
+}
+
 #[test]
 fn websocket_keeps_cookies_and_carries_both_directions() {
     for hop in Hop::BOTH {
@@ -723,12 +737,7 @@ fn websocket_keeps_cookies_and_carries_both_directions() {
         });
         let d = one_app("ws", "https://app.example.com/", be.addr, "", hop);
         let mut s = d.connect("app.example.com");
-        s.write_all(
-            b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .unwrap();
-        let mut pending = Vec::new();
-        let r = read_response(&mut s, &mut pending, "GET").unwrap();
+        let (r, mut pending) = websocket_upgrade(&mut s);
         assert_eq!(r.status, 101, "{hop:?}");
         assert_eq!(
             r.header("set-cookie").as_deref(),
@@ -815,12 +824,7 @@ fn websocket_directions_never_wait_for_each_other() {
         let (addr, got) = flooding_ws_backend(UP);
         let d = one_app("ws", "https://app.example.com/", addr, "", hop);
         let mut s = d.connect("app.example.com");
-        s.write_all(
-            b"GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .unwrap();
-        let mut pending = Vec::new();
-        let r = read_response(&mut s, &mut pending, "GET").unwrap();
+        let (r, _) = websocket_upgrade(&mut s);
         assert_eq!(r.status, 101, "{hop:?}");
         // The client reads nothing while the backend floods it: the relay's
         // writes toward the client stall once every buffer on the way is

@@ -10,6 +10,10 @@
 pub mod der;
 pub mod poll;
 pub mod stream;
+#[macro_use]
+pub mod verify;
+
+use verify::NoVerification;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -268,47 +272,6 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// The handshake-signature half of a server certificate verifier: checked
-/// with the algorithms of the crypto provider in field `$p`. Verifiers
-/// differ only in how they judge the certificate chain.
-macro_rules! handshake_signatures_by_provider {
-    ($p:tt) => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.$p.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.$p.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.$p
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    };
-}
-
 /// The tunnel listener: TLS 1.3 only (both ends are Postern), a server
 /// certificate from the internal CA, and client certificates verified
 /// against that CA. A client without a certificate may only enroll; the
@@ -510,27 +473,6 @@ pub fn backend_client_config_with(
     };
     cfg.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// `validate_backend_tls = false`: the operator chose to trust the network
-/// path to this backend. Signatures are still checked so the handshake is a
-/// real one; only the chain and name are not.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls_pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    handshake_signatures_by_provider!(0);
 }
 
 /// A self-signed ECDSA P-256 certificate for `names` (quickstart, tests).
