@@ -31,15 +31,9 @@ pub async fn connection(ctx: Rc<Ctx>, slot: usize) {
             None => None,
         };
         let started = Instant::now();
-        let (mut io, hs) = match crate::conn::http1(&ctx.dial).await {
-            Ok(c) => c,
-            Err(kind) => {
-                ctx.error(kind);
-                ctx.backoff().await;
-                continue;
-            }
+        let Some(mut io) = ctx.connected(crate::conn::http1(&ctx.dial)).await else {
+            continue;
         };
-        ctx.handshake(hs);
         buf.clear();
         let mut due = due;
         loop {

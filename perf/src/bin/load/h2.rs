@@ -15,15 +15,9 @@ use crate::stats::ErrorKind;
 pub async fn connection(ctx: Rc<Ctx>, slot: usize) {
     while !ctx.over() {
         let started = Instant::now();
-        let (send, hs) = match crate::conn::http2(&ctx.dial).await {
-            Ok(c) => c,
-            Err(kind) => {
-                ctx.error(kind);
-                ctx.backoff().await;
-                continue;
-            }
+        let Some(send) = ctx.connected(crate::conn::http2(&ctx.dial)).await else {
+            continue;
         };
-        ctx.handshake(hs);
         if ctx.plan.new_connection {
             let mut pace = ctx.pace(slot);
             let due = match &mut pace {

@@ -85,7 +85,7 @@ impl Ctx {
         }
     }
 
-    pub fn handshake(&self, kind: Handshake) {
+    fn handshake(&self, kind: Handshake) {
         if !self.counting(Instant::now()) {
             return;
         }
@@ -97,9 +97,23 @@ impl Ctx {
         }
     }
 
-    /// A pause after a failed connect, so a refusing server is not spun on.
-    pub async fn backoff(&self) {
-        monoio::time::sleep(Duration::from_millis(10)).await;
+    /// Waits for a connection attempt: counts its handshake, or its
+    /// failure and then pauses (a refusing server is not spun on).
+    pub async fn connected<T>(
+        &self,
+        attempt: impl std::future::Future<Output = Result<(T, Handshake), ErrorKind>>,
+    ) -> Option<T> {
+        match attempt.await {
+            Ok((c, hs)) => {
+                self.handshake(hs);
+                Some(c)
+            }
+            Err(kind) => {
+                self.error(kind);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                None
+            }
+        }
     }
 
     pub fn h2_request(&self) -> http::Request<()> {
