@@ -12,65 +12,15 @@
 //!
 //! Usage: postern-auth-cost [ITERATIONS_PER_BATCH]
 
-use std::time::Instant;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use postern_control::jwt::{verify, Expect, KeySet, TokenCache};
 use postern_control::policy::Identity;
 use postern_control::session::{CookieKeys, Session};
 use postern_dataplane::auth::assertion::Signer;
-use ring::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
-
-/// The 2,048-bit RSA key the verifier's own tests use.
-const TEST_RSA: &[u8] = include_bytes!("../../../control/src/jwt/test-rsa-2048.der");
-const ISSUER: &str = "https://login.example.com";
-const NOW: u64 = 1_800_000_000;
-
-fn ns_per_op(iterations: u32, mut f: impl FnMut()) -> f64 {
-    let mut batches: Vec<f64> = (0..9)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(iterations)
-        })
-        .collect();
-    batches.sort_by(f64::total_cmp);
-    batches[4]
-}
-
-fn claims() -> serde_json::Value {
-    serde_json::json!({
-        "iss": ISSUER, "aud": "postern-edge", "sub": "alice", "iat": NOW - 10,
-        "nbf": NOW - 10, "exp": NOW + 3600, "email": "alice@example.com",
-        "name": "Alice Example", "groups": ["staff", "finance", "vpn-users"], "amr": ["pwd", "mfa"],
-    })
-}
-
-fn rsa_token(key: &RsaKeyPair, alg: &str) -> String {
-    let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": alg});
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims().to_string())
-    );
-    let mut sig = vec![0u8; key.public().modulus_len()];
-    let padding: &'static dyn ring::signature::RsaEncoding = if alg == "PS256" {
-        &RSA_PSS_SHA256
-    } else {
-        &RSA_PKCS1_SHA256
-    };
-    key.sign(
-        padding,
-        &ring::rand::SystemRandom::new(),
-        input.as_bytes(),
-        &mut sig,
-    )
-    .expect("RSA signing");
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-}
+use postern_perf::fixtures::{claims, rsa_token, ISSUER, NOW, TEST_RSA};
+use postern_perf::ns_per_op;
+use ring::signature::{KeyPair, RsaKeyPair};
 
 fn main() {
     let iterations: u32 = std::env::args()

@@ -21,63 +21,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use postern_control::url::parse_app_url;
 use postern_dataplane::translate::{Stream, Table};
-
-const PAGE: usize = 256 * 1024;
-
-/// About 256 KiB of HTML; with `internal`, one link to it per ~1 KiB.
-fn page(internal: Option<&str>) -> Vec<u8> {
-    let mut out = String::with_capacity(PAGE + 4096);
-    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Quarterly report</title>\n");
-    out.push_str("<link rel=\"stylesheet\" href=\"https://cdn.example.net/css/site.min.css\">\n</head><body>\n");
-    let mut i = 0;
-    while out.len() < PAGE - 1200 {
-        out.push_str(&format!(
-            "<div class=\"row\" id=\"r{i}\"><h2>Section {i}</h2>\n<p>Expenses for cost centre {i} rose by {}% against the \
-             previous quarter; see the <a href=\"https://docs.example.net/policy/{i}\">travel policy</a> and the \
-             attached statement. Totals include value added tax where it applies and exclude items still under \
-             review by the finance team. Claims submitted after the closing date are carried over to the next \
-             period and appear there with their original submission date, so that the audit trail stays intact \
-             for the regional controllers who sign off each cost centre before the books are closed. Questions \
-             about a line go to the cost centre's owner first; disputes that stay open for more than thirty days \
-             are escalated to the finance business partner of the region.</p>\n\
-             <ul class=\"meta\"><li>Owner: finance operations</li><li>Status: reviewed</li><li>Region: EMEA</li></ul>\n\
-             <table><tr><td>{i}</td><td>{}.00</td><td>EUR</td></tr></table>\n",
-            i % 17,
-            i * 31 % 1000
-        ));
-        match internal {
-            Some(base) => out.push_str(&format!(
-                "<p><a href=\"{base}reports/{i}\">Report {i}</a></p></div>\n"
-            )),
-            None => out.push_str(&format!(
-                "<p><a href=\"/reports/{i}\">Report {i}</a></p></div>\n"
-            )),
-        }
-        i += 1;
-    }
-    out.push_str("</body></html>\n");
-    out.into_bytes()
-}
-
-/// `n` apps: the first at `first`, the rest at http://app<N>.corp/.
-fn table(n: usize, first: &str) -> Table {
-    let mut pairs = Vec::new();
-    for k in 0..n {
-        let int = if k == 0 {
-            first.to_string()
-        } else {
-            format!("http://app{k}.corp/")
-        };
-        let ext = format!("https://app{k}.example.com/");
-        pairs.push((
-            parse_app_url(&int, false).expect("valid internal URL"),
-            parse_app_url(&ext, false).expect("valid external URL"),
-        ));
-    }
-    Table::from_urls(&pairs)
-}
+use postern_perf::fixtures::{page, table};
 
 /// GB/s of translating `input` in pieces of `piece` bytes, best of three
 /// runs of about `secs` / 3 each.
