@@ -21,17 +21,15 @@
 
 use std::hint::black_box;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
-use postern_control::jwt::{verify, Expect, KeySet};
+use postern_control::jwt::{verify, Expect};
 use postern_control::policy::Identity;
 use postern_control::session::{CookieKeys, Session};
 use postern_dataplane::auth::assertion::Signer;
 use postern_dataplane::translate::Stream;
 use postern_perf::fixtures::{self, claims, rsa_token, ISSUER, NOW, TEST_RSA};
 use postern_perf::ns_per_op;
-use ring::signature::{KeyPair, RsaKeyPair};
+use ring::signature::RsaKeyPair;
 
 fn main() {
     let filter: Vec<String> = std::env::args()
@@ -132,14 +130,8 @@ fn main() {
     }
     if wanted("jwt verify") {
         let rsa = RsaKeyPair::from_der(TEST_RSA).expect("the test RSA key");
-        let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
         let es = Signer::generate(None);
-        let mut jwks: serde_json::Value = serde_json::from_str(&es.jwks()).expect("JSON");
-        jwks["keys"].as_array_mut().expect("keys").push(
-            serde_json::json!({"kty": "RSA", "kid": "RS256", "alg": "RS256",
-                "n": URL_SAFE_NO_PAD.encode(&c.n), "e": URL_SAFE_NO_PAD.encode(&c.e)}),
-        );
-        let set = KeySet::from_jwks(jwks.to_string().as_bytes()).expect("a key set");
+        let set = fixtures::key_set(&rsa, &es, &["RS256"]);
         let expect = Expect {
             issuer: ISSUER,
             audiences: &["postern-edge"],

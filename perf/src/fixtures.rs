@@ -4,9 +4,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use postern_control::jwt::KeySet;
 use postern_control::url::parse_app_url;
+use postern_dataplane::auth::assertion::Signer;
 use postern_dataplane::translate::Table;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
+use ring::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
 
 pub const PAGE: usize = 256 * 1024;
 
@@ -97,6 +99,19 @@ pub fn rsa_token(key: &RsaKeyPair, alg: &str) -> String {
     )
     .expect("RSA signing");
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// The key set a verifier trusts: `es`'s ES256 key, and the test RSA key
+/// under each of `rsa_algs` (as kid and alg).
+pub fn key_set(rsa: &RsaKeyPair, es: &Signer, rsa_algs: &[&str]) -> KeySet {
+    let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+    let mut jwks: serde_json::Value = serde_json::from_str(&es.jwks()).expect("JSON");
+    let list = jwks["keys"].as_array_mut().expect("keys");
+    for alg in rsa_algs {
+        list.push(serde_json::json!({"kty": "RSA", "kid": alg, "alg": alg,
+            "n": URL_SAFE_NO_PAD.encode(&c.n), "e": URL_SAFE_NO_PAD.encode(&c.e)}));
+    }
+    KeySet::from_jwks(jwks.to_string().as_bytes()).expect("a key set")
 }
 
 /// A browser's request head (about 600 bytes, 11 fields).

@@ -12,15 +12,13 @@
 //!
 //! Usage: postern-auth-cost [ITERATIONS_PER_BATCH]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use postern_control::jwt::{verify, Expect, KeySet, TokenCache};
+use postern_control::jwt::{verify, Expect, TokenCache};
 use postern_control::policy::Identity;
 use postern_control::session::{CookieKeys, Session};
 use postern_dataplane::auth::assertion::Signer;
-use postern_perf::fixtures::{claims, rsa_token, ISSUER, NOW, TEST_RSA};
+use postern_perf::fixtures::{claims, key_set, rsa_token, ISSUER, NOW, TEST_RSA};
 use postern_perf::ns_per_op;
-use ring::signature::{KeyPair, RsaKeyPair};
+use ring::signature::RsaKeyPair;
 
 fn main() {
     let iterations: u32 = std::env::args()
@@ -45,15 +43,8 @@ fn main() {
 
     // Bearer tokens under each algorithm, and the key set that verifies them.
     let rsa = RsaKeyPair::from_der(TEST_RSA).expect("the test RSA key");
-    let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
     let es = Signer::generate(None);
-    let mut jwks: serde_json::Value = serde_json::from_str(&es.jwks()).expect("JSON");
-    let list = jwks["keys"].as_array_mut().expect("keys");
-    for alg in ["RS256", "PS256"] {
-        list.push(serde_json::json!({"kty": "RSA", "kid": alg, "alg": alg,
-            "n": URL_SAFE_NO_PAD.encode(&c.n), "e": URL_SAFE_NO_PAD.encode(&c.e)}));
-    }
-    let set = KeySet::from_jwks(jwks.to_string().as_bytes()).expect("a key set");
+    let set = key_set(&rsa, &es, &["RS256", "PS256"]);
     let expect = Expect {
         issuer: ISSUER,
         audiences: &["postern-edge"],
