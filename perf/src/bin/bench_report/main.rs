@@ -219,62 +219,31 @@ fn main() {
                 continue;
             }
             // What "ahead" means: throughput, or p99 under the same offered
-            // load (g), or memory (f).
-            let (standing, best, what) = match scen {
-                "f" => {
-                    let best = peers
-                        .iter()
-                        .min_by(|a, b| {
-                            m.median_of(scen, var, a, |r| r.rss).total_cmp(&m.median_of(
-                                scen,
-                                var,
-                                b,
-                                |r| r.rss,
-                            ))
-                        })
-                        .copied()
-                        .unwrap_or(peers[0]);
-                    (
-                        1.0 / m.ratio(scen, var, subj, best, |r| r.rss),
-                        best,
-                        "memory per connection",
-                    )
-                }
-                "g" => {
-                    let best = peers
-                        .iter()
-                        .min_by(|a, b| {
-                            m.median_of(scen, var, a, |r| r.p99).total_cmp(&m.median_of(
-                                scen,
-                                var,
-                                b,
-                                |r| r.p99,
-                            ))
-                        })
-                        .copied()
-                        .unwrap_or(peers[0]);
-                    (
-                        1.0 / m.ratio(scen, var, subj, best, |r| r.p99),
-                        best,
-                        "p99 latency",
-                    )
-                }
-                _ => {
-                    let best = peers
-                        .iter()
-                        .max_by(|a, b| {
-                            m.median_of(scen, var, a, |r| r.rps).total_cmp(&m.median_of(
-                                scen,
-                                var,
-                                b,
-                                |r| r.rps,
-                            ))
-                        })
-                        .copied()
-                        .unwrap_or(peers[0]);
-                    (m.ratio(scen, var, subj, best, |r| r.rps), best, "req/s")
-                }
+            // load (g), or memory (f); for the last two, lower is better.
+            let (metric, lower_better, what): (fn(&Row) -> f64, bool, &str) = match scen {
+                "f" => (|r| r.rss, true, "memory per connection"),
+                "g" => (|r| r.p99, true, "p99 latency"),
+                _ => (|r| r.rps, false, "req/s"),
             };
+            let value = |p: &str| m.median_of(scen, var, p, metric);
+            let best = peers
+                .iter()
+                .copied()
+                .reduce(|a, b| {
+                    let b_better = if lower_better {
+                        value(b) < value(a)
+                    } else {
+                        value(b) > value(a)
+                    };
+                    if b_better {
+                        b
+                    } else {
+                        a
+                    }
+                })
+                .unwrap_or(peers[0]);
+            let ratio = m.ratio(scen, var, subj, best, metric);
+            let standing = if lower_better { 1.0 / ratio } else { ratio };
             let label = format!("{scen} ({title}), {var}: {subj} vs {best}, {what}");
             let _ = writeln!(
                 summary,
