@@ -4,16 +4,18 @@
 //!
 //! * HTTP/1.1 head parsing: a browser's request head (with its framing
 //!   and field checks) and a backend's response head;
+//! * HTTP/1.1 head serialising: the head the backend gets for that
+//!   request and the one the client gets for that response, through the
+//!   writers the edge uses, with the hop-by-hop filter; per-app
+//!   decisions (translated values, pre-authentication cookies) are
+//!   measured by the link-scan cases and end to end
+//!   (`scripts/callgrind-proxy.sh`);
 //! * path normalisation, for a plain path and one with dot segments and
 //!   escapes;
 //! * link scanning: a 256 KiB page through the streaming rewriter, with
 //!   1 and 100 published apps;
 //! * opening a session cookie (AES-256-GCM, app-bound);
 //! * verifying a bearer JWT (RS256 and ES256: signature and claims).
-//!
-//! The serialisers of heads toward the backend and the client are part of
-//! the proxy core and take a whole exchange (app, snapshot, counters), so
-//! they are measured end to end (`scripts/callgrind-proxy.sh`), not here.
 //!
 //! Arguments that are not flags filter the cases by name.
 
@@ -26,6 +28,8 @@ use postern_control::jwt::{verify, Expect};
 use postern_control::policy::Identity;
 use postern_control::session::{CookieKeys, Session};
 use postern_dataplane::auth::assertion::Signer;
+use postern_dataplane::http1::is_hop_by_hop;
+use postern_dataplane::http1::write::{self, ClientFraming, Forwarding};
 use postern_dataplane::translate::Stream;
 use postern_perf::fixtures::{self, claims, rsa_token, ISSUER, NOW, TEST_RSA};
 use postern_perf::ns_per_op;
@@ -66,6 +70,86 @@ fn main() {
             "http1 response head parse",
             ns,
             &format!("  ({} bytes)", fixtures::RESPONSE_HEAD.len()),
+        );
+    }
+    if wanted("http1 request head serialise") {
+        // The head a backend gets for the browser's request: request
+        // line, Host, the client's end-to-end fields, the forwarding
+        // fields and the framing, as the direct hop writes them for an
+        // app without translation or pre-authentication.
+        let mut buf = BytesMut::from(fixtures::REQUEST_HEAD);
+        let head = postern_dataplane::http1::parse_request_or_refuse(&mut buf)
+            .ok()
+            .flatten()
+            .expect("the fixture parses");
+        let mut out = Vec::with_capacity(2048);
+        let ns = ns_per_op(200_000, || {
+            out.clear();
+            out.extend_from_slice(&head.method);
+            out.push(b' ');
+            out.extend_from_slice(b"/internal");
+            out.extend_from_slice(&head.path);
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+            write::field(&mut out, b"Host", b"expenses.corp.internal");
+            for h in &head.headers {
+                if !is_hop_by_hop(&h.name) && !head.connection_tokens.lists(&h.name) {
+                    write::field(&mut out, &h.name, &h.value);
+                }
+            }
+            Forwarding {
+                forwarded_for: b"192.0.2.7",
+                proto: "https",
+                host: &head.authority,
+                request_id: "0192f3a4b5c6d7e8-0000002a",
+                via: "1.1 postern",
+            }
+            .write(&mut out);
+            write::request_framing(&mut out, head.framing);
+            out.extend_from_slice(b"\r\n");
+            black_box(&out);
+        });
+        report(
+            "http1 request head serialise",
+            ns,
+            &format!("  ({} bytes)", out.len()),
+        );
+    }
+    if wanted("http1 response head serialise") {
+        // The head a client gets for the backend's response: status
+        // line, the backend's end-to-end fields, the request id, framing
+        // and connection fields.
+        let mut buf = BytesMut::from(fixtures::RESPONSE_HEAD);
+        let resp = postern_dataplane::http1::parse_response(&mut buf, false)
+            .ok()
+            .flatten()
+            .expect("the fixture parses");
+        let mut out = Vec::with_capacity(2048);
+        let ns = ns_per_op(200_000, || {
+            out.clear();
+            write::status_line(&mut out, resp.status, &resp.reason);
+            for h in &resp.headers {
+                if !is_hop_by_hop(&h.name) && !resp.connection_tokens.lists(&h.name) {
+                    write::field(&mut out, &h.name, &h.value);
+                }
+            }
+            write::field(&mut out, b"X-Request-Id", b"0192f3a4b5c6d7e8-0000002a");
+            let encoder = write::response_framing(
+                &mut out,
+                ClientFraming {
+                    framing: resp.framing,
+                    status: resp.status,
+                    head_request: false,
+                    chunked: true,
+                    keep_alive: true,
+                    http10: false,
+                },
+            );
+            black_box((&out, encoder));
+        });
+        report(
+            "http1 response head serialise",
+            ns,
+            &format!("  ({} bytes)", out.len()),
         );
     }
     for (name, path) in [

@@ -155,10 +155,7 @@ fn head_for_backend(
         if n == "content-length" {
             has_length = true;
         }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        crate::http1::write::field(out, n.as_bytes(), value.as_bytes());
     }
     let chunked = !plan.websocket && !has_length && !end_stream;
     if chunked {

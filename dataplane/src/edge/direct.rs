@@ -17,6 +17,7 @@ use super::request::{backend_path, backend_value, forwarded_headers, identity_he
 use super::response::RespHead;
 use crate::error::{ProxyError, Source};
 use crate::http1::body::Framing;
+use crate::http1::write::{self, Forwarding};
 use crate::http1::RequestHead;
 use crate::io::write_out;
 use crate::upstream::balance::{affinity, server_tag, Server};
@@ -70,40 +71,23 @@ fn request_head(ctx: &Exchange<'_>, head: &RequestHead, upgrade: bool, out: &mut
     }
     out.extend_from_slice(b"\r\n");
     let xff = forwarded_headers(&app.app, info, head, |h| {
-        out.extend_from_slice(&h.name);
-        out.extend_from_slice(b": ");
         match backend_value(ctx, head, h) {
-            Some(v) => out.extend_from_slice(&v),
-            None => out.extend_from_slice(&h.value),
+            Some(v) => write::field(out, &h.name, &v),
+            None => write::field(out, &h.name, &h.value),
         }
-        out.extend_from_slice(b"\r\n");
     });
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    out.extend_from_slice(&xff);
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-    out.extend_from_slice(info.scheme.as_str().as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Host: ");
-    out.extend_from_slice(&head.authority);
-    out.extend_from_slice(b"\r\nX-Request-Id: ");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"\r\nVia: ");
-    out.extend_from_slice(super::headers::via_mark().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    identity_headers(ctx, head, |name, value| {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    });
-    match head.framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            crate::http1::push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        _ => {}
+    Forwarding {
+        forwarded_for: &xff,
+        proto: info.scheme.as_str(),
+        host: &head.authority,
+        request_id: id,
+        via: super::headers::via_mark(),
     }
+    .write(out);
+    identity_headers(ctx, head, |name, value| {
+        write::field(out, name.as_bytes(), value)
+    });
+    write::request_framing(out, head.framing);
     if let (true, Some(up)) = (upgrade, &head.upgrade) {
         out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
         out.extend_from_slice(up);

@@ -14,6 +14,7 @@ use postern_control::{HostPattern, Scheme};
 
 use super::proxy::Exchange;
 use crate::http1::body::{Encoder, Framing};
+use crate::http1::write::{self, ClientFraming};
 use crate::http1::{Header, RequestHead, ResponseHead};
 use crate::snapshot::AppRuntime;
 use crate::translate::body::{Failed, ResponseFacts, Translator};
@@ -84,13 +85,6 @@ fn is_name(name: &[u8], lower: &str) -> bool {
     name.eq_ignore_ascii_case(lower.as_bytes())
 }
 
-pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Where the client head's fields go: HTTP/1.1 bytes, or an HTTP/2
 /// header map.
 pub trait HeadSink {
@@ -99,7 +93,7 @@ pub trait HeadSink {
 
 impl HeadSink for Vec<u8> {
     fn field(&mut self, name: &[u8], value: &[u8]) {
-        push_header(self, name, value);
+        write::field(self, name, value);
     }
 }
 
@@ -260,13 +254,19 @@ pub fn client_head<'a>(
     let delimited = matches!(framing, Framing::Length(_) | Framing::Empty);
     let keep_alive = head.keep_alive && body_read && (delimited || client_chunked);
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    crate::http1::push_decimal(out, u64::from(resp.status));
-    out.push(b' ');
-    out.extend_from_slice(&resp.reason);
-    out.extend_from_slice(b"\r\n");
+    write::status_line(out, resp.status, &resp.reason);
     head_fields(ctx, head, resp, plan, out);
-    let encoder = framing_headers(head, resp.status, framing, client_chunked, keep_alive, out);
+    let encoder = write::response_framing(
+        out,
+        ClientFraming {
+            framing,
+            status: resp.status,
+            head_request: head.is_head(),
+            chunked: client_chunked,
+            keep_alive,
+            http10: head.minor == 0,
+        },
+    );
     (body_out(ctx, plan, encoder), keep_alive)
 }
 
@@ -413,44 +413,6 @@ fn copy_headers(
     has_request_id
 }
 
-/// The client head's framing and connection headers, and the encoder
-/// the body goes through.
-fn framing_headers(
-    head: &RequestHead,
-    status: u16,
-    framing: Framing,
-    client_chunked: bool,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) -> Encoder {
-    let encoder = match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            crate::http1::push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-            Encoder::Identity
-        }
-        Framing::Empty => {
-            if !head.is_head() && status != 304 && status != 204 && !(100..200).contains(&status) {
-                out.extend_from_slice(b"Content-Length: 0\r\n");
-            }
-            Encoder::Identity
-        }
-        _ if client_chunked => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-            Encoder::Chunked
-        }
-        _ => Encoder::Identity,
-    };
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if head.minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    encoder
-}
-
 /// Sets the affinity cookie when the server that answered is not the one
 /// the request's cookie names: scoped to the app's external path, and
 /// `Secure` on an https app.
@@ -488,14 +450,14 @@ fn affinity_cookie(
 /// ones, and the protocol the client asked for.
 pub fn upgrade_head(resp: &RespHead, protocol: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    write::status_line(out, 101, b"Switching Protocols");
     resp.headers.each(|name, value| {
         if crate::http1::is_hop_by_hop(name)
             || crate::http1::loose_prefix(name, crate::tunnel::meta::PREFIX.as_bytes())
         {
             return;
         }
-        push_header(out, name, value);
+        write::field(out, name, value);
     });
     out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
     out.extend_from_slice(protocol);

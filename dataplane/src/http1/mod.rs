@@ -10,6 +10,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod body;
+pub mod write;
 
 use bytes::{Bytes, BytesMut};
 
