@@ -101,6 +101,9 @@ pub struct EdgeSettings {
     pub upstream_pool_size: usize,
     /// Where the admin API listens (never a public listener's address).
     pub admin_address: SocketAddr,
+    /// Where `/metrics` alone is served without the admin token, for a
+    /// local scraper (never a public listener's address).
+    pub metrics_address: Option<SocketAddr>,
     /// Access log: `stdout`, `stderr`, `off` or a file path.
     pub access_log: String,
     /// Access log lines as JSON objects instead of text.

@@ -201,6 +201,12 @@ impl Connectors {
         self.registry.change_lazily(|r| r.touch(id, now));
     }
 
+    /// Writes recent connector activity to disk now (before another
+    /// process loads the registry).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.registry.flush()
+    }
+
     /// Marks connector `id` revoked, durably. `Ok(false)` when there is no
     /// such connector.
     pub fn revoke(&self, id: &str) -> Result<bool, StoreError> {
@@ -218,6 +224,9 @@ fn spawn_flusher(connectors: Weak<Connectors>) {
             let Some(c) = connectors.upgrade() else {
                 return;
             };
+            if crate::store::writes_held() {
+                continue;
+            }
             if let Err(e) = c.registry.flush() {
                 tracing::warn!(error = %e, "cannot record connector activity; retrying");
             }

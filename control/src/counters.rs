@@ -398,6 +398,37 @@ pub struct AppTotals {
     pub session_renewals: u64,
     pub websockets: u64,
     pub websockets_open: i64,
+    /// Backend latency as cumulative counts at [`LATENCY_BOUNDS_S`]
+    /// (Prometheus histogram buckets; the last is `+Inf`).
+    #[serde(skip)]
+    pub backend_latency_le: Vec<u64>,
+}
+
+/// Upper bounds (seconds) of the backend-latency histogram buckets the
+/// metrics expose (`+Inf` follows them).
+pub const LATENCY_BOUNDS_S: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Cumulative counts at each of [`LATENCY_BOUNDS_S`] and `+Inf`. A fine
+/// bucket counts at a bound once its lower end is within it: a value is
+/// off by at most the fine buckets' ~6% width.
+fn cumulative_le(counts: &[u64]) -> Vec<u64> {
+    let mut out = vec![0u64; LATENCY_BOUNDS_S.len() + 1];
+    for (i, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let floor_s = bucket_floor(i) as f64 / 1e6;
+        for (slot, bound) in out.iter_mut().zip(LATENCY_BOUNDS_S) {
+            if floor_s <= bound {
+                *slot += c;
+            }
+        }
+        out[LATENCY_BOUNDS_S.len()] += c;
+    }
+    out
 }
 
 /// Summed edge-wide counters.
@@ -540,6 +571,7 @@ impl Registry {
             }
             at.backend_latency_count = h.len();
             at.backend_latency_sum_ms = sum_us as f64 / 1000.0;
+            at.backend_latency_le = cumulative_le(&counts);
             if !h.is_empty() {
                 at.backend_latency_p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
                 at.backend_latency_p90_ms = h.value_at_quantile(0.9) as f64 / 1000.0;

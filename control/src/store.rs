@@ -105,8 +105,28 @@ pub fn save_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<(), 
         .map_err(io_err(dir))
 }
 
+/// Set while a new edge process takes this one's place: the state
+/// directory is then the new process's to load and write.
+static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Holds (or releases) every state write of this process: a held write
+/// fails with an error that says why, and nothing reaches the disk.
+pub fn hold_writes(held: bool) {
+    HELD.store(held, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether state writes are held ([`hold_writes`]).
+pub fn writes_held() -> bool {
+    HELD.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Writes a file and fsyncs it (mode 0600: the table names internal hosts).
 pub fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+    if writes_held() {
+        return Err(io::Error::other(
+            "this edge process is handing over to a new one, which owns the state directory now; retry the change there",
+        ));
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)

@@ -4,7 +4,11 @@
 //! A worker never waits for the log: when the queue is full (the disk or
 //! the terminal cannot keep up) the line is dropped and counted, because
 //! slowing every request down to the speed of a log file is the worse
-//! failure. Lines are plain text or JSON (`access_log_format`).
+//! failure. Lines are plain text or JSON (`access_log_format`); with
+//! `access_log = "journald"` each request is a journal entry of its own,
+//! with native fields (`POSTERN_REQUEST_ID`, `POSTERN_APP`,
+//! `POSTERN_STATUS`…) beside the text line as `MESSAGE`, sent to
+//! journald's socket.
 #![deny(clippy::disallowed_methods)]
 
 use std::io::Write;
@@ -16,9 +20,13 @@ use std::sync::OnceLock;
 const QUEUE: usize = 64 * 1024;
 
 struct Sink {
-    tx: SyncSender<String>,
+    tx: SyncSender<Vec<u8>>,
     json: bool,
+    journal: bool,
 }
+
+/// journald's socket for native entries.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 /// Lines dropped because the writer fell behind.
@@ -30,6 +38,31 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 /// Called once at start-up, before any worker runs.
 #[allow(clippy::disallowed_methods)]
 pub fn init(target: &str, json: bool) -> std::io::Result<()> {
+    if target == "journald" {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        sock.connect(JOURNAL_SOCKET).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("access_log = \"journald\": {JOURNAL_SOCKET}: {e} (is systemd-journald running?)"),
+            )
+        })?;
+        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        std::thread::Builder::new()
+            .name("postern-accesslog".into())
+            .spawn(move || {
+                while let Ok(entry) = rx.recv() {
+                    // A full journal socket blocks this thread only.
+                    let _ = sock.send(&entry);
+                    PENDING.fetch_sub(1, Ordering::Release);
+                }
+            })?;
+        let _ = SINK.set(Sink {
+            tx,
+            json: false,
+            journal: true,
+        });
+        return Ok(());
+    }
     let mut out: Box<dyn Write + Send> = match target {
         "off" => return Ok(()),
         "stdout" => Box::new(std::io::stdout()),
@@ -41,23 +74,27 @@ pub fn init(target: &str, json: bool) -> std::io::Result<()> {
                 .open(path)?,
         ),
     };
-    let (tx, rx) = sync_channel::<String>(QUEUE);
+    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
     std::thread::Builder::new()
         .name("postern-accesslog".into())
         .spawn(move || {
             while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
+                let _ = out.write_all(&line);
                 let mut n = 1;
                 // Batch whatever else is already queued before flushing.
                 while let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(more.as_bytes());
+                    let _ = out.write_all(&more);
                     n += 1;
                 }
                 let _ = out.flush();
                 PENDING.fetch_sub(n, Ordering::Release);
             }
         })?;
-    let _ = SINK.set(Sink { tx, json });
+    let _ = SINK.set(Sink {
+        tx,
+        json,
+        journal: false,
+    });
     Ok(())
 }
 
@@ -84,7 +121,9 @@ pub fn log(e: &Entry<'_>) {
     let ts = timestamp();
     let method = String::from_utf8_lossy(e.method);
     let path = String::from_utf8_lossy(e.path);
-    let line = if sink.json {
+    let line = if sink.journal {
+        journal_entry(e, &method, &path)
+    } else if sink.json {
         let mut v = serde_json::json!({
             "ts": ts,
             "request_id": e.request_id,
@@ -100,7 +139,7 @@ pub fn log(e: &Entry<'_>) {
         if let Some(b) = e.backend_us {
             v["backend_ms"] = serde_json::json!(b as f64 / 1000.0);
         }
-        format!("{v}\n")
+        format!("{v}\n").into_bytes()
     } else {
         let backend = e
             .backend_us
@@ -115,6 +154,7 @@ pub fn log(e: &Entry<'_>) {
             e.bytes_out,
             e.total_us as f64 / 1000.0,
         )
+        .into_bytes()
     };
     PENDING.fetch_add(1, Ordering::Acquire);
     match sink.tx.try_send(line) {
@@ -124,6 +164,76 @@ pub fn log(e: &Entry<'_>) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One request as a journal entry (journald's native protocol: a
+/// `KEY=value` line per field; a value holding a newline goes with its
+/// length instead).
+fn journal_entry(e: &Entry<'_>, method: &str, path: &str) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+        out.extend_from_slice(key.as_bytes());
+        if value.contains(&b'\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    let mut out = Vec::with_capacity(512);
+    let backend = e
+        .backend_us
+        .map_or_else(|| "-".to_string(), |b| format!("{:.3}", b as f64 / 1000.0));
+    let message = format!(
+        "{} {} {} \"{method} {path}\" {} in={} out={} total_ms={:.3} backend_ms={backend}",
+        e.request_id,
+        e.app.unwrap_or("-"),
+        e.client,
+        e.status,
+        e.bytes_in,
+        e.bytes_out,
+        e.total_us as f64 / 1000.0,
+    );
+    field(&mut out, "MESSAGE", message.as_bytes());
+    // Server errors stand out (warning); the rest is information.
+    field(
+        &mut out,
+        "PRIORITY",
+        if e.status >= 500 { b"4" } else { b"6" },
+    );
+    field(&mut out, "SYSLOG_IDENTIFIER", b"postern-access");
+    field(&mut out, "POSTERN_REQUEST_ID", e.request_id.as_bytes());
+    if let Some(app) = e.app {
+        field(&mut out, "POSTERN_APP", app.as_bytes());
+    }
+    field(&mut out, "POSTERN_CLIENT", e.client.as_bytes());
+    field(&mut out, "POSTERN_METHOD", method.as_bytes());
+    field(&mut out, "POSTERN_PATH", path.as_bytes());
+    field(&mut out, "POSTERN_STATUS", e.status.to_string().as_bytes());
+    field(
+        &mut out,
+        "POSTERN_BYTES_IN",
+        e.bytes_in.to_string().as_bytes(),
+    );
+    field(
+        &mut out,
+        "POSTERN_BYTES_OUT",
+        e.bytes_out.to_string().as_bytes(),
+    );
+    field(
+        &mut out,
+        "POSTERN_TOTAL_MS",
+        format!("{:.3}", e.total_us as f64 / 1000.0).as_bytes(),
+    );
+    if let Some(b) = e.backend_us {
+        field(
+            &mut out,
+            "POSTERN_BACKEND_MS",
+            format!("{:.3}", b as f64 / 1000.0).as_bytes(),
+        );
+    }
+    out
 }
 
 /// Waits (a second at most) for the queued lines to be written: called on
@@ -143,4 +253,36 @@ fn timestamp() -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_entries_use_native_fields() {
+        let e = Entry {
+            request_id: "r-1",
+            app: Some("expenses"),
+            client: "192.0.2.7",
+            method: b"GET",
+            path: b"/a\nb",
+            status: 502,
+            bytes_in: 10,
+            bytes_out: 20,
+            total_us: 1500,
+            backend_us: None,
+        };
+        let out = journal_entry(&e, "GET", "/a\nb");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("MESSAGE\n"), "{text}");
+        assert!(text.contains("\nPRIORITY=4\n"));
+        assert!(text.contains("\nPOSTERN_REQUEST_ID=r-1\n"));
+        assert!(text.contains("\nPOSTERN_APP=expenses\n"));
+        assert!(text.contains("\nPOSTERN_STATUS=502\n"));
+        assert!(!text.contains("POSTERN_BACKEND_MS"));
+        // A value with a newline goes with its length, little-endian.
+        let path = b"POSTERN_PATH\n\x04\0\0\0\0\0\0\0/a\nb\n";
+        assert!(out.windows(path.len()).any(|w| w == path));
+    }
 }

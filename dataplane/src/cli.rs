@@ -1,11 +1,14 @@
 //! Operator commands that talk to a running edge's admin API:
-//! `postern apps …` and `postern counters`.
+//! `postern status`, `apps …`, `connectors …`, `tokens …` and `counters`.
 //!
-//! The admin address and token come from flags, then the environment
-//! (`POSTERN_ADMIN`, `POSTERN_TOKEN`), then the state directory (the token
-//! file the edge wrote). Output is a human table by default and the API's
-//! JSON with `--json`; `counters` prints typeperf-style CSV rows so an
-//! operator used to Perfmon reads them without a new vocabulary.
+//! The state directory comes from `--state-dir`, else `POSTERN_STATE_DIR`,
+//! else `/var/lib/postern` (the packaged edge's), else a running
+//! quickstart's; the admin address and token from flags, then the
+//! environment (`POSTERN_ADMIN`, `POSTERN_TOKEN`), then that directory
+//! (the token file and `edge.json` the edge wrote). Output is a table
+//! sized to its contents by default and the API's JSON with `--json`;
+//! `counters` prints typeperf-style CSV rows so an operator used to
+//! Perfmon reads them without a new vocabulary.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,81 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-#[derive(clap::Args, Clone)]
-pub struct Target {
-    /// Admin API address of the edge.
-    #[arg(
-        long,
-        env = "POSTERN_ADMIN",
-        default_value = "127.0.0.1:9090",
-        global = true
-    )]
-    admin: String,
-    /// Admin bearer token (default: read from the state directory).
-    #[arg(long, env = "POSTERN_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
-    /// The edge's state directory, where its admin token is.
-    #[arg(long, env = "POSTERN_STATE_DIR", global = true)]
-    state_dir: Option<PathBuf>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(clap::Subcommand)]
-pub enum AppsCommand {
-    /// List published apps.
-    List,
-    /// Show one app's settings.
-    Show { name: String },
-    /// Publish an app.
-    Add {
-        /// Unique name.
-        #[arg(long)]
-        name: String,
-        /// Public URL, e.g. https://expenses.example.com/
-        #[arg(long)]
-        external_url: String,
-        /// Internal URL, e.g. http://expenses.corp:8080/
-        #[arg(long)]
-        internal_url: String,
-        /// `oidc` (default) or `passthrough`.
-        #[arg(long)]
-        preauth: Option<String>,
-        /// `default`, `long` or seconds.
-        #[arg(long)]
-        backend_timeout: Option<String>,
-        /// Connector group (default `default`).
-        #[arg(long)]
-        connector_group: Option<String>,
-        /// Any other settings, as a JSON object merged into the app.
-        #[arg(long)]
-        settings: Option<String>,
-    },
-    /// Stop publishing an app.
-    Remove { name: String },
-    /// Serve an app again.
-    Enable { name: String },
-    /// Answer 503 for an app, keeping its configuration.
-    Disable { name: String },
-}
-
-#[derive(clap::Subcommand)]
-pub enum TokensCommand {
-    /// Create a single-use enrollment token for a connector.
-    Create {
-        /// Connector group the connector will join.
-        #[arg(long, default_value = "default")]
-        group: String,
-        /// Lifetime, e.g. 1h, 30m, 2d (default 1h, at most 7d).
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-    },
-    /// List enrollment tokens (never their secrets).
-    List,
-    /// Revoke an unused token.
-    Revoke { id: String },
-}
+use crate::args::{AppsCommand, ConnectorsCommand, Target, TokensCommand};
 
 /// `90s`, `30m`, `1h`, `2d` → seconds.
 fn parse_ttl(s: &str) -> Result<u64, String> {
@@ -138,19 +67,21 @@ pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
                 println!("{v:#}");
                 return;
             }
-            println!(
-                "{:<14} {:<20} {:<10} {:<12}",
-                "ID", "GROUP", "STATE", "EXPIRES (unix)"
-            );
-            for tok in v["tokens"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                println!(
-                    "{:<14} {:<20} {:<10} {:<12}",
-                    tok["id"].as_str().unwrap_or(""),
-                    tok["group"].as_str().unwrap_or(""),
-                    tok["state"].as_str().unwrap_or(""),
-                    tok["expires_at"]
-                );
-            }
+            let rows: Vec<Vec<String>> = v["tokens"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|tok| {
+                    vec![
+                        text(&tok["id"]),
+                        text(&tok["group"]),
+                        text(&tok["state"]),
+                        when(tok["expires_at"].as_u64()),
+                    ]
+                })
+                .collect();
+            table(&["ID", "GROUP", "STATE", "EXPIRES"], &rows);
         }),
         TokensCommand::Revoke { id } => {
             run_call(t, "DELETE", &format!("/v1/enrollment-tokens/{id}"), None).map(|_| {
@@ -164,18 +95,6 @@ pub fn tokens(t: &Target, cmd: TokensCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
-}
-
-#[derive(clap::Subcommand)]
-pub enum ConnectorsCommand {
-    /// List registered connectors with their group and state.
-    List,
-    /// Revoke a connector: its tunnels close now and it can never
-    /// reconnect or renew its certificate.
-    Revoke {
-        /// Connector id (from `postern connectors list`).
-        id: String,
-    },
 }
 
 pub fn connectors(t: &Target, cmd: ConnectorsCommand) -> ExitCode {
@@ -198,24 +117,71 @@ pub fn connectors(t: &Target, cmd: ConnectorsCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(v) => {
-            println!(
-                "{:<14} {:<24} {:<16} {:<10} {:<8} {:<12}",
-                "ID", "HOST", "GROUP", "STATE", "TUNNELS", "VERSION"
+            let rows: Vec<Vec<String>> = v["connectors"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|c| {
+                    vec![
+                        text(&c["id"]),
+                        text(&c["host_name"]),
+                        text(&c["group"]),
+                        text(&c["state"]),
+                        text(&c["tunnels"]),
+                        text(&c["version"]),
+                        when(c["last_seen"].as_u64()),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID",
+                    "HOST",
+                    "GROUP",
+                    "STATE",
+                    "TUNNELS",
+                    "VERSION",
+                    "LAST SEEN",
+                ],
+                &rows,
             );
-            for c in v["connectors"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                println!(
-                    "{:<14} {:<24} {:<16} {:<10} {:<8} {:<12}",
-                    c["id"].as_str().unwrap_or(""),
-                    c["host_name"].as_str().unwrap_or(""),
-                    c["group"].as_str().unwrap_or(""),
-                    c["state"].as_str().unwrap_or(""),
-                    c["tunnels"],
-                    c["version"].as_str().unwrap_or(""),
-                );
-            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// Where a packaged edge keeps its state.
+const SYSTEM_STATE_DIR: &str = "/var/lib/postern";
+
+impl Target {
+    /// The edge's state directory: the flag (or `POSTERN_STATE_DIR`),
+    /// else `/var/lib/postern` when it holds an admin token, else the
+    /// state of a quickstart running on this machine.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Some(d.clone());
+        }
+        let system = PathBuf::from(SYSTEM_STATE_DIR);
+        if system.join(crate::admin::TOKEN_FILE).exists() {
+            return Some(system);
+        }
+        let quickstart = crate::quickstart::default_dir();
+        crate::handover::running(&quickstart).then_some(quickstart)
+    }
+
+    /// The admin address: the flag (or `POSTERN_ADMIN`), else what the
+    /// edge recorded in its state directory, else 127.0.0.1:9090.
+    fn admin_address(&self, state_dir: Option<&std::path::Path>) -> String {
+        if let Some(a) = &self.admin {
+            return a.clone();
+        }
+        state_dir
+            .and_then(|d| std::fs::read_to_string(d.join(crate::EDGE_INFO_FILE)).ok())
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|v| v["admin_address"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "127.0.0.1:9090".to_string())
     }
 }
 
@@ -226,21 +192,29 @@ struct Client {
 
 impl Client {
     fn new(t: &Target) -> Result<Client, String> {
+        let dir = t.state_dir();
         let token = match &t.token {
             Some(tok) => tok.clone(),
             None => {
-                let dir = t.state_dir.clone().ok_or(
-                    "no admin token: pass --token, set POSTERN_TOKEN, or point --state-dir at the edge's state directory",
+                let dir = dir.as_deref().ok_or(
+                    "no admin token: no edge state found (POSTERN_STATE_DIR, /var/lib/postern or a running quickstart); pass --state-dir, or --token (POSTERN_TOKEN)",
                 )?;
                 let path = dir.join(crate::admin::TOKEN_FILE);
                 std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the admin token {}: {e}", path.display()))?
+                    .map_err(|e| {
+                        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                            " (it is readable by root only: use sudo)"
+                        } else {
+                            ""
+                        };
+                        format!("cannot read the admin token {}: {e}{hint}", path.display())
+                    })?
                     .trim()
                     .to_string()
             }
         };
         Ok(Client {
-            addr: t.admin.clone(),
+            addr: t.admin_address(dir.as_deref()),
             token,
         })
     }
@@ -302,21 +276,203 @@ fn run_call(t: &Target, method: &str, path: &str, body: Option<&Value>) -> Resul
     }
 }
 
-fn print_apps_table(apps: &[Value]) {
-    println!(
-        "{:<20} {:<40} {:<40} {:<8} {:<12}",
-        "NAME", "EXTERNAL URL", "INTERNAL URL", "ENABLED", "PREAUTH"
-    );
-    for a in apps {
-        println!(
-            "{:<20} {:<40} {:<40} {:<8} {:<12}",
-            a["name"].as_str().unwrap_or(""),
-            a["external_url"].as_str().unwrap_or(""),
-            a["internal_url"].as_str().unwrap_or(""),
-            a["enabled"].as_bool().unwrap_or(true),
-            a["preauth"].as_str().unwrap_or("oidc"),
-        );
+/// Prints rows under `headers`, each column as wide as its widest cell.
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
     }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// A Unix time for people: `2026-12-02 09:30 UTC (in 45m)`.
+fn when(unix: Option<u64>) -> String {
+    let Some(t) = unix else {
+        return "-".into();
+    };
+    let now = postern_control::enroll::now();
+    let rel = if t >= now {
+        format!("in {}", crate::clock::span(t - now))
+    } else {
+        format!("{} ago", crate::clock::span(now - t))
+    };
+    format!("{} ({rel})", crate::clock::minutes(t))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_apps_table(apps: &[Value]) {
+    let rows: Vec<Vec<String>> = apps
+        .iter()
+        .map(|a| {
+            vec![
+                text(&a["name"]),
+                text(&a["external_url"]),
+                text(&a["internal_url"]),
+                if a["enabled"].as_bool().unwrap_or(true) {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                a["preauth"].as_str().unwrap_or("oidc").to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "EXTERNAL URL", "INTERNAL URL", "ENABLED", "PREAUTH"],
+        &rows,
+    );
+}
+
+/// `postern status`.
+pub fn status(t: &Target) -> ExitCode {
+    let v = match run_call(t, "GET", "/v1/status", None) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if t.json {
+        println!("{v:#}");
+        return ExitCode::SUCCESS;
+    }
+    let listeners: Vec<String> = v["listeners"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| format!("{}://{}", text(&l["scheme"]), text(&l["address"])))
+        .collect();
+    let health = &v["health"];
+    let alive = health["workers_alive"].as_array().map_or(0, Vec::len);
+    let rows = [
+        (
+            "edge",
+            format!(
+                "postern {}, pid {}, up {} (since {})",
+                text(&v["version"]),
+                text(&v["pid"]),
+                crate::clock::span(v["uptime_seconds"].as_u64().unwrap_or(0)),
+                crate::clock::minutes(v["started_at"].as_u64().unwrap_or(0)),
+            ),
+        ),
+        (
+            "health",
+            format!(
+                "{}: {alive} worker(s), {} on {}, app table version {}",
+                text(&health["status"]),
+                if v["io_uring"].as_bool().unwrap_or(false) {
+                    "io_uring"
+                } else {
+                    "epoll"
+                },
+                if health["all_workers_current"].as_bool().unwrap_or(false) {
+                    "all current"
+                } else {
+                    "not all current"
+                },
+                text(&v["app_table_version"]),
+            ),
+        ),
+        ("listeners", listeners.join(", ")),
+        ("tunnels at", text(&v["tunnel_address"])),
+        ("admin API", text(&v["admin_address"])),
+        ("state", text(&v["state_dir"])),
+        (
+            "apps",
+            format!(
+                "{} published, {} enabled",
+                text(&v["apps"]["total"]),
+                text(&v["apps"]["enabled"])
+            ),
+        ),
+        (
+            "connectors",
+            format!(
+                "{} registered, {} active, {} tunnel(s) open",
+                text(&v["connectors"]["registered"]),
+                text(&v["connectors"]["active"]),
+                text(&v["connectors"]["tunnels"])
+            ),
+        ),
+        (
+            "requests",
+            format!(
+                "{} served, {} failed, {} unrouted; {} open connection(s), {} TLS handshakes",
+                text(&v["counters"]["requests"]),
+                text(&v["counters"]["failed_requests"]),
+                text(&v["counters"]["unrouted_requests"]),
+                text(&v["counters"]["active_connections"]),
+                text(&v["counters"]["tls_handshakes"])
+            ),
+        ),
+    ];
+    for (k, val) in rows {
+        println!("{k:<11} {val}");
+    }
+    if health["status"] == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Applies `KEY=VALUE` pairs to an app's JSON (see `apps set --help`).
+fn apply_settings(app: &mut Value, settings: &[String]) -> Result<(), String> {
+    for pair in settings {
+        let (key, raw) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(format!("`{pair}`: the key is empty"));
+        }
+        if key == "name" {
+            return Err(
+                "an app's name cannot change (remove it and add it under the new name)".into(),
+            );
+        }
+        let value =
+            serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.into()));
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let last = parts.pop().unwrap_or(key);
+        let mut target = &mut *app;
+        for p in parts {
+            if !target[p].is_object() {
+                target[p] = json!({});
+            }
+            target = &mut target[p];
+        }
+        let obj = target
+            .as_object_mut()
+            .ok_or_else(|| format!("`{key}`: not a table"))?;
+        if value.is_null() {
+            obj.remove(last);
+        } else {
+            obj.insert(last.to_string(), value);
+        }
+    }
+    Ok(())
 }
 
 pub fn apps(t: &Target, cmd: AppsCommand) -> ExitCode {
@@ -380,6 +536,22 @@ pub fn apps(t: &Target, cmd: AppsCommand) -> ExitCode {
                 } else {
                     println!("published \"{name}\" (app table version {})", v["version"]);
                 }
+            })
+        }
+        AppsCommand::Set { name, settings } => {
+            run_call(t, "GET", &format!("/v1/apps/{name}"), None).and_then(|v| {
+                let mut app = v["app"].clone();
+                if let Err(e) = apply_settings(&mut app, &settings) {
+                    eprintln!("postern: {e}");
+                    return Err(ExitCode::from(2));
+                }
+                run_call(t, "PUT", &format!("/v1/apps/{name}"), Some(&app)).map(|v| {
+                    if t.json {
+                        println!("{v:#}");
+                    } else {
+                        println!("changed \"{name}\" (app table version {})", v["version"]);
+                    }
+                })
             })
         }
         AppsCommand::Remove { name } => run_call(t, "DELETE", &format!("/v1/apps/{name}"), None)
@@ -655,6 +827,33 @@ fn timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_pairs_edit_the_app() {
+        let mut app = json!({"name": "a", "backend_timeout": "default", "cookie": {"secure": true}, "hsts": true});
+        apply_settings(
+            &mut app,
+            &[
+                "backend_timeout=long".into(),
+                "cookie.secure=false".into(),
+                "translate_body=true".into(),
+                "sso.headers=true".into(),
+                "hsts=null".into(),
+                "internal_servers=[\"b:80\"]".into(),
+                "connector_group=\"42\"".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            app,
+            json!({"name": "a", "backend_timeout": "long", "cookie": {"secure": false},
+                   "translate_body": true, "sso": {"headers": true},
+                   "internal_servers": ["b:80"], "connector_group": "42"})
+        );
+        assert!(apply_settings(&mut app, &["nokey".into()]).is_err());
+        assert!(apply_settings(&mut app, &["name=b".into()]).is_err());
+        assert!(apply_settings(&mut app, &["a..b=1".into()]).is_err());
+    }
 
     #[test]
     fn globs_like_typeperf() {

@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod accesslog;
 mod admin;
+mod args;
 mod auth;
 mod blocking_http;
 mod cli;
@@ -21,6 +22,7 @@ mod clock;
 mod connector;
 mod edge;
 mod error;
+mod handover;
 mod http1;
 mod io;
 mod offload;
@@ -29,6 +31,7 @@ mod quickstart;
 mod relay;
 mod route;
 mod runtime;
+mod sdnotify;
 mod snapshot;
 mod timer;
 mod tls;
@@ -41,99 +44,8 @@ pub use postern_dataplane::translate;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(
-    name = "postern",
-    version,
-    about = "Publish private web apps without opening inbound ports."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the edge, a connector and a sample app on this machine, in one process.
-    Quickstart(quickstart::Args),
-    /// Run the edge appliance from a configuration file.
-    Edge {
-        /// The edge configuration (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Validate a configuration file and print the resulting app table.
-    CheckConfig {
-        /// The edge configuration (TOML).
-        file: PathBuf,
-    },
-    /// Manage published apps on a running edge.
-    Apps {
-        #[command(flatten)]
-        target: cli::Target,
-        #[command(subcommand)]
-        command: cli::AppsCommand,
-    },
-    /// Run a connector (inside the private network), or register one.
-    Connector(ConnectorArgs),
-    /// Connectors registered with this edge.
-    Connectors {
-        #[command(flatten)]
-        target: cli::Target,
-        #[command(subcommand)]
-        command: cli::ConnectorsCommand,
-    },
-    /// Enrollment tokens for connectors.
-    Tokens {
-        #[command(flatten)]
-        target: cli::Target,
-        #[command(subcommand)]
-        command: cli::TokensCommand,
-    },
-    /// Sample counters like typeperf: CSV rows of Perfmon counter paths.
-    Counters {
-        #[command(flatten)]
-        target: cli::Target,
-        /// Time between samples (e.g. 1s, 500ms).
-        #[arg(long, default_value = "1s")]
-        interval: String,
-        /// Number of samples (default: until interrupted).
-        #[arg(long)]
-        count: Option<u64>,
-        /// Counter paths, wildcards allowed, e.g. '\\Postern Edge(*)\\Requests/sec'.
-        paths: Vec<String>,
-    },
-}
-
-#[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct ConnectorArgs {
-    #[command(subcommand)]
-    command: Option<ConnectorCommand>,
-    /// Where the connector's identity (from `register`) is kept.
-    #[arg(long, env = "POSTERN_CONNECTOR_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// Optional connector settings (TOML, `[connector]` table).
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum ConnectorCommand {
-    /// Register with an edge using a one-time enrollment token.
-    Register {
-        /// The edge's tunnel listener, HOST:PORT.
-        #[arg(long)]
-        edge: String,
-        /// The token printed by `postern tokens create`.
-        #[arg(long, env = "POSTERN_ENROLLMENT_TOKEN")]
-        token: String,
-        #[arg(long)]
-        state_dir: PathBuf,
-    },
-}
+use args::{Cli, Command, ConnectorArgs, ConnectorCommand};
+use clap::Parser;
 
 fn connector(args: ConnectorArgs) -> ExitCode {
     match args.command {
@@ -141,7 +53,9 @@ fn connector(args: ConnectorArgs) -> ExitCode {
             edge,
             token,
             state_dir,
-        }) => match connector::register(&edge, &token, &state_dir) {
+        }) => match connector::proxy::EdgeProxy::from_env()
+            .and_then(|proxy| connector::register(&edge, &token, &state_dir, proxy.as_ref()))
+        {
             Ok(id) => {
                 println!(
                     "registered connector {} in group \"{}\" with edge {}\nrun it with: postern connector --state-dir {}",
@@ -169,6 +83,26 @@ fn connector(args: ConnectorArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // A first start with an edge and a token registers first (how
+            // the service unit enrolls from its environment file).
+            if let (Some(edge), Some(token)) = (&args.edge, &args.token) {
+                if connector::state::Identity::load(&state_dir).is_err() {
+                    match connector::register(
+                        edge,
+                        token,
+                        &state_dir,
+                        settings.edge_proxy.as_deref(),
+                    ) {
+                        Ok(id) => {
+                            tracing::info!(connector = %id.id, group = %id.group, %edge, "registered")
+                        }
+                        Err(e) => {
+                            eprintln!("postern: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+            }
             match connector::run(&state_dir, settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -183,15 +117,87 @@ fn connector(args: ConnectorArgs) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if stderr_is_journal() {
+        // journald stamps the time itself, and reads each line's
+        // priority from its `<N>` prefix (`journalctl -p err` works).
+        builder
+            .without_time()
+            .event_format(JournalPriority(
+                tracing_subscriber::fmt::format().without_time(),
+            ))
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Whether stderr is connected to journald (systemd names the stream in
+/// `JOURNAL_STREAM` as `device:inode`).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream == format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Prefixes each log line with its syslog priority for journald.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// Commands that print for a person or a pipe end quietly when the
+/// reader goes away (`postern counters | head`), as Unix tools do,
+/// instead of failing on the broken pipe. (Servers keep SIGPIPE ignored:
+/// a client that disconnects is an error to handle, not an exit.)
+fn default_sigpipe() {
+    // SAFETY: restoring a signal's default disposition has no
+    // preconditions; no handler is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::CheckConfig { .. }
+            | Command::Apps { .. }
+            | Command::Tokens { .. }
+            | Command::Connectors { .. }
+            | Command::Counters { .. }
+    ) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Apps { target, command } => cli::apps(&target, command),
@@ -201,6 +207,10 @@ fn main() -> ExitCode {
             connector(args)
         }
         Command::Connectors { target, command } => cli::connectors(&target, command),
+        Command::Status { target } => {
+            default_sigpipe();
+            cli::status(&target)
+        }
         Command::Counters {
             target,
             interval,
@@ -241,6 +251,24 @@ fn run(
         .state_dir
         .clone()
         .unwrap_or_else(|| cfg.base_dir.join("state"));
+    // The program as started: a reload starts it again even after a
+    // package upgrade replaced the file.
+    let program = std::env::current_exe().ok();
+    // An edge already running on this state directory hands its
+    // listeners over, and drains once this one serves.
+    let mut taken = match handover::take_over(&state_dir) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(t) = &taken {
+        tracing::info!(
+            pid = t.from,
+            "taking over the listeners of the edge running on this state directory"
+        );
+    }
     let (control, cfg) = match admin::Control::open(cfg.clone(), &state_dir) {
         Ok(c) => c,
         Err(e) => {
@@ -255,11 +283,21 @@ fn run(
         );
         return ExitCode::from(1);
     }
-    match runtime::start(&cfg, &control) {
+    let offers = std::sync::Arc::new(handover::Offers::default());
+    match runtime::start(&cfg, &control, taken.as_mut(), &offers) {
         Ok(running) => {
             control.set_serving(running.serving.clone());
             control.auth.start();
-            let admin = match admin::http::start(cfg.edge.admin_address, control.clone()) {
+            let admin_socket = taken
+                .as_mut()
+                .map(|t| t.take(handover::Kind::Admin, cfg.edge.admin_address))
+                .and_then(|mut fds| fds.pop());
+            let admin = match admin::http::start(
+                cfg.edge.admin_address,
+                admin_socket,
+                control.clone(),
+                &offers,
+            ) {
                 Ok(a) => a,
                 Err(e) => {
                     eprintln!(
@@ -269,6 +307,25 @@ fn run(
                     return ExitCode::from(1);
                 }
             };
+            let metrics = match cfg.edge.metrics_address {
+                None => None,
+                Some(addr) => {
+                    let socket = taken
+                        .as_mut()
+                        .map(|t| t.take(handover::Kind::Metrics, addr))
+                        .and_then(|mut fds| fds.pop());
+                    match admin::http::start_metrics(addr, socket, control.clone(), &offers) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            eprintln!("postern: cannot listen on metrics address {addr}: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+            };
+            if let Some(m) = metrics {
+                tracing::info!(%m, "metrics (GET /metrics, no token) listening");
+            }
             for (scheme, addr) in &running.addresses {
                 tracing::info!(%scheme, %addr, workers = running.workers, io_uring = running.io_uring, "listening");
             }
@@ -276,11 +333,37 @@ fn run(
                 tracing::info!(%addr, "tunnel listener for connectors");
             }
             tracing::info!(%admin, state_dir = %state_dir.display(), "admin API listening");
+            control.set_info(serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "workers": running.workers,
+                "io_uring": running.io_uring,
+                "listeners": running
+                    .addresses
+                    .iter()
+                    .map(|(scheme, addr)| serde_json::json!({ "scheme": scheme.to_string(), "address": addr.to_string() }))
+                    .collect::<Vec<_>>(),
+                "tunnel_address": running.tunnel_address.map(|a| a.to_string()),
+                "admin_address": admin.to_string(),
+                "metrics_address": metrics.map(|m| m.to_string()),
+                "state_dir": state_dir.display().to_string(),
+                "config": config_path.display().to_string(),
+            }));
             if let Err(e) = drain_on_sigterm(control.clone(), cfg.edge.drain_timeout) {
                 tracing::warn!(error = %e, "cannot install the SIGTERM handler; SIGTERM ends the edge at once");
             }
             if let Err(e) = reload_on_sighup(config_path.to_path_buf(), control.clone()) {
                 tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with the admin API instead");
+            }
+            match &program {
+                Some(p) => {
+                    if let Err(e) = restart_on_sigusr2(p.clone()) {
+                        tracing::warn!(error = %e, "cannot install the SIGUSR2 handler; start a new `postern edge` on this state directory to take over instead");
+                    }
+                }
+                None => {
+                    tracing::warn!("cannot tell which program this is; SIGUSR2 (reload) is off")
+                }
             }
             if let Some(f) = on_ready {
                 if let Err(e) = f(&control, &running) {
@@ -288,6 +371,38 @@ fn run(
                     return ExitCode::from(1);
                 }
             }
+            if let Some(t) = taken.take() {
+                for s in t.unclaimed() {
+                    tracing::info!(socket = %s, "not in this configuration: closed here, the old process closes it when it drains");
+                }
+                // The service manager follows this process from now on
+                // (before the old one is told, so it never sees the
+                // service without a main process).
+                sdnotify::notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+                if let Err(e) = t.ready() {
+                    tracing::warn!(error = %e, "the old edge process did not confirm it drains; both serve until it stops");
+                }
+            } else {
+                sdnotify::notify("READY=1");
+            }
+            // Where the command line finds this edge (its admin address).
+            if let Err(e) =
+                postern_control::store::save_json(&state_dir, EDGE_INFO_FILE, &control.info())
+            {
+                tracing::warn!(error = %e, "cannot record this edge in its state directory; `postern` commands need --admin");
+            }
+            let steps = std::sync::Arc::new(Takeover {
+                control: control.clone(),
+                drain_timeout: cfg.edge.drain_timeout,
+            });
+            if let Err(e) = handover::serve(&state_dir, offers, steps) {
+                tracing::warn!(error = %e, "cannot serve takeovers; a reload or upgrade will have to stop this edge first");
+            }
+            let watched = control.clone();
+            sdnotify::start_watchdog(move || {
+                let alive = watched.counters.liveness();
+                !alive.is_empty() && alive.iter().all(|l| l.0)
+            });
             if let Some(b) = banner {
                 println!("{b}");
             }
@@ -302,10 +417,84 @@ fn run(
     }
 }
 
-/// SIGTERM drains the edge: the listeners close, idle connections close,
-/// HTTP/2 clients get GOAWAY, and requests in flight finish; the process
-/// exits 0 once no client connection is left, or when `drain_timeout`
-/// has passed.
+/// What a running edge records about itself in its state directory.
+pub const EDGE_INFO_FILE: &str = "edge.json";
+
+/// What this edge does when a new process takes its place.
+struct Takeover {
+    control: std::sync::Arc<admin::Control>,
+    drain_timeout: std::time::Duration,
+}
+
+impl handover::Steps for Takeover {
+    fn freeze(&self) {
+        if let Err(e) = self.control.flush_registry() {
+            tracing::warn!(error = %e, "cannot record connector activity before the takeover");
+        }
+        postern_control::store::hold_writes(true);
+    }
+
+    fn thaw(&self) {
+        postern_control::store::hold_writes(false);
+    }
+
+    fn hand_over(&self) {
+        handover::HANDED_OVER.store(true, std::sync::atomic::Ordering::Release);
+        sdnotify::go_quiet();
+        let control = self.control.clone();
+        let limit = self.drain_timeout;
+        let spawned = std::thread::Builder::new()
+            .name("postern-drain".into())
+            .spawn(move || drain(&control, limit, "handed over to a new edge process"));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the drain; exiting now");
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Drains the edge and exits 0: the listeners stop accepting, idle
+/// connections close, HTTP/2 clients get GOAWAY, connectors are asked to
+/// move their tunnels, and requests in flight finish; the process exits
+/// once no client connection is left, or when `limit` has passed.
+fn drain(control: &admin::Control, limit: std::time::Duration, why: &str) -> ! {
+    let started = std::time::Instant::now();
+    runtime::DRAINING.store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(timeout_s = limit.as_secs(), reason = why, "draining");
+    // Connectors asked to move close their tunnels here once their
+    // streams are done; an older connector that does not know the request
+    // is given a few seconds beyond the last client connection.
+    let mut clients_gone: Option<std::time::Instant> = None;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let open = control.counters.totals().edge.active_connections;
+        // Until every accept loop has stopped, a connection may still be
+        // on its way in.
+        let accepting = runtime::ACCEPT_LOOPS.load(std::sync::atomic::Ordering::Acquire);
+        if open > 0 || accepting > 0 {
+            clients_gone = None;
+        } else {
+            let since = *clients_gone.get_or_insert_with(std::time::Instant::now);
+            let tunnels = control.tunnels.list().len();
+            if tunnels == 0 || since.elapsed() >= std::time::Duration::from_secs(5) {
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    tunnels_left = tunnels,
+                    "drained"
+                );
+                break;
+            }
+        }
+        if started.elapsed() >= limit {
+            tracing::warn!(open, "drain timeout passed; closing the connections left");
+            break;
+        }
+    }
+    accesslog::flush();
+    std::process::exit(0);
+}
+
+/// SIGTERM drains the edge (see [`drain`]).
 fn drain_on_sigterm(
     control: std::sync::Arc<admin::Control>,
     limit: std::time::Duration,
@@ -317,23 +506,45 @@ fn drain_on_sigterm(
             if signals.forever().next().is_none() {
                 return;
             }
-            let started = std::time::Instant::now();
-            runtime::DRAINING.store(true, std::sync::atomic::Ordering::Release);
-            tracing::info!(timeout_s = limit.as_secs(), "SIGTERM: draining");
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                let open = control.counters.totals().edge.active_connections;
-                if open <= 0 {
-                    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
-                    break;
+            sdnotify::notify("STOPPING=1");
+            drain(&control, limit, "SIGTERM")
+        })?;
+    Ok(())
+}
+
+/// SIGUSR2 (`systemctl reload`) starts this program again with the same
+/// arguments; the new process takes the listeners over, re-reading the
+/// configuration file, and this one drains. A new process that fails
+/// leaves this one serving.
+fn restart_on_sigusr2(program: PathBuf) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])?;
+    std::thread::Builder::new()
+        .name("postern-sigusr2".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if handover::HANDED_OVER.load(std::sync::atomic::Ordering::Acquire) {
+                    continue;
                 }
-                if started.elapsed() >= limit {
-                    tracing::warn!(open, "drain timeout passed; closing the connections left");
-                    break;
+                tracing::info!(program = %program.display(), "SIGUSR2: starting a new edge process to take over");
+                let started = std::process::Command::new(&program)
+                    .args(std::env::args_os().skip(1))
+                    // The watchdog belongs to whichever process is main.
+                    .env_remove("WATCHDOG_PID")
+                    .spawn();
+                match started {
+                    Ok(mut child) => {
+                        let _ = std::thread::Builder::new()
+                            .name("postern-successor".into())
+                            .spawn(move || match child.wait() {
+                                Ok(s) if !handover::HANDED_OVER.load(std::sync::atomic::Ordering::Acquire) => {
+                                    tracing::error!(status = %s, "the new edge process stopped before taking over; this one carries on")
+                                }
+                                _ => {}
+                            });
+                    }
+                    Err(e) => tracing::error!(error = %e, program = %program.display(), "cannot start a new edge process; this one carries on"),
                 }
             }
-            accesslog::flush();
-            std::process::exit(0);
         })?;
     Ok(())
 }
@@ -348,6 +559,12 @@ fn reload_on_sighup(path: PathBuf, control: std::sync::Arc<admin::Control>) -> s
         .name("postern-sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
+                if handover::HANDED_OVER.load(std::sync::atomic::Ordering::Acquire) {
+                    tracing::info!(
+                        "SIGHUP ignored: this process drains; the new one reads the file"
+                    );
+                    continue;
+                }
                 let cfg = match postern_control::load_file(&path) {
                     Ok(c) => c,
                     Err(e) => {

@@ -8,6 +8,7 @@
 //! use is a start-up error, not a half-started edge.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -16,10 +17,25 @@ use monoio::net::{ListenerOpts, TcpListener};
 use postern_control::{EdgeConfig, Scheme};
 
 use crate::admin::Control;
+use crate::handover;
 
 /// Set once the edge begins to drain (SIGTERM); workers notice within
 /// 10 ms ([`Worker::check_drain`]).
 pub static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// When this process's workers started serving.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// How long after start a request for a connector group with no tunnel
+/// waits for one instead of failing: connectors move their tunnels to a
+/// process that just took over within a second or two.
+const TUNNEL_GRACE: Duration = Duration::from_secs(10);
+
+/// What is left of [`TUNNEL_GRACE`], if anything.
+pub fn tunnel_grace() -> Option<Duration> {
+    let since = STARTED.get()?.elapsed();
+    TUNNEL_GRACE.checked_sub(since).filter(|d| !d.is_zero())
+}
 
 /// How long the alert for a timed-out TLS handshake may take to send.
 const ALERT_WAIT: Duration = Duration::from_secs(1);
@@ -72,8 +88,25 @@ impl Running {
     }
 }
 
-/// Starts the workers on the published snapshot and certificates.
-pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartError> {
+/// Listening sockets a worker starts on instead of binding its own (taken
+/// over from the edge process this one replaces), per listener.
+#[derive(Default)]
+struct Adopted {
+    listeners: Vec<Vec<OwnedFd>>,
+    tunnel: Vec<OwnedFd>,
+}
+
+/// Starts the workers on the published snapshot and certificates. With
+/// `taken`, the workers serve the sockets a running edge handed over
+/// (spread over them; a worker left without one binds its own) instead
+/// of binding new ones; every socket served is recorded in `offers`, for
+/// the next takeover.
+pub fn start(
+    cfg: &EdgeConfig,
+    control: &Arc<Control>,
+    taken: Option<&mut handover::Taken>,
+    offers: &Arc<handover::Offers>,
+) -> Result<Running, StartError> {
     let server_tls = if cfg.listeners.iter().any(|l| l.scheme == Scheme::Https) {
         let resolver = control
             .resolver()
@@ -95,6 +128,25 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
         addresses.push((l.scheme, fixed_port(l.address)?));
     }
     let tunnel_address = cfg.edge.tunnel_address.map(fixed_port).transpose()?;
+    let mut adopted: Vec<Adopted> = (0..workers).map(|_| Adopted::default()).collect();
+    if let Some(t) = taken {
+        for (i, &(_, addr)) in addresses.iter().enumerate() {
+            for (j, fd) in t
+                .take(handover::Kind::Listener, addr)
+                .into_iter()
+                .enumerate()
+            {
+                let a = &mut adopted[j % workers];
+                a.listeners.resize_with(addresses.len(), Vec::new);
+                a.listeners[i].push(fd);
+            }
+        }
+        if let Some(addr) = tunnel_address {
+            for (j, fd) in t.take(handover::Kind::Tunnel, addr).into_iter().enumerate() {
+                adopted[j % workers].tunnel.push(fd);
+            }
+        }
+    }
 
     let max_connections = cfg
         .edge
@@ -112,7 +164,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::new();
     let mut serving = Vec::new();
-    for index in 0..workers {
+    for (index, adopted) in adopted.into_iter().enumerate() {
         let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
         serving.push(version.clone());
         let plan = WorkerPlan {
@@ -131,6 +183,8 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
             min_send_rate: cfg.edge.min_send_rate,
             admission: admission.clone(),
             ready: ready_tx.clone(),
+            adopted,
+            offers: offers.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("postern-w{index}"))
@@ -139,6 +193,7 @@ pub fn start(cfg: &EdgeConfig, control: &Arc<Control>) -> Result<Running, StartE
         threads.push(t);
     }
     drop(ready_tx);
+    let _ = STARTED.set(std::time::Instant::now());
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -190,6 +245,8 @@ struct WorkerPlan {
     min_send_rate: u64,
     admission: Arc<crate::edge::admission::Admission>,
     ready: mpsc::Sender<Result<(), StartError>>,
+    adopted: Adopted,
+    offers: Arc<handover::Offers>,
 }
 
 impl WorkerPlan {
@@ -244,34 +301,70 @@ impl WorkerPlan {
             let opts = ListenerOpts::new().reuse_port(true).backlog(backlog);
             TcpListener::bind_with_config(addr, &opts).map_err(|err| StartError::Bind { addr, err })
         };
+        // The sockets handed over to this worker, else its own.
+        let open = |addr: SocketAddr, backlog: i32, adopted: Vec<OwnedFd>| {
+            if adopted.is_empty() {
+                return bind(addr, backlog).map(|l| vec![l]);
+            }
+            adopted
+                .into_iter()
+                .map(|fd| {
+                    TcpListener::from_std(std::net::TcpListener::from(fd))
+                        .map_err(|err| StartError::Bind { addr, err })
+                })
+                .collect()
+        };
+        let mut adopted = self.adopted;
+        adopted
+            .listeners
+            .resize_with(self.addresses.len(), Vec::new);
         let mut listeners = Vec::new();
-        for &(scheme, addr) in &self.addresses {
-            match bind(addr, 4096) {
-                Ok(l) => listeners.push((scheme, l)),
+        for (i, (&(scheme, addr), fds)) in self
+            .addresses
+            .iter()
+            .zip(std::mem::take(&mut adopted.listeners))
+            .enumerate()
+        {
+            match open(addr, 4096, fds) {
+                Ok(ls) => {
+                    for l in ls {
+                        self.offers
+                            .add(handover::Kind::Listener, addr, l.as_raw_fd());
+                        listeners.push((i, scheme, l));
+                    }
+                }
                 Err(e) => {
                     let _ = self.ready.send(Err(e));
                     return;
                 }
             }
         }
-        let tunnel_listener = match self.tunnel_address.map(|a| bind(a, 1024)).transpose() {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = self.ready.send(Err(e));
-                return;
+        let mut tunnel_listeners = Vec::new();
+        if let Some(addr) = self.tunnel_address {
+            match open(addr, 1024, adopted.tunnel) {
+                Ok(ls) => {
+                    for l in ls {
+                        self.offers.add(handover::Kind::Tunnel, addr, l.as_raw_fd());
+                        tunnel_listeners.push(l);
+                    }
+                }
+                Err(e) => {
+                    let _ = self.ready.send(Err(e));
+                    return;
+                }
             }
-        };
+        }
         let _ = self.ready.send(Ok(()));
         drop(self.ready);
         let mut tasks = Vec::new();
-        if let Some(l) = tunnel_listener {
+        for l in tunnel_listeners {
             tasks.push(monoio::spawn(crate::edge::tunnels::accept_loop(
                 worker.clone(),
                 l,
                 self.control.clone(),
             )));
         }
-        for (i, (scheme, listener)) in listeners.into_iter().enumerate() {
+        for (i, scheme, listener) in listeners {
             let h2c = self.h2c.get(i).copied().unwrap_or(false);
             let tls = match scheme {
                 Scheme::Https => self.server_tls.clone(),
@@ -337,7 +430,51 @@ impl RateLimited {
     }
 }
 
+/// Accept loops still running in this process; a drain ends the process
+/// only once none is left (so no connection is accepted and then lost).
+pub static ACCEPT_LOOPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one accept loop while it lives.
+pub struct AcceptLoop(());
+
+impl AcceptLoop {
+    pub fn start() -> AcceptLoop {
+        ACCEPT_LOOPS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        AcceptLoop(())
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        ACCEPT_LOOPS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The next connection on `listener`, or `None` once the worker drains.
+/// The accept is cancelled, not dropped: a connection the kernel had
+/// already handed to it is returned and served (a dropped accept would
+/// leave that client hanging, and the socket may live on in another
+/// process that took it over).
+pub async fn accept_unless_draining(
+    worker: &Worker,
+    listener: &TcpListener,
+) -> Option<std::io::Result<(monoio::net::TcpStream, SocketAddr)>> {
+    if worker.is_draining() {
+        return None;
+    }
+    let canceller = monoio::io::Canceller::new();
+    let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
+    monoio::select! {
+        a = accept.as_mut() => Some(a),
+        _ = worker.drain_wait() => {
+            let _cancelled = canceller.cancel();
+            accept.await.ok().map(Ok)
+        }
+    }
+}
+
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
+    let _live = AcceptLoop::start();
     let Listening {
         scheme,
         h2c,
@@ -352,13 +489,10 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
         held: 0,
     };
     loop {
-        let accepted = monoio::select! {
-            a = listener.accept() => a,
-            _ = worker.drain_wait() => {
-                // Draining: the listener closes; new clients go to
-                // another edge (or the next process).
-                return;
-            }
+        let Some(accepted) = accept_unless_draining(&worker, &listener).await else {
+            // Draining: this process stops accepting; new clients go to
+            // another edge, or to the process that took the socket over.
+            return;
         };
         let (tcp, peer) = match accepted {
             Ok(c) => c,
@@ -395,12 +529,15 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, l: Listening) {
             }
         };
         let _ = tcp.set_nodelay(true);
+        // Counted before this loop can return: a drain that sees no open
+        // connection and no accept loop left has lost nobody.
+        worker.counters.edge.connection_opened();
+        let open = ConnectionGuard(worker.clone());
         let worker = worker.clone();
         let tls = tls.clone();
         monoio::spawn(async move {
             let _admitted = admitted;
-            worker.counters.edge.connection_opened();
-            let _open = ConnectionGuard(worker.clone());
+            let _open = open;
             let (stream, sni) = match tls {
                 None => (Stream::Tcp(tcp), None),
                 Some(cfg) => {

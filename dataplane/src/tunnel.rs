@@ -12,7 +12,8 @@
 //!   the edge the *client*, so the edge opens one stream per request and
 //!   per-stream flow control keeps one slow client from holding up the
 //!   others. The edge's first stream on a tunnel is a hello
-//!   ([`HELLO_PATH`]) telling the connector which edge worker holds it.
+//!   ([`HELLO_PATH`]) telling the connector which edge worker holds it;
+//!   a draining edge asks the connector to move the tunnel ([`MOVE_PATH`]).
 //!
 //! Each relayed request carries the app's forwarding settings in
 //! `postern-*` headers (timeout, TLS validation, extra servers, sticky
@@ -31,6 +32,12 @@ pub const ALPN_RENEW: &[u8] = b"postern-renew/1";
 
 /// The edge's first request on each tunnel.
 pub const HELLO_PATH: &str = "/.postern/v1/hello";
+
+/// The edge asks the connector to move this tunnel: the edge process
+/// drains (a reload or upgrade handed its listeners to a new process),
+/// so the connector dials a new tunnel at once and closes this one when
+/// its streams are done.
+pub const MOVE_PATH: &str = "/.postern/v1/move";
 
 /// Per-request settings the edge sends and the connector consumes.
 pub mod meta {

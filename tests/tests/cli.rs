@@ -239,3 +239,119 @@ fn connectors_are_listed_from_the_registry() {
     );
     assert!(!out.contains("gw3.corp"), "removed after 10 days: {out}");
 }
+
+/// The command line without --admin: the state directory alone finds
+/// the edge (the admin address it recorded in edge.json).
+fn cli_by_state(edge: &Edge, args: &[&str]) -> Output {
+    Command::new(postern_bin())
+        .args(args)
+        .arg("--state-dir")
+        .arg(edge.dir.path().join("state"))
+        .env_remove("POSTERN_TOKEN")
+        .env_remove("POSTERN_ADMIN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn status_apps_set_and_tables_that_fit_find_the_edge_by_its_state() {
+    let be = Backend::hello();
+    let edge = EdgeBuilder::new()
+        .app(&format!(
+            "name = \"expenses\"\nexternal_url = \"http://expenses.example.com/\"\ninternal_url = \"http://{}/\"\npreauth = \"passthrough\"",
+            be.addr
+        ))
+        .start();
+    assert_eq!(status_of(&edge, "expenses.example.com"), 200);
+
+    let o = cli_by_state(&edge, &["status"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    for want in [
+        format!("postern {}", env!("CARGO_PKG_VERSION")),
+        "listeners".into(),
+        format!("http://{}", edge.http),
+        "1 published, 1 enabled".into(),
+        "1 served, 0 failed".into(),
+    ] {
+        assert!(out.contains(&want), "status lacks {want:?}:\n{out}");
+    }
+
+    // One setting changed, nested ones too; the rest kept.
+    let o = cli_by_state(
+        &edge,
+        &[
+            "apps",
+            "set",
+            "expenses",
+            "backend_timeout=long",
+            "hsts=true",
+            "cookie.persistent=true",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let (_, app) = edge.admin("GET", "/v1/apps/expenses", None);
+    assert_eq!(app["app"]["backend_timeout"], "long", "{app}");
+    assert_eq!(app["app"]["hsts"], true, "{app}");
+    assert_eq!(app["app"]["cookie"]["persistent"], true, "{app}");
+    assert_eq!(app["app"]["preauth"], "passthrough", "{app}");
+    // A bad value is refused by the edge, with the field named.
+    let o = cli_by_state(&edge, &["apps", "set", "expenses", "backend_timeout=9999"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("backend_timeout"), "{err}");
+    // Back to the default.
+    let o = cli_by_state(&edge, &["apps", "set", "expenses", "hsts=null"]);
+    assert!(o.status.success());
+    let (_, app) = edge.admin("GET", "/v1/apps/expenses", None);
+    assert!(app["app"].get("hsts").is_none(), "{app}");
+
+    // Tables fit their widest cell; expiry is a date.
+    let o = cli_by_state(
+        &edge,
+        &["tokens", "create", "--group", "a-rather-long-group-name"],
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (out, _) = text(&cli_by_state(&edge, &["tokens", "list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 2, "{out}");
+    let at = lines[0].find("STATE").unwrap();
+    assert_eq!(
+        &lines[1][at..at + "active".len()],
+        "active",
+        "columns line up:\n{out}"
+    );
+    assert!(
+        lines[1].contains(" UTC (in 59m)") || lines[1].contains(" UTC (in 1h"),
+        "{out}"
+    );
+    let (out, _) = text(&cli_by_state(&edge, &["apps", "list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines[0].find("ENABLED").unwrap();
+    assert_eq!(&lines[1][at..at + 3], "yes", "columns line up:\n{out}");
+
+    // A closed pipe ends the command quietly.
+    let mut child = Command::new(postern_bin())
+        .args(["counters", "--interval", "50ms", "--count", "200"])
+        .arg("--state-dir")
+        .arg(edge.dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+    }
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

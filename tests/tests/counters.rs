@@ -138,8 +138,32 @@ print(json.dumps(out))
     }
     let families: Vec<&str> = samples.iter().filter_map(|s| s["type"].as_str()).collect();
     assert!(
-        families.contains(&"summary")
+        families.contains(&"histogram")
             && families.contains(&"gauge")
             && families.contains(&"counter")
     );
+    // Backend latency is a histogram: cumulative buckets, +Inf = count.
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| {
+            s["name"] == "postern_backend_latency_seconds_bucket" && s["labels"]["app"] == "a"
+        })
+        .map(|s| {
+            let le = s["labels"]["le"].as_str().unwrap();
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (bound, s["value"].as_f64().unwrap())
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 10, "{buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative: {buckets:?}"
+    );
+    assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, 40.0));
+    assert!(find("postern_backend_latency_seconds_sum", &[("app", "a")]) > 0.0);
 }

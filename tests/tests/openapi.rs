@@ -110,4 +110,40 @@ fn the_openapi_document_matches_the_admin_api() {
         }
     }
     assert_eq!(edge.admin("GET", "/v1/undocumented", None).0, 404);
+
+    // Every field of every schema says what it is.
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            assert!(
+                prop.get("description").is_some() || prop.get("$ref").is_some(),
+                "schema {name}: field {field} has no description"
+            );
+        }
+    }
+    // The App schema names exactly the fields the API accepts (the API's
+    // own refusal of an unknown field lists them).
+    let (status, refusal) = edge.admin(
+        "POST",
+        "/v1/apps",
+        Some(r#"{"name": "x", "external_url": "http://x.example.com/", "internal_url": "http://127.0.0.1:9/", "no_such_field": 1}"#),
+    );
+    assert_eq!(status, 400, "{refusal}");
+    let text = refusal.to_string();
+    let listed = text
+        .split("expected one of")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the refusal lists the accepted fields: {text}"));
+    let mut accepted: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+    accepted.sort_unstable();
+    let mut documented: Vec<&str> = doc["components"]["schemas"]["App"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    assert_eq!(
+        accepted, documented,
+        "accepted app fields vs documented ones"
+    );
 }

@@ -187,7 +187,7 @@ fn quickstart_serves_the_sample_app_over_https() {
         assert_eq!(r.status, 301);
         // Those requests took the tunnel to the in-process connector.
         assert!(banner.contains("connector"), "{banner}");
-        let token = std::fs::read_to_string(dir.path().join("state/admin.token")).unwrap();
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
         let admin_get = |path: &str| {
             let mut s = client::tcp(format!("127.0.0.1:{admin}").parse().unwrap());
             let r = postern_e2e::client::request(
@@ -324,4 +324,89 @@ fn postern_edge_never_serves_the_demo_provider() {
     );
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("cannot be reached"), "{}", r.text());
+}
+
+/// A second quickstart on the same state says so and changes nothing;
+/// `--reset` starts afresh once the first has stopped.
+#[test]
+fn a_second_quickstart_changes_nothing_and_reset_starts_afresh() {
+    let q = Quickstart::start();
+    let cert = std::fs::read(q.dir.path().join("localhost.pem")).unwrap();
+    let config = std::fs::read(q.dir.path().join("edge.toml")).unwrap();
+    let second = Command::new(postern_e2e::postern_bin())
+        .arg("quickstart")
+        .arg("--state-dir")
+        .arg(q.dir.path())
+        .args(["--https-port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("already running") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(q.dir.path().join("localhost.pem")).unwrap(),
+        cert
+    );
+    assert_eq!(
+        std::fs::read(q.dir.path().join("edge.toml")).unwrap(),
+        config
+    );
+    // The quickstart still serves.
+    let mut s = client::tls(
+        format!("127.0.0.1:{}", q.https).parse().unwrap(),
+        "localhost",
+        q.roots(),
+    );
+    assert_eq!(get(&mut s, "localhost", "/").status, 200);
+    // `postern status` finds it by its state directory alone.
+    let status = Command::new(postern_e2e::postern_bin())
+        .arg("status")
+        .arg("--state-dir")
+        .arg(q.dir.path())
+        .env_remove("POSTERN_ADMIN")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(out.contains("1 registered, 1 active"), "{out}");
+
+    let dir = q.stop();
+    std::fs::write(dir.path().join("marker"), b"left by the first run").unwrap();
+    // A port held by this test: the reset happens, then the start fails.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let reset = Command::new(postern_e2e::postern_bin())
+        .arg("quickstart")
+        .arg("--reset")
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args([
+            "--https-port",
+            &busy.local_addr().unwrap().port().to_string(),
+        ])
+        .args(["--http-port", &free_port().to_string()])
+        .args(["--app-port", &free_port().to_string()])
+        .args(["--private-app-port", &free_port().to_string()])
+        .args(["--idp-port", &free_port().to_string()])
+        .args(["--admin-port", &free_port().to_string()])
+        .args(["--tunnel-port", &free_port().to_string()])
+        .env("POSTERN_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&reset.stderr);
+    assert!(!reset.status.success(), "{err}");
+    assert!(
+        err.contains("removed the earlier quickstart state"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("marker").exists(),
+        "--reset removed the old state"
+    );
 }

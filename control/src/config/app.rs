@@ -332,9 +332,12 @@ impl Check<'_, '_> {
                 ],
             )
             .unwrap_or(SameSite::Lax);
+        // Secure by default wherever it can be: an app published over
+        // plain http would never get its cookie back.
+        let http = external.is_some_and(|e| e.scheme == Scheme::Http);
         let cookie = CookieSettings {
             http_only: rc.http_only.unwrap_or(true),
-            secure: rc.secure.unwrap_or(true),
+            secure: rc.secure.unwrap_or(!http),
             persistent: rc.persistent.unwrap_or(false),
             same_site,
         };
@@ -344,7 +347,7 @@ impl Check<'_, '_> {
                 "browsers refuse same_site = \"none\" cookies that are not secure".into(),
             );
         }
-        if cookie.secure && external.is_some_and(|e| e.scheme == Scheme::Http) {
+        if cookie.secure && http {
             self.p(
                 "cookie.secure",
                 "a secure cookie is never sent over an http external_url; set cookie.secure = false or publish over https".into(),

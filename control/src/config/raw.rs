@@ -70,6 +70,8 @@ pub struct Edge {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connector_inactive_after: Option<u64>,

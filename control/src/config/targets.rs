@@ -122,6 +122,9 @@ pub fn edge_itself(
     if reaches(edge.admin_address) {
         return Some(format!("the edge's admin API {}", edge.admin_address));
     }
+    if let Some(m) = edge.metrics_address.filter(|m| reaches(*m)) {
+        return Some(format!("the edge's metrics listener {m}"));
+    }
     match edge.tunnel_address {
         Some(t) if reaches(t) => Some(format!("the edge's tunnel listener {t}")),
         _ => None,

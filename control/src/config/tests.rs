@@ -434,3 +434,30 @@ client_id = ""
         .unwrap_err();
     assert!(e.to_string().contains("client_secrt_file"), "{e}");
 }
+
+#[test]
+fn an_http_app_needs_no_cookie_setting_but_refuses_a_secure_one() {
+    let cfg = parse(
+        r#"
+[[app]]
+name = "plain"
+external_url = "http://plain.example.com/"
+internal_url = "http://plain.corp/"
+preauth = "passthrough"
+"#,
+    )
+    .unwrap();
+    assert!(!cfg.apps[0].cookie.secure);
+    let p = problems(
+        r#"
+[[app]]
+name = "plain"
+external_url = "http://plain.example.com/"
+internal_url = "http://plain.corp/"
+preauth = "passthrough"
+cookie = { secure = true }
+"#,
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("app \"plain\": cookie.secure:"), "{p:?}");
+}

@@ -209,7 +209,7 @@ impl Validator<'_> {
             },
             access_log: match e.access_log.as_deref() {
                 None => "stdout".to_string(),
-                Some(p @ ("stdout" | "stderr" | "off")) => p.to_string(),
+                Some(p @ ("stdout" | "stderr" | "off" | "journald")) => p.to_string(),
                 Some(path) => self.path(path).display().to_string(),
             },
             access_log_json: match e.access_log_format.as_deref().unwrap_or("text") {
@@ -247,6 +247,7 @@ impl Validator<'_> {
             admin_address: self
                 .address("admin_address", e.admin_address.as_deref())
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            metrics_address: self.address("metrics_address", e.metrics_address.as_deref()),
         };
         if edge.admin_address.ip().is_unspecified() {
             admin_everywhere(&mut self.problems, &edge.admin_address);
@@ -329,6 +330,28 @@ impl Validator<'_> {
                 self.problem(format!(
                     "edge.tunnel_address: {t} overlaps the public listener {}; connectors need a listener of their own",
                     l.address
+                ));
+            }
+        }
+        if let Some(m) = edge.metrics_address {
+            let overlaps = |a: SocketAddr| {
+                a.port() == m.port()
+                    && (a.ip() == m.ip() || a.ip().is_unspecified() || m.ip().is_unspecified())
+            };
+            let mut others: Vec<(String, SocketAddr)> =
+                vec![("the admin address".into(), edge.admin_address)];
+            others.extend(
+                edge.tunnel_address
+                    .map(|t| ("the tunnel listener".into(), t)),
+            );
+            others.extend(
+                listeners
+                    .iter()
+                    .map(|l| ("the public listener".to_string(), l.address)),
+            );
+            for (what, a) in others.into_iter().filter(|(_, a)| overlaps(*a)) {
+                self.problem(format!(
+                    "edge.metrics_address: {m} overlaps {what} {a}; metrics get a listener of their own"
                 ));
             }
         }

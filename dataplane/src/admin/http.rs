@@ -23,40 +23,129 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_CONNECTIONS: usize = 32;
 
-/// Binds the admin address and serves it on a background thread.
-pub fn start(addr: SocketAddr, control: Arc<Control>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+/// Serves the admin API on a background thread: on `adopted`, the
+/// listening socket taken over from the edge process this one replaces,
+/// else on a socket bound to `addr`. The thread stops accepting once this
+/// process has handed its listeners over.
+pub fn start(
+    addr: SocketAddr,
+    adopted: Option<std::os::fd::OwnedFd>,
+    control: Arc<Control>,
+    offers: &crate::handover::Offers,
+) -> std::io::Result<SocketAddr> {
+    let listener = match adopted {
+        Some(fd) => TcpListener::from(fd),
+        None => TcpListener::bind(addr)?,
+    };
     let local = listener.local_addr()?;
+    // Non-blocking, so the thread can look up from a quiet socket (and
+    // another process sharing it may take a connection first).
+    listener.set_nonblocking(true)?;
+    offers.add(
+        crate::handover::Kind::Admin,
+        addr,
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+    );
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("postern-admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        .spawn(move || loop {
+            if crate::handover::HANDED_OVER.load(Ordering::Acquire) {
+                return;
+            }
+            if !readable(&listener, 200) {
+                continue;
+            }
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            };
+            let _ = stream.set_nonblocking(false);
+            if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::AcqRel);
+                let _ = respond(
+                    &stream,
+                    503,
+                    &json!({"error": "too many admin connections"}),
+                );
+                continue;
+            }
+            let control = control.clone();
+            let active = active.clone();
+            let spawned = std::thread::Builder::new()
+                .name("postern-admin-conn".into())
+                .spawn(move || {
+                    serve(stream, &control);
                     active.fetch_sub(1, Ordering::AcqRel);
-                    let _ = respond(
-                        &stream,
-                        503,
-                        &json!({"error": "too many admin connections"}),
-                    );
-                    continue;
-                }
-                let control = control.clone();
-                let active = active.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("postern-admin-conn".into())
-                    .spawn(move || {
-                        serve(stream, &control);
-                        active.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    // The closure (and its decrement) never ran.
-                    tracing::warn!("cannot start an admin connection thread");
-                }
+                });
+            if spawned.is_err() {
+                // The closure (and its decrement) never ran.
+                tracing::warn!("cannot start an admin connection thread");
             }
         })?;
     Ok(local)
+}
+
+/// Serves `GET /metrics` alone on `addr` (or the socket taken over),
+/// without the admin token, for a scraper on a trusted network; anything
+/// else gets 404. One scrape at a time, each bounded by 5 s timeouts.
+pub fn start_metrics(
+    addr: SocketAddr,
+    adopted: Option<std::os::fd::OwnedFd>,
+    control: Arc<Control>,
+    offers: &crate::handover::Offers,
+) -> std::io::Result<SocketAddr> {
+    let listener = match adopted {
+        Some(fd) => TcpListener::from(fd),
+        None => TcpListener::bind(addr)?,
+    };
+    let local = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    offers.add(
+        crate::handover::Kind::Metrics,
+        addr,
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+    );
+    std::thread::Builder::new()
+        .name("postern-metrics".into())
+        .spawn(move || loop {
+            if crate::handover::HANDED_OVER.load(Ordering::Acquire) {
+                return;
+            }
+            if !readable(&listener, 200) {
+                continue;
+            }
+            let Ok((mut stream, _)) = listener.accept() else {
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let (status, body) = match read_request(&mut stream, MAX_HEAD, 0) {
+                Ok(req) if req.method == "GET" && req.path.split('?').next() == Some("/metrics") => {
+                    (200, Value::String(super::metrics::text(&control)))
+                }
+                Ok(req) => (
+                    404,
+                    json!({ "error": format!("only GET /metrics is served here, not {} {}", req.method, req.path) }),
+                ),
+                Err(ReadError::Status(s, msg)) => (s, json!({ "error": msg })),
+                Err(ReadError::Gone) => continue,
+            };
+            let _ = respond(&stream, status, &body);
+        })?;
+    Ok(local)
+}
+
+/// Waits up to `ms` for a connection on `listener`.
+fn readable(listener: &TcpListener, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(listener),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd it is given.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
 fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
@@ -82,10 +171,56 @@ fn respond(mut stream: &TcpStream, status: u16, body: &Value) -> std::io::Result
     stream.write_all(text.as_bytes())
 }
 
+/// The dashboard's files. They are served without the token: they hold
+/// no data, and every figure on the page comes from the API with the
+/// token the operator enters.
+fn ui_file(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "/ui/" => Some(("text/html; charset=utf-8", include_str!("ui/index.html"))),
+        "/ui/app.js" => Some(("text/javascript; charset=utf-8", include_str!("ui/app.js"))),
+        "/ui/app.css" => Some(("text/css; charset=utf-8", include_str!("ui/app.css"))),
+        _ => None,
+    }
+}
+
+/// Sends a dashboard file (or a redirect to the dashboard) with a policy
+/// that lets the page load nothing but its own files and talk to nothing
+/// but this API.
+fn respond_ui(mut stream: &TcpStream, path: &str) -> std::io::Result<bool> {
+    let (status, ctype, body, location) = match (path, ui_file(path)) {
+        (_, Some((ctype, body))) => (200, ctype, body, None),
+        ("/" | "/ui", None) => (308, "text/plain; charset=utf-8", "", Some("/ui/")),
+        _ => return Ok(false),
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\
+         Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
+         X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n",
+        crate::pages::reason(status),
+        body.len()
+    );
+    if let Some(l) = location {
+        head.push_str(&format!("Location: {l}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    Ok(true)
+}
+
 fn serve(mut stream: TcpStream, control: &Control) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let (status, body, unread) = match read_request(&mut stream, MAX_HEAD, MAX_BODY) {
+        Ok(req)
+            if req.method == "GET"
+                && matches!(
+                    respond_ui(&stream, req.path.split('?').next().unwrap_or("")),
+                    Ok(true)
+                ) =>
+        {
+            return;
+        }
         Ok(req) => {
             let (s, b) = route(&req, control);
             (s, b, false)
@@ -159,6 +294,8 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
     }
     match (method, segments.as_slice()) {
         ("GET", ["metrics"]) => (200, Value::String(super::metrics::text(control))),
+        ("GET", ["v1", "status"]) => status(control),
+        ("GET", ["v1", "recent-errors"]) => (200, json!({ "errors": super::recent::list() })),
         ("GET", ["v1", "counters"]) => {
             let (version, _) = control.apps();
             let totals = control.counters.totals();
@@ -339,6 +476,39 @@ fn list_connectors(control: &Control) -> (u16, Value) {
         })
         .collect();
     (200, json!({ "connectors": list }))
+}
+
+/// `GET /v1/status`: the process at a glance — version, uptime,
+/// listeners, health, apps, connectors and the main counters.
+fn status(control: &Control) -> (u16, Value) {
+    let (_, health) = health(control);
+    let (version, apps) = control.apps();
+    let enabled = apps.iter().filter(|a| a.enabled.unwrap_or(true)).count();
+    let connectors = control.connectors();
+    let active = connectors
+        .iter()
+        .filter(|c| c.state == postern_control::registry::State::Active)
+        .count();
+    let totals = control.counters.totals();
+    let mut v = control.info();
+    v["health"] = health;
+    v["app_table_version"] = json!(version);
+    v["apps"] = json!({ "total": apps.len(), "enabled": enabled });
+    v["connectors"] = json!({
+        "registered": connectors.len(),
+        "active": active,
+        "tunnels": control.tunnels.list().len(),
+    });
+    let requests: u64 = totals.apps.values().map(|a| a.requests).sum();
+    let failed: u64 = totals.apps.values().map(|a| a.failed).sum();
+    v["counters"] = json!({
+        "requests": requests,
+        "failed_requests": failed,
+        "unrouted_requests": totals.edge.requests_unrouted,
+        "active_connections": totals.edge.active_connections,
+        "tls_handshakes": totals.edge.tls_handshakes,
+    });
+    (200, v)
 }
 
 /// `GET /v1/connector-groups`: groups named by apps or tokens.

@@ -164,27 +164,33 @@ fn apps(o: &mut String, t: &Totals) {
     latency(o, t);
 }
 
-/// Backend latency per app, as a summary.
+/// Backend latency per app, as a histogram (`histogram_quantile()` gives
+/// any percentile, over any window, across edges).
 fn latency(o: &mut String, t: &Totals) {
     family(
         o,
         "postern_backend_latency_seconds",
-        "summary",
+        "histogram",
         "Time from sending a request to the backend to its response head.",
     );
     for (app, a) in &t.apps {
         let app = label(app);
-        for (q, v) in [
-            ("0.5", a.backend_latency_p50_ms),
-            ("0.9", a.backend_latency_p90_ms),
-            ("0.99", a.backend_latency_p99_ms),
-        ] {
+        let le = &a.backend_latency_le;
+        for (i, bound) in postern_control::counters::LATENCY_BOUNDS_S
+            .iter()
+            .enumerate()
+        {
             let _ = writeln!(
                 o,
-                "postern_backend_latency_seconds{{app=\"{app}\",quantile=\"{q}\"}} {}",
-                v / 1000.0
+                "postern_backend_latency_seconds_bucket{{app=\"{app}\",le=\"{bound}\"}} {}",
+                le.get(i).copied().unwrap_or(0)
             );
         }
+        let _ = writeln!(
+            o,
+            "postern_backend_latency_seconds_bucket{{app=\"{app}\",le=\"+Inf\"}} {}",
+            a.backend_latency_count
+        );
         let _ = writeln!(
             o,
             "postern_backend_latency_seconds_sum{{app=\"{app}\"}} {}",

@@ -13,6 +13,7 @@
 pub mod certs;
 pub mod http;
 mod metrics;
+pub mod recent;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,11 @@ pub struct Control {
     tables: AppTables,
     published: Arc<Published>,
     serving: OnceLock<Vec<Arc<AtomicU64>>>,
+    /// What this process serves (listeners, pid, version), once started:
+    /// `GET /v1/status` and the state directory's `edge.json`.
+    info: OnceLock<serde_json::Value>,
+    /// When this process started serving (Unix seconds).
+    started_at: u64,
     token: String,
     /// The listeners' certificates (admin path only; handshakes read the
     /// resolver).
@@ -103,6 +109,8 @@ impl Control {
             tables,
             published: Published::new(snapshot),
             serving: OnceLock::new(),
+            info: OnceLock::new(),
+            started_at: postern_control::enroll::now(),
             token,
             certs: Mutex::new(certificates),
             tunnels,
@@ -126,6 +134,24 @@ impl Control {
     /// Registers the workers' "serving version" cells once they run.
     pub fn set_serving(&self, serving: Vec<Arc<AtomicU64>>) {
         let _ = self.serving.set(serving);
+    }
+
+    /// Records what this process serves (see [`Control::info`]).
+    pub fn set_info(&self, info: serde_json::Value) {
+        let _ = self.info.set(info);
+    }
+
+    /// What this process serves, with its uptime.
+    pub fn info(&self) -> serde_json::Value {
+        let mut v = self
+            .info
+            .get()
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let now = postern_control::enroll::now();
+        v["started_at"] = serde_json::json!(self.started_at);
+        v["uptime_seconds"] = serde_json::json!(now.saturating_sub(self.started_at));
+        v
     }
 
     /// The app-table version each worker serves right now.
@@ -268,6 +294,11 @@ impl Control {
             return Err(format!("connector {id} is revoked"));
         }
         self.connectors.group(id)
+    }
+
+    /// Writes recent connector activity to the state directory now.
+    pub fn flush_registry(&self) -> Result<(), store::StoreError> {
+        self.connectors.flush()
     }
 
     /// Notes that connector `id` opened or closed a tunnel just now.

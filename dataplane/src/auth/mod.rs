@@ -179,8 +179,9 @@ impl Auth {
                 .load(Ordering::Acquire)
                 .saturating_add(self.rotation.as_secs());
             let now = now();
-            if now < due {
-                std::thread::sleep(Duration::from_secs((due - now).min(60)));
+            // A process handing over leaves rotation to the new one.
+            if now < due || postern_control::store::writes_held() {
+                std::thread::sleep(Duration::from_secs(due.saturating_sub(now).clamp(1, 60)));
                 continue;
             }
             match self.rotate() {

@@ -32,6 +32,8 @@ use crate::upstream::{is_connection_auth, Target, UpstreamConn, UpstreamError};
 
 struct Plan {
     app: String,
+    /// The edge's id of the request (its `X-Request-Id`), for the log.
+    request_id: String,
     timeout: Duration,
     https: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -111,6 +113,7 @@ fn plan(local: &Local, req: &Request<h2::RecvStream>) -> Result<Plan, String> {
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     Ok(Plan {
         app: header(h, meta::APP).to_string(),
+        request_id: header(h, "x-request-id").to_string(),
         timeout: Duration::from_secs(timeout),
         https,
         tls,
@@ -352,12 +355,12 @@ async fn h2_exchange(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                tracing::warn!(app = %plan.app, error = %e, "HTTP/2 backend failed mid-response");
+                tracing::warn!(request_id = %plan.request_id, app = %plan.app, error = %e, "HTTP/2 backend failed mid-response");
                 to_edge.send_reset(h2::Reason::INTERNAL_ERROR);
                 return;
             }
             Err(_) => {
-                tracing::warn!(app = %plan.app, "HTTP/2 backend response stalled past the backend timeout");
+                tracing::warn!(request_id = %plan.request_id, app = %plan.app, "HTTP/2 backend response stalled past the backend timeout");
                 to_edge.send_reset(h2::Reason::CANCEL);
                 return;
             }
@@ -536,7 +539,7 @@ async fn exchange(
         Err(_) => return,
     };
     let mut body_in = BodyIn::new(up, &resp, plan.timeout);
-    if !is_empty && !relay_body(&mut body_in, &mut send, &plan.app).await {
+    if !is_empty && !relay_body(&mut body_in, &mut send, &plan).await {
         return;
     }
     if let Some(conn) = body_in.reusable() {
@@ -549,7 +552,7 @@ async fn exchange(
 
 /// Relays the backend's response body onto the stream; false when the
 /// stream or the backend failed (the stream is then reset or gone).
-async fn relay_body(body_in: &mut BodyIn, send: &mut h2::SendStream<Bytes>, app: &str) -> bool {
+async fn relay_body(body_in: &mut BodyIn, send: &mut h2::SendStream<Bytes>, plan: &Plan) -> bool {
     loop {
         match body_in.next(false).await {
             Ok(Some(data)) => {
@@ -566,7 +569,7 @@ async fn relay_body(body_in: &mut BodyIn, send: &mut h2::SendStream<Bytes>, app:
                 return true;
             }
             Err(e) => {
-                tracing::warn!(app = %app, error = %e.message, "backend failed mid-response");
+                tracing::warn!(request_id = %plan.request_id, app = %plan.app, error = %e.message, "backend failed mid-response");
                 send.send_reset(h2::Reason::INTERNAL_ERROR);
                 return false;
             }

@@ -20,6 +20,7 @@
 //! `drain_timeout`, then exits.
 
 mod forward;
+pub mod proxy;
 pub mod state;
 
 use std::cell::{Cell, RefCell};
@@ -54,6 +55,9 @@ pub struct ConnectorSettingsRaw {
     pub workers: Option<usize>,
     /// `http://host:port` forward proxy for reaching internal servers.
     pub forward_proxy: Option<String>,
+    /// `http://[user:password@]host:port` proxy (HTTP CONNECT) for
+    /// reaching the edge; `""` to go direct whatever `https_proxy` says.
+    pub edge_proxy: Option<String>,
     pub backend_connect_timeout: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub drain_timeout: Option<u64>,
@@ -65,6 +69,8 @@ pub struct Settings {
     pub tunnels: usize,
     pub workers: usize,
     pub forward_proxy: Option<Arc<(String, u16)>>,
+    /// The proxy to reach the edge through, if any.
+    pub edge_proxy: Option<Arc<proxy::EdgeProxy>>,
     pub backend_connect_timeout: Duration,
     pub drain_timeout: Duration,
     pub upstream_pool_size: usize,
@@ -92,6 +98,15 @@ impl Settings {
                 })?))
             }
         };
+        let edge_proxy = match c.edge_proxy.as_deref() {
+            Some("") => None,
+            Some(url) => Some(
+                proxy::EdgeProxy::parse(url, "connector.edge_proxy")
+                    .map_err(|e| format!("connector.edge_proxy: `{}` {e}", proxy::redact(url)))?,
+            ),
+            None => proxy::EdgeProxy::from_env()?,
+        }
+        .map(Arc::new);
         let secs = |name: &str, v: Option<u64>, default: u64, max: u64| {
             let v = v.unwrap_or(default);
             if v == 0 || v > max {
@@ -118,6 +133,7 @@ impl Settings {
             tunnels,
             workers,
             forward_proxy,
+            edge_proxy,
             backend_connect_timeout: secs(
                 "backend_connect_timeout",
                 c.backend_connect_timeout,
@@ -234,7 +250,12 @@ impl Local {
 }
 
 /// `postern connector register`.
-pub fn register(edge: &str, token: &str, state_dir: &Path) -> Result<Identity, String> {
+pub fn register(
+    edge: &str,
+    token: &str,
+    state_dir: &Path,
+    proxy: Option<&proxy::EdgeProxy>,
+) -> Result<Identity, String> {
     let parts: Vec<&str> = token.trim().split('_').collect();
     if parts.len() != 4 || parts[0] != "pet" || parts[3].len() != 32 {
         return Err(
@@ -252,7 +273,7 @@ pub fn register(edge: &str, token: &str, state_dir: &Path) -> Result<Identity, S
         host_name,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let reply: tunnel::Reply = state::exchange(edge, cfg, &req)?;
+    let reply: tunnel::Reply = state::exchange(edge, cfg, &req, proxy)?;
     if let Some(e) = reply.error {
         return Err(format!("the edge refused the registration: {e}"));
     }
@@ -276,6 +297,13 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
     let identity = Identity::load(state_dir)?;
     let client_tls = identity.client_config()?;
     tracing::info!(connector = %identity.id, group = %identity.group, edge = %identity.edge, "connector starting");
+    if let Some(p) = settings
+        .edge_proxy
+        .as_deref()
+        .filter(|p| p.serves(&identity.edge))
+    {
+        tracing::info!(proxy = %format!("{}:{}", p.host, p.port), from = p.source, "reaching the edge through an HTTP proxy");
+    }
     let shared = Arc::new(Shared {
         identity: RwLock::new(identity),
         client_tls: RwLock::new(client_tls),
@@ -366,12 +394,41 @@ pub fn run(state_dir: &Path, settings: Settings) -> Result<(), String> {
         threads.push(t);
     }
     // Wait for SIGTERM, then drain: the tunnels send GOAWAY and finish.
+    // A service manager hears READY once a tunnel is open (or after 10 s
+    // of dialing, so a start never hangs on an unreachable edge), and a
+    // watchdog ping while every runtime runs.
+    let started = Instant::now();
+    let watchdog = crate::sdnotify::watchdog_every();
+    let mut pinged = Instant::now();
+    let mut ready = false;
     while !term.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));
         if threads.iter().all(|t| t.is_finished()) {
             return Err("every connector runtime stopped".into());
         }
+        if !ready {
+            let up = !shared
+                .coverage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .by_slot
+                .is_empty();
+            if up {
+                crate::sdnotify::notify("READY=1\nSTATUS=tunnels open to the edge");
+                ready = true;
+            } else if started.elapsed() > Duration::from_secs(10) {
+                crate::sdnotify::notify("READY=1\nSTATUS=no tunnel to the edge yet; still dialing");
+                ready = true;
+            }
+        }
+        if let Some(every) = watchdog {
+            if pinged.elapsed() >= every && !threads.iter().any(|t| t.is_finished()) {
+                crate::sdnotify::notify("WATCHDOG=1");
+                pinged = Instant::now();
+            }
+        }
     }
+    crate::sdnotify::notify("STOPPING=1");
     tracing::info!("SIGTERM: draining tunnels");
     shared.draining.store(true, Ordering::Release);
     let deadline = Instant::now() + settings.drain_timeout + Duration::from_secs(1);
@@ -497,14 +554,31 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
         .unwrap_or_else(|e| e.into_inner())
         .edge
         .clone();
-    let addr = state::resolve(&edge)?;
-    let tcp = monoio::time::timeout(
-        Duration::from_secs(10),
-        monoio::net::TcpStream::connect_addr(addr),
-    )
-    .await
-    .map_err(|_| format!("timed out connecting to the edge {edge}"))?
-    .map_err(|e| format!("cannot connect to the edge {edge}: {e}"))?;
+    let tcp = match shared
+        .settings
+        .edge_proxy
+        .as_deref()
+        .filter(|p| p.serves(&edge))
+    {
+        Some(p) => monoio::time::timeout(Duration::from_secs(10), p.connect(&edge))
+            .await
+            .map_err(|_| {
+                format!(
+                    "timed out reaching the edge {edge} through the proxy {}:{}",
+                    p.host, p.port
+                )
+            })??,
+        None => {
+            let addr = state::resolve(&edge)?;
+            monoio::time::timeout(
+                Duration::from_secs(10),
+                monoio::net::TcpStream::connect_addr(addr),
+            )
+            .await
+            .map_err(|_| format!("timed out connecting to the edge {edge}"))?
+            .map_err(|e| format!("cannot connect to the edge {edge}: {e}"))?
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e.to_string())?;
     let cfg = shared
@@ -578,11 +652,49 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
                         hello(&local.shared, slot, &req, respond);
                         continue;
                     }
+                    if req.uri().path() == tunnel::MOVE_PATH && !draining {
+                        let mut respond = respond;
+                        // The edge process drains: dial again now (the
+                        // process that took its listener over answers),
+                        // and let this tunnel's streams finish meanwhile.
+                        let _ = respond.send_response(http::Response::new(()), true);
+                        tracing::info!(slot, "the edge asked to move this tunnel; dialing a new one");
+                        conn.graceful_shutdown();
+                        monoio::spawn(finish_moved(conn, local.clone(), bound, shared.settings.drain_timeout));
+                        return Ok(true);
+                    }
                     monoio::spawn(forward::handle(local.clone(), bound.clone(), req, respond));
                 }
             },
             _ = heartbeat.as_mut() => return Err("the edge stopped answering heartbeats".into()),
             _ = tick => {}
+        }
+    }
+}
+
+/// Serves the streams in flight on a tunnel being moved (GOAWAY sent)
+/// until they finish, or for `limit` at most.
+async fn finish_moved<T>(
+    mut conn: h2::server::Connection<T, Bytes>,
+    local: Rc<Local>,
+    bound: Rc<forward::BoundConns>,
+    limit: Duration,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut deadline = std::pin::pin!(monoio::time::sleep(limit));
+    loop {
+        monoio::select! {
+            next = conn.accept() => match next {
+                None | Some(Err(_)) => return,
+                Some(Ok((req, respond))) => {
+                    monoio::spawn(forward::handle(local.clone(), bound.clone(), req, respond));
+                }
+            },
+            _ = deadline.as_mut() => {
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                return;
+            }
         }
     }
 }

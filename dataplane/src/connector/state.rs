@@ -120,10 +120,16 @@ pub fn exchange<T: Serialize>(
     edge: &str,
     cfg: Arc<rustls::ClientConfig>,
     req: &T,
+    proxy: Option<&super::proxy::EdgeProxy>,
 ) -> Result<tunnel::Reply, String> {
-    let addr = resolve(edge)?;
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| format!("cannot connect to the edge {edge}: {e}"))?;
+    let tcp = match proxy.filter(|p| p.serves(edge)) {
+        Some(p) => p.connect_blocking(edge, Duration::from_secs(10))?,
+        None => {
+            let addr = resolve(edge)?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .map_err(|e| format!("cannot connect to the edge {edge}: {e}"))?
+        }
+    };
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(30)));
     let name = rustls_pki_types::ServerName::try_from(postern_control::ca::TUNNEL_SERVER_NAME)
@@ -166,7 +172,7 @@ pub fn renew_loop(shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_secs(60));
             continue;
         }
-        match renew(&identity) {
+        match renew(&identity, shared.settings.edge_proxy.as_deref()) {
             Ok(fresh) => {
                 if let Err(e) = fresh.save(&shared.state_dir) {
                     tracing::error!(error = %e, "cannot store the renewed certificate");
@@ -186,7 +192,7 @@ pub fn renew_loop(shared: Arc<Shared>) {
     }
 }
 
-fn renew(identity: &Identity) -> Result<Identity, String> {
+fn renew(identity: &Identity, proxy: Option<&super::proxy::EdgeProxy>) -> Result<Identity, String> {
     let (key, csr) = postern_control::ca::new_request(&host_name()).map_err(|e| e.to_string())?;
     let cfg = crate::tls::tunnel_client_config(
         &identity.ca,
@@ -194,7 +200,7 @@ fn renew(identity: &Identity) -> Result<Identity, String> {
         tunnel::ALPN_RENEW,
     )
     .map_err(|e| e.to_string())?;
-    let reply = exchange(&identity.edge, cfg, &tunnel::RenewRequest { csr })?;
+    let reply = exchange(&identity.edge, cfg, &tunnel::RenewRequest { csr }, proxy)?;
     if let Some(e) = reply.error {
         return Err(format!("the edge refused renewal: {e}"));
     }

@@ -546,6 +546,16 @@ async fn fail(
     ctx.counters.fail(e.reason);
     if e.source != crate::error::Source::Client {
         tracing::warn!(request_id = ctx.id, app = %ctx.app.app.name, client = %ctx.info.peer, source = ?e.source, status = ?e.status, reason = %e.message, "request failed");
+        crate::admin::recent::record(crate::admin::recent::Failure {
+            at_ms: crate::admin::recent::now_ms(),
+            request_id: ctx.id.to_string(),
+            app: ctx.app.app.name.clone(),
+            method: String::from_utf8_lossy(&head.method).into_owned(),
+            path: String::from_utf8_lossy(&head.path).into_owned(),
+            status: e.status,
+            source: format!("{:?}", e.source).to_lowercase(),
+            reason: e.message.to_string(),
+        });
     }
     let Some(status) = e.status else {
         return Next::Close;

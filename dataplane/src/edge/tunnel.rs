@@ -27,6 +27,7 @@ use crate::http1::body::Framing;
 use crate::http1::RequestHead;
 use crate::io::write_out;
 use crate::tunnel::{self, meta};
+use crate::worker::Worker;
 
 /// Transmissions of one request: the first, plus retries of a request a
 /// connector refused unprocessed. Tunnels that never took the request at
@@ -99,6 +100,20 @@ fn delivery_of(e: &h2::Error) -> Option<Delivery> {
     }
 }
 
+/// Whether a tunnel of `group` is open and taking streams.
+fn has_tunnel(worker: &Worker, group: &str) -> bool {
+    worker.with_tunnels(|list| list.iter().any(|t| t.group == group && !t.is_closing()))
+}
+
+/// Waits (checking every 20 ms) until a tunnel of `group` is open, or
+/// `limit` has passed.
+async fn wait_for_tunnel(worker: &Worker, group: &str, limit: Duration) {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until && !has_tunnel(worker, group) {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn connector_error(status: u16, message: &'static str) -> ProxyError {
     let reason = if status == 504 {
         FailReason::BackendTimeout
@@ -155,6 +170,19 @@ impl Hop for TunnelHop {
                 ));
             };
             let Some(mut lease) = picked else {
+                // Just started (a reload or upgrade took over from the
+                // process the connectors were dialed into): they are
+                // moving their tunnels here, so wait for one rather than
+                // fail.
+                if let Some(grace) = crate::runtime::tunnel_grace() {
+                    if !has_tunnel(worker, group) {
+                        drop(source);
+                        wait_for_tunnel(worker, group, grace.min(timeout)).await;
+                        if has_tunnel(worker, group) {
+                            continue;
+                        }
+                    }
+                }
                 return Err(ProxyError::new(
                     Source::Edge,
                     FailReason::NoConnector,

@@ -312,8 +312,14 @@ pub fn pick(
 
 /// Accepts tunnels (and enrollments) on one worker.
 pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, control: Arc<Control>) {
+    let _live = crate::runtime::AcceptLoop::start();
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let Some(accepted) = crate::runtime::accept_unless_draining(&worker, &listener).await
+        else {
+            // Draining: connectors dial the process that took over.
+            return;
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(worker = worker.index, error = %e, "tunnel accept failed");
@@ -479,17 +485,33 @@ async fn run_tunnel(
     tunnels.edit(|l| l.push(tunnel.clone()));
     control.connector_seen(&connector);
     tracing::info!(%connector, %group, %peer, worker = worker.index, "tunnel open");
-    let closed = std::future::poll_fn(|cx| tunnel.poll_closed(cx));
-    let heartbeat = async {
+    let mut heartbeat = std::pin::pin!(async {
         match ping {
             Some(p) => tunnel::heartbeat(p).await,
             None => std::future::pending().await,
         }
-    };
-    let why = monoio::select! {
-        r = conn.as_mut() => match r { Ok(()) => "closed by the connector".to_string(), Err(e) => e.to_string() },
-        _ = heartbeat => "heartbeat unanswered".to_string(),
-        _ = closed => "revoked".to_string(),
+    });
+    let mut asked_to_move = false;
+    let why = loop {
+        let closed = std::future::poll_fn(|cx| tunnel.poll_closed(cx));
+        // When this process drains, the connector is asked to dial again
+        // (reaching the process that took the listener over) and to
+        // close this tunnel once its streams finish.
+        let drain = async {
+            if asked_to_move {
+                std::future::pending::<()>().await;
+            }
+            worker.drain_wait().await;
+        };
+        monoio::select! {
+            r = conn.as_mut() => break match r { Ok(()) => "closed by the connector".to_string(), Err(e) => e.to_string() },
+            _ = heartbeat.as_mut() => break "heartbeat unanswered".to_string(),
+            _ = closed => break "revoked".to_string(),
+            _ = drain => {
+                asked_to_move = true;
+                monoio::spawn(ask_to_move(tunnel.send.clone(), connector.clone()));
+            }
+        }
     };
     tunnel.retire();
     tunnels.edit(|l| l.retain(|t| t.serial != tunnel.serial));
@@ -502,6 +524,29 @@ async fn run_tunnel(
     control.connector_seen(&connector);
     tracing::info!(%connector, %peer, reason = %why, "tunnel closed");
     Ok(())
+}
+
+/// Asks the connector to move this tunnel: it dials a new one at once
+/// and sends GOAWAY on this one, whose streams in flight finish.
+async fn ask_to_move(send: h2::client::SendRequest<Bytes>, connector: String) {
+    let Ok(req) = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://postern{}", tunnel::MOVE_PATH))
+        .body(())
+    else {
+        return;
+    };
+    let asked = async {
+        let mut ready = send.ready().await.ok()?;
+        let (resp, _) = ready.send_request(req, true).ok()?;
+        resp.await.ok()
+    };
+    match monoio::time::timeout(Duration::from_secs(10), asked).await {
+        Ok(Some(r)) if r.status() == 200 => {
+            tracing::info!(%connector, "draining: asked the connector to move its tunnel")
+        }
+        _ => tracing::debug!(%connector, "draining: the connector did not confirm the move"),
+    }
 }
 
 async fn hello(send: h2::client::SendRequest<Bytes>, index: usize, count: usize) -> bool {

@@ -21,39 +21,37 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// HTTPS port of the edge.
-    #[arg(long, default_value_t = 8443)]
-    https_port: u16,
-    /// HTTP port of the edge.
-    #[arg(long, default_value_t = 8080)]
-    http_port: u16,
-    /// Port of the bundled sample internal app.
-    #[arg(long, default_value_t = 8081)]
-    app_port: u16,
-    /// Port of the sample app's signed-in copy.
-    #[arg(long, default_value_t = 8082)]
-    private_app_port: u16,
-    /// Port of the demo OpenID provider (on 127.0.0.1).
-    #[arg(long, default_value_t = 8445)]
-    idp_port: u16,
-    /// Port of the admin API (on 127.0.0.1).
-    #[arg(long, default_value_t = 9090)]
-    admin_port: u16,
-    /// Port of the tunnel listener connectors dial (on 127.0.0.1).
-    #[arg(long, default_value_t = 8444)]
-    tunnel_port: u16,
-    /// Where the generated certificate and configuration go.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
+use crate::args::QuickstartArgs as Args;
+
+/// Where quickstart keeps its files when `--state-dir` is not given.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("postern-quickstart")
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("postern-quickstart"));
+    let dir = args.state_dir.clone().unwrap_or_else(default_dir);
+    // A quickstart already running here keeps its certificate and
+    // configuration: this one changes nothing.
+    if crate::handover::running(&dir) {
+        eprintln!(
+            "postern: a quickstart is already running with its state in {}; nothing was changed.\n             Use that one, stop it (Ctrl-C) first, or give this one its own --state-dir and ports.",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    if args.reset {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => eprintln!(
+                "postern: removed the earlier quickstart state in {}",
+                dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("postern: cannot remove {}: {e}", dir.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
     match prepare(&dir, &args) {
         Ok(cfg_path) => {
             let cfg = match postern_control::load_file(&cfg_path) {
@@ -105,7 +103,7 @@ pub fn run(args: Args) -> ExitCode {
                 cfg = cfg_path.display(),
                 admin = args.admin_port,
                 tunnel = args.tunnel_port,
-                state = dir.join("state").display(),
+                state = dir.display(),
             );
             let connector_dir = dir.join("connector");
             crate::run(
@@ -140,7 +138,7 @@ fn start_connector(
             let (_, token) = control
                 .create_token("default", 600)
                 .map_err(|e| format!("quickstart connector: {e}"))?;
-            crate::connector::register(&tunnel.to_string(), &token, dir)
+            crate::connector::register(&tunnel.to_string(), &token, dir, None)
                 .map_err(|e| format!("quickstart connector: {e}"))?
         }
     };
@@ -250,7 +248,9 @@ fn prepare(dir: &std::path::Path, args: &Args) -> std::io::Result<PathBuf> {
 [edge]
 workers = 2
 admin_address = "127.0.0.1:{admin}"
-state_dir = "state"
+# Everything quickstart keeps (this file, the certificate, the app table,
+# the admin token, the connector's identity) is in this one directory.
+state_dir = "."
 # Apps are relayed through connectors; quickstart runs one in-process.
 tunnel_address = "127.0.0.1:{tunnel}"
 
