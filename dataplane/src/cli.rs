@@ -380,19 +380,19 @@ pub fn status(t: &Target) -> ExitCode {
         (
             "health",
             format!(
-                "{}: {alive} worker(s), {} on {}, app table version {}",
+                "{}: {alive} worker(s) on {}, app table version {} ({})",
                 text(&health["status"]),
                 if v["io_uring"].as_bool().unwrap_or(false) {
                     "io_uring"
                 } else {
                     "epoll"
                 },
-                if health["all_workers_current"].as_bool().unwrap_or(false) {
-                    "all current"
-                } else {
-                    "not all current"
-                },
                 text(&v["app_table_version"]),
+                if health["all_workers_current"].as_bool().unwrap_or(false) {
+                    "every worker serves it"
+                } else {
+                    "not every worker serves it yet"
+                },
             ),
         ),
         ("listeners", listeners.join(", ")),

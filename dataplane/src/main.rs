@@ -186,7 +186,31 @@ fn default_sigpipe() {
     }
 }
 
+/// Set for the go-between a reload starts (see [`restart_on_sigusr2`]).
+const DETACH_ENV: &str = "POSTERN_DETACH";
+
+/// The go-between of a reload: starts the program again with the same
+/// arguments, detached, and exits.
+fn detach() -> ExitCode {
+    let started = std::env::current_exe().and_then(|program| {
+        std::process::Command::new(program)
+            .args(std::env::args_os().skip(1))
+            .env_remove(DETACH_ENV)
+            .spawn()
+    });
+    match started {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern: cannot start the new edge process: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::var_os(DETACH_ENV).is_some() {
+        return detach();
+    }
     let cli = Cli::parse();
     if matches!(
         cli.command,
@@ -526,22 +550,18 @@ fn restart_on_sigusr2(program: PathBuf) -> std::io::Result<()> {
                     continue;
                 }
                 tracing::info!(program = %program.display(), "SIGUSR2: starting a new edge process to take over");
+                // Started through a go-between that exits at once, so the
+                // new process is the service manager's child (not this
+                // one's): systemd then sees it exit, long after this one.
                 let started = std::process::Command::new(&program)
                     .args(std::env::args_os().skip(1))
+                    .env(DETACH_ENV, "1")
                     // The watchdog belongs to whichever process is main.
                     .env_remove("WATCHDOG_PID")
-                    .spawn();
+                    .status();
                 match started {
-                    Ok(mut child) => {
-                        let _ = std::thread::Builder::new()
-                            .name("postern-successor".into())
-                            .spawn(move || match child.wait() {
-                                Ok(s) if !handover::HANDED_OVER.load(std::sync::atomic::Ordering::Acquire) => {
-                                    tracing::error!(status = %s, "the new edge process stopped before taking over; this one carries on")
-                                }
-                                _ => {}
-                            });
-                    }
+                    Ok(s) if s.success() => {}
+                    Ok(s) => tracing::error!(status = %s, program = %program.display(), "cannot start a new edge process; this one carries on"),
                     Err(e) => tracing::error!(error = %e, program = %program.display(), "cannot start a new edge process; this one carries on"),
                 }
             }

@@ -68,17 +68,19 @@ fn debian_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
         .join("postern");
-    let root = cache.join("debian-root");
+    // Named after what it holds: a different list builds a new root.
+    let root = cache.join("debian-root-systemd-dbus-mandb-procps");
     if root.join(".postern-complete").exists() {
         return root;
     }
     std::fs::create_dir_all(&cache).unwrap();
     let building = cache.join("debian-root.building");
+    let _ = std::fs::remove_dir_all(cache.join("debian-root"));
     let _ = std::fs::remove_dir_all(&building);
     run(Command::new("debootstrap")
         .args([
             "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus,man-db",
+            "--include=systemd,systemd-sysv,dbus,man-db,procps",
             "bookworm",
         ])
         .arg(&building)
@@ -133,7 +135,15 @@ impl Container {
         }
         // Booted far enough to start units (a minimal root may end
         // "degraded": some unit that needs hardware failed).
-        let out = c.sh_unchecked("systemctl is-system-running --wait");
+        let mut out = String::new();
+        while Instant::now() < deadline {
+            out = c.sh_unchecked("systemctl is-system-running --wait");
+            // Until systemd has its socket, systemctl cannot reach it.
+            if !out.contains("Failed to connect to bus") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert!(
             out.contains("running") || out.contains("degraded"),
             "the container did not boot: {out}\n{}",
@@ -178,6 +188,17 @@ impl Container {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
+    }
+
+    /// `systemctl start unit`; panics with the unit's journal if it fails.
+    fn start(&self, unit: &str) {
+        let out = self.sh_unchecked(&format!(
+            "systemctl start {unit} && echo started || journalctl --no-pager -n 60 -u {unit}"
+        ));
+        assert!(
+            out.trim_end().ends_with("started"),
+            "{unit} did not start:\n{out}"
+        );
     }
 
     fn write(&self, path: &str, text: &str) {
@@ -270,8 +291,8 @@ fn the_debian_package_installs_and_both_units_serve_through_a_connector() {
     let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
     for path in [
         "./usr/bin/postern",
-        "./lib/systemd/system/postern-edge.service",
-        "./lib/systemd/system/postern-connector.service",
+        "./usr/lib/systemd/system/postern-edge.service",
+        "./usr/lib/systemd/system/postern-connector.service",
         "./etc/postern/edge.toml",
         "./etc/postern/connector.toml",
         "./usr/share/man/man1/postern.1",
@@ -292,11 +313,12 @@ fn the_debian_package_installs_and_both_units_serve_through_a_connector() {
     let work = TempDir::new("package");
     let root = work.path().join("root");
     run(Command::new("cp").arg("-a").arg(&base).arg(&root));
-    std::fs::copy(&deb, root.join("tmp/postern.deb")).unwrap();
+    // (/tmp is a fresh tmpfs inside the container.)
+    std::fs::copy(&deb, root.join("var/tmp/postern.deb")).unwrap();
     run(Command::new("systemd-nspawn")
-        .args(["--register=no", "-q", "-D"])
+        .args(["--register=no", "--keep-unit", "-q", "-D"])
         .arg(&root)
-        .args(["dpkg", "-i", "/tmp/postern.deb"]));
+        .args(["dpkg", "-i", "/var/tmp/postern.deb"]));
 
     let backend = Backend::start(|_| Reply::ok("served from the host"));
     let (http, admin, tunnel) = (free_port(), free_port(), free_port());
@@ -304,7 +326,7 @@ fn the_debian_package_installs_and_both_units_serve_through_a_connector() {
 
     // The units as shipped: systemd-analyze has nothing to say.
     let verify = container.sh_unchecked(
-        "systemd-analyze verify /lib/systemd/system/postern-edge.service /lib/systemd/system/postern-connector.service",
+        "systemd-analyze verify /usr/lib/systemd/system/postern-edge.service /usr/lib/systemd/system/postern-connector.service",
     );
     assert!(verify.trim().is_empty(), "systemd-analyze verify: {verify}");
 
@@ -321,6 +343,7 @@ access_log = "journald"
 [[listener]]
 address = "127.0.0.1:{http}"
 scheme = "http"
+public_port = 80
 
 [[app]]
 name = "app"
@@ -331,7 +354,7 @@ preauth = "passthrough"
             backend.addr
         ),
     );
-    container.sh("systemctl start postern-edge");
+    container.start("postern-edge");
     assert_eq!(
         container.sh("systemctl is-active postern-edge").trim(),
         "active"
@@ -346,7 +369,7 @@ preauth = "passthrough"
             token.trim()
         ),
     );
-    container.sh("systemctl start postern-connector");
+    container.start("postern-connector");
     let edge: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
     served(edge, &container);
     // Each request is a journal entry with native fields.
@@ -385,7 +408,7 @@ preauth = "passthrough"
 
     // Both stop cleanly: no failed unit, and no error in either log
     // (their lines carry journal priorities, so `-p err` finds errors).
-    container.sh("systemctl stop postern-connector postern-edge");
+    container.sh("systemctl stop postern-connector && systemctl stop postern-edge");
     let states = container.sh_unchecked("systemctl is-failed postern-connector postern-edge");
     assert!(!states.contains("failed"), "{states}");
     let errors = container.sh_unchecked(
