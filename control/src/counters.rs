@@ -399,8 +399,8 @@ pub struct AppTotals {
     pub websockets: u64,
     pub websockets_open: i64,
     /// Backend latency as cumulative counts at [`LATENCY_BOUNDS_S`]
-    /// (Prometheus histogram buckets; the last is `+Inf`).
-    #[serde(skip)]
+    /// (Prometheus histogram buckets; the last is `+Inf`): two samples
+    /// give the latency of the requests between them.
     pub backend_latency_le: Vec<u64>,
 }
 

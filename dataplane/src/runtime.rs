@@ -23,17 +23,19 @@ use crate::handover;
 /// 10 ms ([`Worker::check_drain`]).
 pub static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// When this process's workers started serving.
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+/// When this process started serving, if it took the listeners over from
+/// another edge process.
+static TOOK_OVER: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
-/// How long after start a request for a connector group with no tunnel
-/// waits for one instead of failing: connectors move their tunnels to a
-/// process that just took over within a second or two.
+/// How long after taking over a request for a connector group with no
+/// tunnel waits for one instead of failing: connectors move their tunnels
+/// to a process that just took over within a second or two. (An edge
+/// that started afresh answers such a request 502 at once.)
 const TUNNEL_GRACE: Duration = Duration::from_secs(10);
 
 /// What is left of [`TUNNEL_GRACE`], if anything.
 pub fn tunnel_grace() -> Option<Duration> {
-    let since = STARTED.get()?.elapsed();
+    let since = TOOK_OVER.get()?.elapsed();
     TUNNEL_GRACE.checked_sub(since).filter(|d| !d.is_zero())
 }
 
@@ -129,6 +131,7 @@ pub fn start(
     }
     let tunnel_address = cfg.edge.tunnel_address.map(fixed_port).transpose()?;
     let mut adopted: Vec<Adopted> = (0..workers).map(|_| Adopted::default()).collect();
+    let took_over = taken.is_some();
     if let Some(t) = taken {
         for (i, &(_, addr)) in addresses.iter().enumerate() {
             for (j, fd) in t
@@ -193,7 +196,9 @@ pub fn start(
         threads.push(t);
     }
     drop(ready_tx);
-    let _ = STARTED.set(std::time::Instant::now());
+    if took_over {
+        let _ = TOOK_OVER.set(std::time::Instant::now());
+    }
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok(Ok(())) => {}

@@ -43,11 +43,13 @@ try {
   out.connectors = await page.innerText('#connectors tbody');
 
   out.rps = [];
+  out.p99 = [];
   out.points = [];
   const until = Date.now() + cfg.seconds * 1000;
   while (Date.now() < until) {
     await page.waitForTimeout(500);
     out.rps.push(Number(await page.textContent('#rps')));
+    out.p99.push(Number(await page.textContent('#p99')));
     out.points.push(Number(await page.getAttribute('#chart-rps', 'data-points')));
   }
   out.chart_last = Number(await page.getAttribute('#chart-rps', 'data-last'));

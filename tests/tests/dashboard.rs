@@ -114,6 +114,14 @@ fn the_dashboard_shows_apps_connectors_and_live_load_in_a_real_browser() {
         points.last() > points.first(),
         "the chart did not move: {points:?}"
     );
+    // Backend latency of the last second shows while the load runs.
+    let p99: Vec<f64> = seen["p99"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(p99.iter().any(|v| *v > 0.0), "backend p99 seen: {p99:?}");
     // The failed request, by its id.
     assert!(
         seen["errors"].as_str().unwrap().contains(&failed_id),

@@ -301,7 +301,7 @@ fn route(req: &Request, control: &Control) -> (u16, Value) {
             let totals = control.counters.totals();
             (
                 200,
-                json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps, "connectors": control.tunnels.counters() }),
+                json!({ "config_version": version, "workers_serving": control.serving(), "edge": totals.edge, "apps": totals.apps, "connectors": control.tunnels.counters(), "backend_latency_bounds_s": postern_control::counters::LATENCY_BOUNDS_S }),
             )
         }
         ("GET", ["v1", "certificates"]) => {

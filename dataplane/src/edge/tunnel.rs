@@ -170,10 +170,9 @@ impl Hop for TunnelHop {
                 ));
             };
             let Some(mut lease) = picked else {
-                // Just started (a reload or upgrade took over from the
-                // process the connectors were dialed into): they are
-                // moving their tunnels here, so wait for one rather than
-                // fail.
+                // Just took over from the process the connectors were
+                // dialed into (a reload or upgrade): they are moving
+                // their tunnels here, so wait for one rather than fail.
                 if let Some(grace) = crate::runtime::tunnel_grace() {
                     if !has_tunnel(worker, group) {
                         drop(source);

@@ -67,6 +67,24 @@ function fill(tableId, rows, empty) {
   }
 }
 
+// The q-quantile, in ms, of cumulative bucket counts at `bounds`
+// (seconds; the last count is +Inf), interpolated within its bucket.
+function quantile(cumulative, bounds, q) {
+  const total = cumulative[cumulative.length - 1];
+  if (!total) return 0;
+  const rank = q * total;
+  for (let i = 0; i < bounds.length; i++) {
+    if (cumulative[i] >= rank) {
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      const below = i === 0 ? 0 : cumulative[i - 1];
+      const inside = cumulative[i] - below;
+      const f = inside ? (rank - below) / inside : 1;
+      return (lower + (bounds[i] - lower) * f) * 1000;
+    }
+  }
+  return bounds[bounds.length - 1] * 1000;
+}
+
 const num = (n, digits = 0) => (typeof n === 'number' ? n.toFixed(digits) : '-');
 const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
 
@@ -147,9 +165,21 @@ async function tick() {
     push('rps', rps);
     push('eps', eps);
   }
-  last = { at: now, apps: Object.fromEntries(Object.entries(totals).map(([n, t]) => [n, { requests: t.requests, failed: t.failed }])) };
-  const p50 = Math.max(0, ...Object.values(totals).map((t) => t.backend_latency_p50_ms || 0));
-  const p99 = Math.max(0, ...Object.values(totals).map((t) => t.backend_latency_p99_ms || 0));
+  // Latency of the requests since the last sample: the difference of
+  // the cumulative histogram buckets, summed over apps.
+  const bounds = counters.backend_latency_bounds_s || [];
+  const buckets = new Array(bounds.length + 1).fill(0);
+  for (const t of Object.values(totals)) {
+    (t.backend_latency_le || []).forEach((v, i) => { buckets[i] += v; });
+  }
+  const recent = last && last.buckets ? buckets.map((v, i) => Math.max(0, v - (last.buckets[i] || 0))) : null;
+  last = {
+    at: now,
+    buckets,
+    apps: Object.fromEntries(Object.entries(totals).map(([n, t]) => [n, { requests: t.requests, failed: t.failed }])),
+  };
+  const p50 = recent ? quantile(recent, bounds, 0.5) : 0;
+  const p99 = recent ? quantile(recent, bounds, 0.99) : 0;
   push('p50', p50);
   push('p99', p99);
   $('rps').textContent = num(rps, 1);
