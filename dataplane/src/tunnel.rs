@@ -35,8 +35,8 @@ pub const HELLO_PATH: &str = "/.postern/v1/hello";
 
 /// The edge asks the connector to move this tunnel: the edge process
 /// drains (a reload or upgrade handed its listeners to a new process),
-/// so the connector dials a new tunnel at once and closes this one when
-/// its streams are done.
+/// so the connector dials a new tunnel at once, and keeps serving this
+/// one (the draining process's last requests) until the edge closes it.
 pub const MOVE_PATH: &str = "/.postern/v1/move";
 
 /// Per-request settings the edge sends and the connector consumes.

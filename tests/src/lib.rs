@@ -399,34 +399,14 @@ impl Edge {
                 c
             }
         };
-        let mut child = cmd
-            .args(["edge", "--config"])
+        cmd.args(["edge", "--config"])
             .arg(config)
             .env(
                 "POSTERN_LOG",
                 std::env::var("TEST_POSTERN_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
-            .spawn()
-            .expect("start postern");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("postern edge ready") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = child.kill();
-            panic!(
-                "edge did not become ready: {}",
-                std::fs::read_to_string(&stderr_log).unwrap_or_default()
-            );
-        }
+            .envs(env.iter().copied());
+        let child = spawn_edge(&mut cmd, &stderr_log);
         let admin = std::fs::read_to_string(config)
             .unwrap()
             .lines()
@@ -587,6 +567,34 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts an edge process from `cmd` (its stderr to `log`) and waits
+/// (30 s at most) until it says it is ready; a thread keeps reading its
+/// stdout (and its successors', which inherit it) from then on.
+pub fn spawn_edge(cmd: &mut Command, log: &Path) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start postern");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("postern edge ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "edge did not become ready: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    child
 }
 
 /// Waits until `addr` accepts connections.

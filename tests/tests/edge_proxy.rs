@@ -86,20 +86,16 @@ fn a_connector_reaches_the_edge_only_through_an_authenticating_proxy() {
     // A wrong password: registration fails, and says why.
     let state = TempDir::new("proxied-connector");
     let token = edge.enrollment_token("default");
-    let refused = Command::new(postern_bin())
-        .args([
-            "connector",
-            "register",
-            "--edge",
-            &tunnel.to_string(),
-            "--token",
-            &token,
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("https_proxy", proxy.url("wrong"))
-        .output()
-        .unwrap();
+    let register = |proxy_url: &str| {
+        Command::new(postern_bin())
+            .args(["connector", "register", "--edge", &tunnel.to_string()])
+            .args(["--token", &token, "--state-dir"])
+            .arg(state.path())
+            .env("https_proxy", proxy_url)
+            .output()
+            .unwrap()
+    };
+    let refused = register(&proxy.url("wrong"));
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success(),
@@ -112,20 +108,7 @@ fn a_connector_reaches_the_edge_only_through_an_authenticating_proxy() {
 
     // The right one, from the environment for registration and from
     // the configuration file for the tunnels.
-    let registered = Command::new(postern_bin())
-        .args([
-            "connector",
-            "register",
-            "--edge",
-            &tunnel.to_string(),
-            "--token",
-            &token,
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("https_proxy", &good)
-        .output()
-        .unwrap();
+    let registered = register(&good);
     assert!(
         registered.status.success(),
         "{}",

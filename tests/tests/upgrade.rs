@@ -13,9 +13,8 @@
 //! else — a refused or reset new connection, an error status, a short
 //! or wrong body — is a failure.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -131,38 +130,14 @@ fn exchange(s: &mut dyn Stream, raw: &str) -> Result<(String, bool), Failed> {
     Ok((r.text(), !close))
 }
 
-/// Starts `program edge --config config` and waits for it to serve;
-/// the reader thread keeps draining its output (and its successors',
-/// which inherit it).
+/// Starts `program edge --config config` and waits for it to serve.
 fn start_edge(program: &std::path::Path, config: &std::path::Path, log: &std::path::Path) -> Child {
-    let mut child = Command::new(program)
-        .args(["edge", "--config"])
-        .arg(config)
-        .env(
-            "POSTERN_LOG",
-            std::env::var("TEST_POSTERN_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start postern");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("postern edge ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        panic!(
-            "the edge did not become ready: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-    child
+    let mut cmd = Command::new(program);
+    cmd.args(["edge", "--config"]).arg(config).env(
+        "POSTERN_LOG",
+        std::env::var("TEST_POSTERN_LOG").unwrap_or_else(|_| "info".into()),
+    );
+    postern_e2e::spawn_edge(&mut cmd, log)
 }
 
 /// Waits (15 s at most) for `child` to end; returns its status.

@@ -23,15 +23,17 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_CONNECTIONS: usize = 32;
 
-/// Serves the admin API on a background thread: on `adopted`, the
-/// listening socket taken over from the edge process this one replaces,
-/// else on a socket bound to `addr`. The thread stops accepting once this
-/// process has handed its listeners over.
-pub fn start(
+/// Opens a control-plane listener (the socket `adopted` from the process
+/// this one replaces, else one bound to `addr`), records it for the next
+/// takeover, and hands each connection to `each` on a thread named
+/// `name`, until this process has handed its listeners over.
+fn control_listener(
+    name: &str,
+    kind: crate::handover::Kind,
     addr: SocketAddr,
     adopted: Option<std::os::fd::OwnedFd>,
-    control: Arc<Control>,
     offers: &crate::handover::Offers,
+    mut each: impl FnMut(TcpStream) + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
     let listener = match adopted {
         Some(fd) => TcpListener::from(fd),
@@ -41,14 +43,9 @@ pub fn start(
     // Non-blocking, so the thread can look up from a quiet socket (and
     // another process sharing it may take a connection first).
     listener.set_nonblocking(true)?;
-    offers.add(
-        crate::handover::Kind::Admin,
-        addr,
-        std::os::fd::AsRawFd::as_raw_fd(&listener),
-    );
-    let active = Arc::new(AtomicUsize::new(0));
+    offers.add(kind, addr, std::os::fd::AsRawFd::as_raw_fd(&listener));
     std::thread::Builder::new()
-        .name("postern-admin".into())
+        .name(name.into())
         .spawn(move || loop {
             if crate::handover::HANDED_OVER.load(Ordering::Acquire) {
                 return;
@@ -56,11 +53,30 @@ pub fn start(
             if !readable(&listener, 200) {
                 continue;
             }
-            let stream = match listener.accept() {
-                Ok((s, _)) => s,
-                Err(_) => continue,
+            let Ok((stream, _)) = listener.accept() else {
+                continue;
             };
             let _ = stream.set_nonblocking(false);
+            each(stream);
+        })?;
+    Ok(local)
+}
+
+/// Serves the admin API, a thread per connection (32 at most).
+pub fn start(
+    addr: SocketAddr,
+    adopted: Option<std::os::fd::OwnedFd>,
+    control: Arc<Control>,
+    offers: &crate::handover::Offers,
+) -> std::io::Result<SocketAddr> {
+    let active = Arc::new(AtomicUsize::new(0));
+    control_listener(
+        "postern-admin",
+        crate::handover::Kind::Admin,
+        addr,
+        adopted,
+        offers,
+        move |stream| {
             if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                 active.fetch_sub(1, Ordering::AcqRel);
                 let _ = respond(
@@ -68,7 +84,7 @@ pub fn start(
                     503,
                     &json!({"error": "too many admin connections"}),
                 );
-                continue;
+                return;
             }
             let control = control.clone();
             let active = active.clone();
@@ -82,8 +98,8 @@ pub fn start(
                 // The closure (and its decrement) never ran.
                 tracing::warn!("cannot start an admin connection thread");
             }
-        })?;
-    Ok(local)
+        },
+    )
 }
 
 /// Serves `GET /metrics` alone on `addr` (or the socket taken over),
@@ -95,34 +111,19 @@ pub fn start_metrics(
     control: Arc<Control>,
     offers: &crate::handover::Offers,
 ) -> std::io::Result<SocketAddr> {
-    let listener = match adopted {
-        Some(fd) => TcpListener::from(fd),
-        None => TcpListener::bind(addr)?,
-    };
-    let local = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    offers.add(
+    control_listener(
+        "postern-metrics",
         crate::handover::Kind::Metrics,
         addr,
-        std::os::fd::AsRawFd::as_raw_fd(&listener),
-    );
-    std::thread::Builder::new()
-        .name("postern-metrics".into())
-        .spawn(move || loop {
-            if crate::handover::HANDED_OVER.load(Ordering::Acquire) {
-                return;
-            }
-            if !readable(&listener, 200) {
-                continue;
-            }
-            let Ok((mut stream, _)) = listener.accept() else {
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
+        adopted,
+        offers,
+        move |mut stream| {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
             let (status, body) = match read_request(&mut stream, MAX_HEAD, 0) {
-                Ok(req) if req.method == "GET" && req.path.split('?').next() == Some("/metrics") => {
+                Ok(req)
+                    if req.method == "GET" && req.path.split('?').next() == Some("/metrics") =>
+                {
                     (200, Value::String(super::metrics::text(&control)))
                 }
                 Ok(req) => (
@@ -130,11 +131,11 @@ pub fn start_metrics(
                     json!({ "error": format!("only GET /metrics is served here, not {} {}", req.method, req.path) }),
                 ),
                 Err(ReadError::Status(s, msg)) => (s, json!({ "error": msg })),
-                Err(ReadError::Gone) => continue,
+                Err(ReadError::Gone) => return,
             };
             let _ = respond(&stream, status, &body);
-        })?;
-    Ok(local)
+        },
+    )
 }
 
 /// Waits up to `ms` for a connection on `listener`.

@@ -655,11 +655,11 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
                     if req.uri().path() == tunnel::MOVE_PATH && !draining {
                         let mut respond = respond;
                         // The edge process drains: dial again now (the
-                        // process that took its listener over answers),
-                        // and let this tunnel's streams finish meanwhile.
+                        // process that took its listener over answers).
+                        // This tunnel stays open for the draining process's
+                        // last requests until it closes it.
                         let _ = respond.send_response(http::Response::new(()), true);
                         tracing::info!(slot, "the edge asked to move this tunnel; dialing a new one");
-                        conn.graceful_shutdown();
                         monoio::spawn(finish_moved(conn, local.clone(), bound, shared.settings.drain_timeout));
                         return Ok(true);
                     }
@@ -672,8 +672,8 @@ async fn tunnel_once(local: &Rc<Local>, slot: usize) -> Result<bool, String> {
     }
 }
 
-/// Serves the streams in flight on a tunnel being moved (GOAWAY sent)
-/// until they finish, or for `limit` at most.
+/// Serves a tunnel being moved until the draining edge process closes it,
+/// or for `limit` at most (then GOAWAY, and its streams are cut).
 async fn finish_moved<T>(
     mut conn: h2::server::Connection<T, Bytes>,
     local: Rc<Local>,

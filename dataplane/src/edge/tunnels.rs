@@ -547,7 +547,13 @@ async fn ask_to_move(send: h2::client::SendRequest<Bytes>, connector: String) {
         }
         _ => tracing::debug!(%connector, "draining: the connector did not confirm the move"),
     }
+    MOVES_ASKED.fetch_add(1, Ordering::AcqRel);
 }
+
+/// Tunnels this draining process has asked to move (answered or not): the
+/// drain ends once every open tunnel has been asked, so connectors dial
+/// the new process before this one closes their tunnels.
+pub static MOVES_ASKED: AtomicUsize = AtomicUsize::new(0);
 
 async fn hello(send: h2::client::SendRequest<Bytes>, index: usize, count: usize) -> bool {
     let req = match http::Request::builder()
