@@ -495,8 +495,8 @@ async fn run_tunnel(
     let why = loop {
         let closed = std::future::poll_fn(|cx| tunnel.poll_closed(cx));
         // When this process drains, the connector is asked to dial again
-        // (reaching the process that took the listener over) and to
-        // close this tunnel once its streams finish.
+        // (reaching the process that took the listener over); this tunnel
+        // keeps serving the process's last requests until it exits.
         let drain = async {
             if asked_to_move {
                 std::future::pending::<()>().await;
@@ -527,7 +527,7 @@ async fn run_tunnel(
 }
 
 /// Asks the connector to move this tunnel: it dials a new one at once
-/// and sends GOAWAY on this one, whose streams in flight finish.
+/// and keeps this one open until this process closes it.
 async fn ask_to_move(send: h2::client::SendRequest<Bytes>, connector: String) {
     let Ok(req) = http::Request::builder()
         .method("POST")
