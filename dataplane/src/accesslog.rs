@@ -38,64 +38,78 @@ static PENDING: AtomicU64 = AtomicU64::new(0);
 /// Called once at start-up, before any worker runs.
 #[allow(clippy::disallowed_methods)]
 pub fn init(target: &str, json: bool) -> std::io::Result<()> {
-    if target == "journald" {
-        let sock = std::os::unix::net::UnixDatagram::unbound()?;
-        sock.connect(JOURNAL_SOCKET).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("access_log = \"journald\": {JOURNAL_SOCKET}: {e} (is systemd-journald running?)"),
-            )
-        })?;
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-        std::thread::Builder::new()
-            .name("postern-accesslog".into())
-            .spawn(move || {
-                while let Ok(entry) = rx.recv() {
-                    // A full journal socket blocks this thread only.
-                    let _ = sock.send(&entry);
-                    PENDING.fetch_sub(1, Ordering::Release);
-                }
-            })?;
-        let _ = SINK.set(Sink {
-            tx,
-            json: false,
-            journal: true,
-        });
-        return Ok(());
-    }
-    let mut out: Box<dyn Write + Send> = match target {
+    let mut out = match target {
         "off" => return Ok(()),
-        "stdout" => Box::new(std::io::stdout()),
-        "stderr" => Box::new(std::io::stderr()),
-        path => Box::new(
+        "journald" => {
+            let sock = std::os::unix::net::UnixDatagram::unbound()?;
+            sock.connect(JOURNAL_SOCKET).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("access_log = \"journald\": {JOURNAL_SOCKET}: {e} (is systemd-journald running?)"),
+                )
+            })?;
+            Output::Journal(sock)
+        }
+        "stdout" => Output::Stream(Box::new(std::io::stdout())),
+        "stderr" => Output::Stream(Box::new(std::io::stderr())),
+        path => Output::Stream(Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)?,
-        ),
+        )),
     };
+    let journal = matches!(out, Output::Journal(_));
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
     std::thread::Builder::new()
         .name("postern-accesslog".into())
         .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(&line);
+            while let Ok(first) = rx.recv() {
+                out.send(&first);
                 let mut n = 1;
                 // Batch whatever else is already queued before flushing.
                 while let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(&more);
+                    out.send(&more);
                     n += 1;
                 }
-                let _ = out.flush();
+                out.flush();
                 PENDING.fetch_sub(n, Ordering::Release);
             }
         })?;
     let _ = SINK.set(Sink {
         tx,
-        json,
-        journal: false,
+        json: json && !journal,
+        journal,
     });
     Ok(())
+}
+
+/// Where the writer thread puts entries.
+enum Output {
+    /// Text or JSON lines to a stream (stdout, stderr, a file).
+    Stream(Box<dyn Write + Send>),
+    /// One datagram per entry to journald (a full socket blocks this
+    /// thread only).
+    Journal(std::os::unix::net::UnixDatagram),
+}
+
+impl Output {
+    fn send(&mut self, entry: &[u8]) {
+        match self {
+            Output::Stream(w) => {
+                let _ = w.write_all(entry);
+            }
+            Output::Journal(sock) => {
+                let _ = sock.send(entry);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Output::Stream(w) = self {
+            let _ = w.flush();
+        }
+    }
 }
 
 /// What is logged about one request.
