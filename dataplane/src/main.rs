@@ -553,12 +553,14 @@ fn restart_on_sigusr2(program: PathBuf) -> std::io::Result<()> {
                 // Started through a go-between that exits at once, so the
                 // new process is the service manager's child (not this
                 // one's): systemd then sees it exit, long after this one.
-                let started = std::process::Command::new(&program)
+                let mut command = std::process::Command::new(&program);
+                command
                     .args(std::env::args_os().skip(1))
                     .env(DETACH_ENV, "1")
                     // The watchdog belongs to whichever process is main.
-                    .env_remove("WATCHDOG_PID")
-                    .status();
+                    .env_remove("WATCHDOG_PID");
+                inherit_only_stdio(&mut command);
+                let started = command.status();
                 match started {
                     Ok(s) if s.success() => {}
                     Ok(s) => tracing::error!(status = %s, program = %program.display(), "cannot start a new edge process; this one carries on"),
@@ -567,6 +569,53 @@ fn restart_on_sigusr2(program: PathBuf) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Makes `command`'s program start with standard input, output and error
+/// only. Sockets the workers accept are not close-on-exec (io_uring's
+/// accept does not set the flag), so a new edge process would otherwise
+/// inherit every client connection and tunnel open at the moment: it
+/// would keep them open after this process closes them (the peer never
+/// sees the close) and hold their descriptors for as long as it runs.
+/// What the new process needs comes across the takeover socket instead.
+fn inherit_only_stdio(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and
+    // makes only async-signal-safe system calls (no allocation, no
+    // locks). Descriptors are marked close-on-exec rather than closed, so
+    // the pipe on which the standard library reports a failed exec still
+    // works.
+    unsafe {
+        command.pre_exec(|| {
+            let first = 3;
+            if libc::syscall(
+                libc::SYS_close_range,
+                first,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) == 0
+            {
+                return Ok(());
+            }
+            // Kernels before 5.11: every descriptor up to the limit.
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as libc::c_int
+            } else {
+                1 << 16
+            };
+            for fd in first as libc::c_int..top {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// SIGHUP re-reads the configuration file and makes its `[[app]]` list

@@ -130,6 +130,29 @@ fn exchange(s: &mut dyn Stream, raw: &str) -> Result<(String, bool), Failed> {
     Ok((r.text(), !close))
 }
 
+/// The inode of the socket whose local end is `local` and remote end is
+/// `remote`, while some process still holds it (a socket no process holds
+/// shows inode 0).
+fn held_socket(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && f[1] == l && f[2] == r)
+            .then(|| f[9].parse::<u64>().ok())
+            .flatten()
+            .filter(|inode| *inode != 0)
+    })
+}
+
 /// Starts `program edge --config config` and waits for it to serve.
 fn start_edge(program: &std::path::Path, config: &std::path::Path, log: &std::path::Path) -> Child {
     let mut cmd = Command::new(program);
@@ -240,6 +263,18 @@ fn upgrade_and_reload(hop: Hop) {
 
     // The reload: SIGUSR2 starts the program again, which takes over.
     wait_until(&tally, TOTAL * 3 / 5);
+    // A connection left idle across the reload: the draining process
+    // closes it, and the client must see that close (a process started
+    // by the reload must not hold a copy of the socket).
+    let mut idle = client::tls(https, "app.example.com", roots.clone());
+    match exchange(
+        &mut idle,
+        "GET /idle HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+    ) {
+        Ok((_, true)) => {}
+        Ok((_, false)) => panic!("{hop:?}: the idle connection was closed before the reload"),
+        Err(e) => panic!("{hop:?}: the idle connection's request failed: {e}"),
+    }
     let at = tally.done.load(Ordering::SeqCst);
     let sent = Command::new("kill")
         .args(["-USR2", &second.id().to_string()])
@@ -258,6 +293,39 @@ fn upgrade_and_reload(hop: Hop) {
     );
     let third = edge_process(&config, &[edge.child.id(), second.id()])
         .expect("the process the reload started serves");
+    idle.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(&mut idle, &mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Ok(_) => panic!("{hop:?}: the idle connection got bytes after the drain"),
+        Err(e) => panic!(
+            "{hop:?}: the idle connection still looks open 5 s after its process exited ({e})"
+        ),
+    }
+    // No process still holds the edge's side of it: a process the reload
+    // started would otherwise have inherited the socket and keep it (and
+    // its file descriptor) for as long as it runs.
+    let client_end = idle.sock.local_addr().unwrap();
+    if let Some(inode) = held_socket(https, client_end) {
+        let holders: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let pid = e.ok()?.file_name().to_str()?.to_string();
+                pid.parse::<u32>().ok()?;
+                let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+                let link = format!("socket:[{inode}]");
+                fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok())
+                    .any(|l| l.to_string_lossy() == link)
+                    .then_some(pid)
+            })
+            .collect();
+        panic!(
+            "{hop:?}: the edge's side of a connection closed by the draining process is still open (inode {inode}), held by process {holders:?} (the last edge process is {third})"
+        );
+    }
 
     for c in clients {
         c.join().unwrap();
@@ -279,8 +347,8 @@ fn upgrade_and_reload(hop: Hop) {
     );
     assert_eq!(
         backend.count(),
-        TOTAL,
-        "{hop:?}: each request reached the backend once"
+        TOTAL + 1,
+        "{hop:?}: each request (and the idle connection's) reached the backend once"
     );
 
     // The last process drains on SIGTERM as well.
