@@ -495,7 +495,9 @@ fn drain(control: &admin::Control, limit: std::time::Duration, why: &str) -> ! {
         // Until every accept loop has stopped, a connection may still be
         // on its way in.
         let accepting = runtime::ACCEPT_LOOPS.load(std::sync::atomic::Ordering::Acquire);
-        if open > 0 || accepting > 0 {
+        // A tunnel still being set up is asked to move once it is up.
+        let setting_up = edge::tunnels::SETTING_UP.load(std::sync::atomic::Ordering::Acquire);
+        if open > 0 || accepting > 0 || setting_up > 0 {
             clients_gone = None;
         } else {
             let since = *clients_gone.get_or_insert_with(std::time::Instant::now);

@@ -351,6 +351,20 @@ fn upgrade_and_reload(hop: Hop) {
         "{hop:?}: each request (and the idle connection's) reached the backend once"
     );
 
+    // Moving tunnels is routine: the connector warned of nothing (until
+    // the edge stops below, when it cannot reach one).
+    if let Some(c) = &connector {
+        let log = c.log_text();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "{hop:?}: the connector warned across the upgrade and reload:\n{}",
+            warnings.join("\n")
+        );
+    }
     // The last process drains on SIGTERM as well.
     let _ = Command::new("kill")
         .args(["-TERM", &third.to_string()])

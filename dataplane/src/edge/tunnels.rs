@@ -330,11 +330,43 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, control: Arc
         let _ = tcp.set_nodelay(true);
         let worker = worker.clone();
         let control = control.clone();
+        let mut setup = SettingUp::start();
         monoio::spawn(async move {
-            if let Err(e) = serve(worker, tcp, peer, control).await {
+            if let Err(e) = serve(worker, tcp, peer, control, &mut setup).await {
                 tracing::debug!(%peer, error = %e, "tunnel connection ended");
             }
         });
+    }
+}
+
+/// Tunnel-listener connections not yet serving as tunnels (in their TLS
+/// handshake or hello, or in an enrollment or renewal exchange). A
+/// draining process waits for them, so a connector that dialed it just
+/// before the listener moved is asked to move too rather than cut off.
+pub static SETTING_UP: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one connection in [`SETTING_UP`] until it is listed as a tunnel
+/// or ends.
+struct SettingUp {
+    counted: bool,
+}
+
+impl SettingUp {
+    fn start() -> SettingUp {
+        SETTING_UP.fetch_add(1, Ordering::AcqRel);
+        SettingUp { counted: true }
+    }
+
+    fn done(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            SETTING_UP.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for SettingUp {
+    fn drop(&mut self) {
+        self.done();
     }
 }
 
@@ -343,6 +375,7 @@ async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     control: Arc<Control>,
+    setup: &mut SettingUp,
 ) -> std::io::Result<()> {
     let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
     let Some(tls_config) = control.tunnel_tls() else {
@@ -385,7 +418,7 @@ async fn serve(
                     return Ok(());
                 }
             };
-            run_tunnel(worker, tls, id, group, peer, control).await
+            run_tunnel(worker, tls, id, group, peer, control, setup).await
         }
         _ => {
             tracing::debug!(%peer, "tunnel connection without a known protocol or certificate");
@@ -447,6 +480,7 @@ async fn run_tunnel(
     group: String,
     peer: SocketAddr,
     control: Arc<Control>,
+    setup: &mut SettingUp,
 ) -> std::io::Result<()> {
     let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(tunnel::STREAM_WINDOW)
@@ -483,6 +517,7 @@ async fn run_tunnel(
         return Ok(());
     }
     tunnels.edit(|l| l.push(tunnel.clone()));
+    setup.done();
     control.connector_seen(&connector);
     tracing::info!(%connector, %group, %peer, worker = worker.index, "tunnel open");
     let mut heartbeat = std::pin::pin!(async {
