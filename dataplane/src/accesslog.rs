@@ -155,20 +155,7 @@ pub fn log(e: &Entry<'_>) {
         }
         format!("{v}\n").into_bytes()
     } else {
-        let backend = e
-            .backend_us
-            .map_or_else(|| "-".to_string(), |b| format!("{:.3}", b as f64 / 1000.0));
-        format!(
-            "{ts} {} {} {} \"{method} {path}\" {} in={} out={} total_ms={:.3} backend_ms={backend}\n",
-            e.request_id,
-            e.app.unwrap_or("-"),
-            e.client,
-            e.status,
-            e.bytes_in,
-            e.bytes_out,
-            e.total_us as f64 / 1000.0,
-        )
-        .into_bytes()
+        format!("{ts} {}\n", summary(e, &method, &path)).into_bytes()
     };
     PENDING.fetch_add(1, Ordering::Acquire);
     match sink.tx.try_send(line) {
@@ -178,6 +165,24 @@ pub fn log(e: &Entry<'_>) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One request in a line of text, without its time: the text log's line
+/// and the journal entry's MESSAGE.
+fn summary(e: &Entry<'_>, method: &str, path: &str) -> String {
+    let backend = e
+        .backend_us
+        .map_or_else(|| "-".to_string(), |b| format!("{:.3}", b as f64 / 1000.0));
+    format!(
+        "{} {} {} \"{method} {path}\" {} in={} out={} total_ms={:.3} backend_ms={backend}",
+        e.request_id,
+        e.app.unwrap_or("-"),
+        e.client,
+        e.status,
+        e.bytes_in,
+        e.bytes_out,
+        e.total_us as f64 / 1000.0,
+    )
 }
 
 /// One request as a journal entry (journald's native protocol: a
@@ -196,20 +201,7 @@ fn journal_entry(e: &Entry<'_>, method: &str, path: &str) -> Vec<u8> {
         out.push(b'\n');
     }
     let mut out = Vec::with_capacity(512);
-    let backend = e
-        .backend_us
-        .map_or_else(|| "-".to_string(), |b| format!("{:.3}", b as f64 / 1000.0));
-    let message = format!(
-        "{} {} {} \"{method} {path}\" {} in={} out={} total_ms={:.3} backend_ms={backend}",
-        e.request_id,
-        e.app.unwrap_or("-"),
-        e.client,
-        e.status,
-        e.bytes_in,
-        e.bytes_out,
-        e.total_us as f64 / 1000.0,
-    );
-    field(&mut out, "MESSAGE", message.as_bytes());
+    field(&mut out, "MESSAGE", summary(e, method, path).as_bytes());
     // Server errors stand out (warning); the rest is information.
     field(
         &mut out,
